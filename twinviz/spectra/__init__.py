@@ -1,0 +1,8 @@
+"""Spectra: wavelength grids, the dataset format and the built-in synthesizer."""
+from .dataset import SCHEMA_VERSION, DatasetError, make_spectra, open_spectra, save_spectra, validate
+from .grid import DEFAULT_GRID, WavelengthGrid, apstar_wavelength, get_grid, grid_id, identify_grid
+
+__all__ = [
+    "DEFAULT_GRID", "SCHEMA_VERSION", "DatasetError", "WavelengthGrid", "apstar_wavelength",
+    "get_grid", "grid_id", "identify_grid", "make_spectra", "open_spectra", "save_spectra", "validate",
+]
