@@ -1,0 +1,406 @@
+"""The fader network of de Mijolla, Ness & Viti (2019): E(x,u)→z, D(z,u)→x̂, A(z)→bins of u.
+
+u = (Teff [K], logg [dex]) are the non-chemical labels. The encoder and decoder are
+label-conditioned MLPs (u is concatenated to the input of every layer); by default the
+encoder starts with, and the decoder ends with, a linear "basis" layer between the
+n_pixels-dimensional flux and a ``basis_dim``-dimensional space. The basis is initialised
+from the principal components of the training flux and trained end to end with the rest
+(see docs/model.md for the architectures measured and why this one).
+
+The model owns its normalisation (``ModelConfig`` + the ``flux_offset``/``flux_scale``
+buffers): flux scaling, label ranges, adversary bin edges and the wavelength-grid id are fixed
+when training starts and are saved with the weights; nothing is recomputed from the dataset a
+model is later handed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "MODEL_FORMAT_VERSION"]
+
+MODEL_FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ModelError(ValueError):
+    """A model that cannot be built, loaded or used with the data it is handed; the message
+    names the file or field and how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a fader network besides its weights (saved as config.json).
+
+    Attributes
+    ----------
+    n_pixels : number of flux pixels of the grid the model was trained on
+    grid_id : wavelength-grid id (``twinviz.spectra.grid.grid_id``) of that grid
+    latent_dim : size of z
+    basis_dim : width of the linear flux↔basis layers (0: the first hidden layer reads flux directly)
+    hidden : widths of the encoder's hidden layers after the basis (the decoder mirrors them)
+    adversary_hidden : widths of the adversary's hidden layers
+    activation : "silu" | "leaky_relu" | "gelu"
+    teff_range, logg_range : (min, max) in K and dex mapped to [-1, 1] before entering the nets
+    teff_bin_edges, logg_bin_edges : adversary bin edges in K and dex (n_bins + 1 values;
+        values beyond the outer edges fall into the outer bins)
+    adversary_mode : "joint" (one classifier over all (Teff, logg) bin pairs) or
+        "separate" (one classifier head per label; the loss is the sum of both cross-entropies)
+    flux_scaling : how ``flux_offset``/``flux_scale`` were set: "global" (per-pixel mean, one
+        global scale) or "pixel" (per-pixel mean and standard deviation); informational
+    """
+
+    n_pixels: int
+    grid_id: str = "unknown"
+    latent_dim: int = 32
+    basis_dim: int = 256
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "silu"
+    teff_range: list[float] = field(default_factory=lambda: [4000.0, 5500.0])
+    logg_range: list[float] = field(default_factory=lambda: [1.0, 3.5])
+    teff_bin_edges: list[float] = field(default_factory=lambda: list(np.linspace(4000.0, 5500.0, 6)))
+    logg_bin_edges: list[float] = field(default_factory=lambda: list(np.linspace(1.0, 3.5, 6)))
+    adversary_mode: str = "joint"
+    flux_scaling: str = "global"
+
+    def __post_init__(self):
+        self.hidden = [int(h) for h in self.hidden]
+        self.adversary_hidden = [int(h) for h in self.adversary_hidden]
+        self.teff_range = [float(v) for v in self.teff_range]
+        self.logg_range = [float(v) for v in self.logg_range]
+        self.teff_bin_edges = [float(v) for v in self.teff_bin_edges]
+        self.logg_bin_edges = [float(v) for v in self.logg_bin_edges]
+        problems = []
+        if self.n_pixels < 1:
+            problems.append(f"n_pixels={self.n_pixels} must be ≥ 1")
+        if self.latent_dim < 1:
+            problems.append(f"latent_dim={self.latent_dim} must be ≥ 1")
+        if self.basis_dim < 0:
+            problems.append(f"basis_dim={self.basis_dim} must be ≥ 0")
+        if not self.hidden or min(self.hidden) < 1:
+            problems.append(f"hidden={self.hidden} needs at least one positive width")
+        if self.activation not in _ACTIVATIONS:
+            problems.append(f"activation={self.activation!r} is not one of {sorted(_ACTIVATIONS)}")
+        if self.adversary_mode not in ("joint", "separate"):
+            problems.append(f"adversary_mode={self.adversary_mode!r} must be 'joint' or 'separate'")
+        for name in ("teff_range", "logg_range"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not lo_hi[1] > lo_hi[0]:
+                problems.append(f"{name}={lo_hi} must be [min, max] with max > min")
+        for name in ("teff_bin_edges", "logg_bin_edges"):
+            edges = getattr(self, name)
+            if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+                problems.append(f"{name} must hold ≥ 2 strictly increasing values")
+        if problems:
+            raise ModelError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def n_teff_bins(self) -> int:
+        return len(self.teff_bin_edges) - 1
+
+    @property
+    def n_logg_bins(self) -> int:
+        return len(self.logg_bin_edges) - 1
+
+    @property
+    def n_classes(self) -> int:
+        """Output size of the adversary (joint: product of bins; separate: sum)."""
+        if self.adversary_mode == "joint":
+            return self.n_teff_bins * self.n_logg_bins
+        return self.n_teff_bins + self.n_logg_bins
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"model config has unknown fields {unknown}; it was written by a newer "
+                             "twinviz. Fix: upgrade twinviz")
+        return cls(**data)
+
+
+_ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
+
+
+class _MLP(nn.Module):
+    """MLP; when ``n_cond`` > 0 every linear layer also sees the conditioning labels u
+    (cheap: 2 extra inputs per layer, and the label information cannot be washed out)."""
+
+    def __init__(self, sizes: list[int], activation: str, n_cond: int = 2):
+        super().__init__()
+        self.n_cond = n_cond
+        self.layers = nn.ModuleList(nn.Linear(a + n_cond, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.act = _ACTIVATIONS[activation]()
+
+    def forward(self, h: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            h = layer(torch.cat([h, u.to(h.dtype)], dim=1) if self.n_cond else h)
+            if i < len(self.layers) - 1:
+                h = self.act(h)
+        return h
+
+
+class FaderNetwork(nn.Module):
+    """Conditional encoder E(x,u)→z, conditional decoder D(z,u)→x̂ and latent adversary A(z).
+
+    All public methods take flux in dataset units (continuum-normalised) of shape
+    [batch, n_pixels], Teff in K and logg in dex of shape [batch].
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        p = c.n_pixels
+        self.register_buffer("flux_offset", torch.zeros(p))
+        self.register_buffer("flux_scale", torch.ones(p))
+        first = c.basis_dim if c.basis_dim else p
+        if c.basis_dim:
+            # No bias: the per-pixel mean already sits in flux_offset.
+            self.to_basis = nn.Linear(p, c.basis_dim, bias=False)
+            self.from_basis = nn.Linear(c.basis_dim, p, bias=False)
+        self.encoder = _MLP([first, *c.hidden, c.latent_dim], c.activation)
+        self.decoder = _MLP([c.latent_dim, *reversed(c.hidden), first], c.activation)
+        # The adversary sees z only: it must predict u from it.
+        self.adversary = _MLP([c.latent_dim, *c.adversary_hidden, c.n_classes], c.activation, n_cond=0)
+        self.register_buffer("_teff_edges", torch.tensor(c.teff_bin_edges[1:-1], dtype=torch.float32))
+        self.register_buffer("_logg_edges", torch.tensor(c.logg_bin_edges[1:-1], dtype=torch.float32))
+
+    # --- normalisation -------------------------------------------------------------------
+    def set_flux_normalisation(self, offset, scale) -> None:
+        """Fix the flux normalisation (dataset units → network units: (flux − offset) / scale).
+
+        offset, scale: per-pixel arrays of length n_pixels (scale may be a scalar).
+        """
+        offset = torch.as_tensor(np.asarray(offset, dtype=np.float32)).reshape(-1)
+        scale = torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(-1).expand(self.config.n_pixels)
+        if offset.numel() != self.config.n_pixels:
+            raise ModelError(f"flux offset has {offset.numel()} values, model has {self.config.n_pixels} pixels")
+        if not torch.all(scale > 0):
+            raise ModelError("flux scale must be > 0 everywhere")
+        self.flux_offset.copy_(offset)
+        self.flux_scale.copy_(scale)
+
+    def init_basis(self, components) -> None:
+        """Initialise the flux↔basis layers from orthonormal components [basis_dim, n_pixels]
+        (e.g. the leading principal components of the normalised training flux)."""
+        if not self.config.basis_dim:
+            return
+        comp = torch.as_tensor(np.asarray(components, dtype=np.float32))
+        k = min(comp.shape[0], self.config.basis_dim)
+        with torch.no_grad():
+            self.to_basis.weight[:k].copy_(comp[:k])
+            self.from_basis.weight[:, :k].copy_(comp[:k].T)
+
+    def normalise_flux(self, flux: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Dataset flux → network units; masked or non-finite pixels become 0 (the training
+        mean), so a bad pixel carries no information into the encoder."""
+        x = (flux.to(self.flux_offset.dtype) - self.flux_offset) / self.flux_scale
+        bad = ~torch.isfinite(x)
+        if mask is not None:
+            bad = bad | mask.to(torch.bool)
+        return torch.where(bad, torch.zeros((), dtype=x.dtype, device=x.device), x)
+
+    def denormalise_flux(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.flux_scale + self.flux_offset
+
+    def scale_labels(self, teff: torch.Tensor, logg: torch.Tensor) -> torch.Tensor:
+        """(Teff K, logg dex) → u in [-1, 1]² using the model's fixed label ranges; [B, 2]."""
+        t0, t1 = self.config.teff_range
+        g0, g1 = self.config.logg_range
+        device = self.flux_offset.device
+        teff = torch.as_tensor(teff, dtype=torch.float32, device=device).reshape(-1)
+        logg = torch.as_tensor(logg, dtype=torch.float32, device=device).reshape(-1)
+        return torch.stack([2 * (teff - t0) / (t1 - t0) - 1, 2 * (logg - g0) / (g1 - g0) - 1], dim=1)
+
+    def label_bins(self, teff: torch.Tensor, logg: torch.Tensor) -> torch.Tensor:
+        """Discretised labels the adversary predicts.
+
+        joint: [B] class index teff_bin * n_logg_bins + logg_bin;
+        separate: [B, 2] (teff_bin, logg_bin).
+        """
+        device = self.flux_offset.device
+        tb = torch.bucketize(torch.as_tensor(teff, dtype=torch.float32, device=device).reshape(-1), self._teff_edges)
+        gb = torch.bucketize(torch.as_tensor(logg, dtype=torch.float32, device=device).reshape(-1), self._logg_edges)
+        if self.config.adversary_mode == "joint":
+            return tb * self.config.n_logg_bins + gb
+        return torch.stack([tb, gb], dim=1)
+
+    # --- the three networks ---------------------------------------------------------------
+    def encode_normalised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """E on network units: x [B, P] normalised flux, u [B, 2] scaled labels → z [B, latent]."""
+        h = self.to_basis(x) if self.config.basis_dim else x
+        return self.encoder(h, u)
+
+    def decode_normalised(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """D on network units: z [B, latent], u [B, 2] → normalised flux [B, P]."""
+        h = self.decoder(z, u)
+        return self.from_basis(h) if self.config.basis_dim else h
+
+    def adversary_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """A(z): logits [B, n_classes] (separate mode: Teff-bin logits then logg-bin logits)."""
+        return self.adversary(z)
+
+    def adversary_loss(self, logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the adversary (mean over the batch; separate mode sums both heads)."""
+        logits = logits.float()
+        if self.config.adversary_mode == "joint":
+            return nn.functional.cross_entropy(logits, bins)
+        nt = self.config.n_teff_bins
+        return (nn.functional.cross_entropy(logits[:, :nt], bins[:, 0])
+                + nn.functional.cross_entropy(logits[:, nt:], bins[:, 1]))
+
+    def adversary_correct(self, logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Per-star correctness [B] (separate mode: both heads right)."""
+        if self.config.adversary_mode == "joint":
+            return logits.argmax(1) == bins
+        nt = self.config.n_teff_bins
+        return (logits[:, :nt].argmax(1) == bins[:, 0]) & (logits[:, nt:].argmax(1) == bins[:, 1])
+
+    def encode(self, flux: torch.Tensor, teff: torch.Tensor, logg: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """z = E(x, u): flux [B, P] in dataset units, Teff [B] K, logg [B] dex → [B, latent_dim]."""
+        return self.encode_normalised(self.normalise_flux(flux, mask), self.scale_labels(teff, logg))
+
+    def decode(self, z: torch.Tensor, teff: torch.Tensor, logg: torch.Tensor) -> torch.Tensor:
+        """x̂ = D(z, u): z [B, latent_dim], Teff [B] K, logg [B] dex → flux [B, P] in dataset units."""
+        return self.denormalise_flux(self.decode_normalised(z, self.scale_labels(teff, logg)))
+
+    def forward(self, flux, teff, logg, mask=None):
+        """Reconstruction D(E(x,u),u) in dataset units."""
+        return self.decode(self.encode(flux, teff, logg, mask), teff, logg)
+
+    # --- grid check -----------------------------------------------------------------------
+    def check_grid(self, wavelength_or_dataset) -> None:
+        """Raise :class:`ModelError` unless the wavelengths (Å array, or a dataset with a
+        ``wavelength`` coordinate) are the grid this model was trained on."""
+        from twinviz.spectra.grid import identify_grid
+
+        obj = wavelength_or_dataset
+        where = ""
+        if hasattr(obj, "coords") and "wavelength" in getattr(obj, "coords", {}):
+            where = f" of {obj.encoding.get('source', 'the dataset')}"
+            obj = obj["wavelength"].values
+        wave = np.asarray(obj, dtype=np.float64).reshape(-1)
+        found = identify_grid(wave)
+        if found.id != self.config.grid_id or wave.size != self.config.n_pixels:
+            raise ModelError(
+                f"wavelength grid mismatch: the model was trained on grid '{self.config.grid_id}' "
+                f"({self.config.n_pixels} px) but the wavelengths{where} are grid '{found.id}' "
+                f"({wave.size} px). Fix: resample the spectra onto '{self.config.grid_id}' or use "
+                "a model trained on this grid")
+
+    # --- saving / loading -----------------------------------------------------------------
+    def save_pretrained(self, directory) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` into ``directory`` atomically.
+
+        The files are written under temporary names and moved into place; a reader never sees
+        a half-written file. Returns the directory.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
+        meta = {"format": "twinviz-fader", "format_version": str(MODEL_FORMAT_VERSION)}
+        config = {"format": "twinviz-fader", "format_version": MODEL_FORMAT_VERSION, **self.config.to_dict()}
+        tag = uuid.uuid4().hex[:8]
+        tmp_w = directory / f".{WEIGHTS_FILE}.{tag}.tmp"
+        tmp_c = directory / f".{CONFIG_FILE}.{tag}.tmp"
+        try:
+            save_file(tensors, str(tmp_w), metadata=meta)
+            tmp_c.write_text(json.dumps(config, indent=2) + "\n")
+            # Weights first: a config.json always has matching weights beside it.
+            os.replace(tmp_w, directory / WEIGHTS_FILE)
+            os.replace(tmp_c, directory / CONFIG_FILE)
+        finally:
+            for t in (tmp_w, tmp_c):
+                if t.exists():
+                    t.unlink()
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory, device="cpu") -> "FaderNetwork":
+        """Load a model written by :meth:`save_pretrained` (no pickle). Raises :class:`ModelError`
+        for a missing, corrupt or truncated file."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        for path in (cfg_path, w_path):
+            if not path.is_file():
+                raise ModelError(f"{path}: missing. Fix: point at a directory written by "
+                                 "FaderNetwork.save_pretrained (e.g. runs/NAME/model)")
+        try:
+            data = json.loads(cfg_path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{cfg_path}: corrupt model config ({exc}). Fix: re-save or retrain the model") from exc
+        if data.pop("format", None) != "twinviz-fader":
+            raise ModelError(f"{cfg_path}: not a twinviz fader-network config (no 'format': 'twinviz-fader')")
+        version = data.pop("format_version", None)
+        if version != MODEL_FORMAT_VERSION:
+            raise ModelError(f"{cfg_path}: model format version {version}, this twinviz reads "
+                             f"{MODEL_FORMAT_VERSION}. Fix: use the matching twinviz version")
+        try:
+            config = ModelConfig.from_dict(data)
+        except TypeError as exc:
+            raise ModelError(f"{cfg_path}: invalid model config ({exc})") from exc
+        except ModelError as exc:
+            raise ModelError(f"{cfg_path}: {exc}") from exc
+        try:
+            tensors = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{w_path}: corrupt or truncated weights file ({exc}). Fix: re-save or "
+                             "retrain the model") from exc
+        model = cls(config)
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"{w_path}: weights do not match {cfg_path.name} ({exc})") from exc
+        model.eval()
+        return model.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.flux_offset.device
+
+
+@torch.no_grad()
+def encode_arrays(model: FaderNetwork, flux, teff, logg, batch_size: int = 1024, mask=None) -> np.ndarray:
+    """Encode numpy (or dask/xarray) arrays in chunks without gradients.
+
+    flux [N, P] dataset units, teff [N] K, logg [N] dex, optional mask [N, P] (True = bad)
+    → latents as a float32 numpy array [N, latent_dim]. Runs on the model's device.
+    """
+    n = len(teff)
+    out = np.empty((n, model.config.latent_dim), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    device = model.device
+    teff = np.asarray(teff, dtype=np.float32)
+    logg = np.asarray(logg, dtype=np.float32)
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        x = torch.as_tensor(np.asarray(flux[start:stop], dtype=np.float32), device=device)
+        m = None if mask is None else torch.as_tensor(np.asarray(mask[start:stop], dtype=bool), device=device)
+        z = model.encode(x, torch.as_tensor(teff[start:stop], device=device),
+                         torch.as_tensor(logg[start:stop], device=device), m)
+        out[start:stop] = z.float().cpu().numpy()
+    model.train(was_training)
+    return out

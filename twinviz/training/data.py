@@ -1,0 +1,192 @@
+"""Mini-batches of spectra for training: from memory, or streamed from chunked (zarr) files.
+
+Both sources yield the same batch dicts of CPU tensors:
+  flux [b, P] float32 (dataset units), teff [b] K, logg [b] dex,
+  weight [b, P] float32 per-pixel loss weight, or None when every weight is 1.
+
+Per-pixel weight (docs/model.md): 0 for masked or non-finite pixels, else
+σ₀² / (σ² + σ₀²) with σ the pixel's flux_err and σ₀ = flux_err_floor, so noiseless pixels
+weigh 1 and a pixel with σ = σ₀ weighs ½.
+
+Order: an epoch's order depends only on (seed, epoch), so a resumed run sees exactly the
+batches an uninterrupted one would. With DDP over W ranks, each global batch of B stars is
+split into W interleaved slices of B/W (the DistributedSampler scheme at batch level): the
+averaged gradients equal those of one process on the same B stars.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+__all__ = ["ArraySource", "StreamSource", "pixel_weights", "make_source"]
+
+
+def pixel_weights(flux_err, mask, flux, floor: float):
+    """Per-pixel loss weights (see module doc) as float32, or None when all would be 1."""
+    bad = ~np.isfinite(flux)
+    if mask is not None:
+        bad |= mask
+    if flux_err is None:
+        if not bad.any():
+            return None
+        return (~bad).astype(np.float32)
+    err = np.nan_to_num(np.asarray(flux_err, dtype=np.float32), nan=np.inf)
+    w = floor ** 2 / (err ** 2 + floor ** 2)
+    w[bad] = 0.0
+    return w.astype(np.float32)
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch])
+
+
+class ArraySource:
+    """Training data held in memory (numpy)."""
+
+    def __init__(self, ds: xr.Dataset, batch_size: int, *, rank: int = 0, world: int = 1,
+                 seed: int = 0, floor: float = 0.005):
+        self.flux = np.ascontiguousarray(ds["flux"].values, dtype=np.float32)
+        self.teff = ds["teff"].values.astype(np.float32)
+        self.logg = ds["logg"].values.astype(np.float32)
+        err = ds["flux_err"].values if "flux_err" in ds else None
+        mask = ds["mask"].values.astype(bool) if "mask" in ds else None
+        self.weight = pixel_weights(err, mask, self.flux, floor)
+        if mask is not None or not np.isfinite(self.flux).all():
+            # Masked/NaN pixels enter the loss with weight 0; give them a finite value so
+            # 0 × NaN never poisons the sum. The encoder sees them as "unknown" via the weight.
+            bad = ~np.isfinite(self.flux) | (mask if mask is not None else False)
+            self.flux = np.where(bad, np.float32(1.0), self.flux)
+            self.bad = bad
+        else:
+            self.bad = None
+        n = len(self.teff)
+        self.global_batch = min(batch_size, n)
+        self.global_batch -= self.global_batch % world
+        if self.global_batch < world:
+            raise ValueError(f"{n} training stars cannot feed {world} ranks")
+        self.rank, self.world, self.seed = rank, world, seed
+        self.steps_per_epoch = n // self.global_batch  # the last partial batch is dropped
+
+    def batches(self, epoch: int, skip: int = 0):
+        """Yield this rank's batches of ``epoch``, skipping the first ``skip`` (for resume)."""
+        order = _epoch_rng(self.seed, epoch).permutation(len(self.teff))
+        b = self.global_batch
+        for step in range(skip, self.steps_per_epoch):
+            idx = np.sort(order[step * b:(step + 1) * b][self.rank::self.world])
+            yield self._take(idx)
+
+    def _take(self, idx):
+        return {
+            "flux": torch.from_numpy(self.flux[idx]),
+            "teff": torch.from_numpy(self.teff[idx]),
+            "logg": torch.from_numpy(self.logg[idx]),
+            "weight": None if self.weight is None else torch.from_numpy(self.weight[idx]),
+            "mask": None if self.bad is None else torch.from_numpy(self.bad[idx]),
+        }
+
+
+class StreamSource:
+    """Training data read block by block from a lazily opened (dask-backed) dataset.
+
+    Blocks are aligned to the file's star chunks; each epoch shuffles the block order and the
+    stars within each block, so only a few blocks are ever in memory. Ranks take interleaved
+    blocks. The steps per epoch are fixed in advance (equal on all ranks).
+    """
+
+    def __init__(self, ds: xr.Dataset, batch_size: int, *, block: int = 4096, rank: int = 0,
+                 world: int = 1, seed: int = 0, floor: float = 0.005):
+        self.ds = ds
+        self.n = ds.sizes["star"]
+        chunks = ds["flux"].chunks
+        if chunks:  # align to whole storage chunks, several per block when they are small
+            step = chunks[0][0]
+            block = max(step, (block // step) * step)
+        self.block = block
+        self.starts = list(range(0, self.n, block))
+        self.teff = ds["teff"].values.astype(np.float32)
+        self.logg = ds["logg"].values.astype(np.float32)
+        self.has_err = "flux_err" in ds
+        self.has_mask = "mask" in ds
+        self.rank, self.world, self.seed, self.floor = rank, world, seed, floor
+        self.batch = max(1, min(batch_size, self.n) // world)
+        self.global_batch = self.batch * world
+        # The smallest rank share decides how many steps every rank takes.
+        per_rank = [sum(min(block, self.n - s) for s in self.starts[r::world]) for r in range(world)]
+        self.steps_per_epoch = max(1, min(per_rank) // self.batch)
+
+    def _load(self, start: int):
+        stop = min(self.n, start + self.block)
+        part = self.ds.isel(star=slice(start, stop))
+        flux = np.asarray(part["flux"].values, dtype=np.float32)
+        err = part["flux_err"].values if self.has_err else None
+        mask = part["mask"].values.astype(bool) if self.has_mask else None
+        weight = pixel_weights(err, mask, flux, self.floor)
+        bad = ~np.isfinite(flux) | (mask if mask is not None else False)
+        flux = np.where(bad, np.float32(1.0), flux)
+        return flux, self.teff[start:stop], self.logg[start:stop], weight, bad if bad.any() else None
+
+    def batches(self, epoch: int, skip: int = 0):
+        rng = _epoch_rng(self.seed, epoch)
+        blocks = [self.starts[i] for i in rng.permutation(len(self.starts))][self.rank::self.world]
+        pending: list[dict] = []
+        have = 0
+        step = 0
+        for start in blocks:
+            flux, teff, logg, weight, bad = self._load(start)
+            order = rng.permutation(len(teff))
+            for lo in range(0, len(order), self.batch):
+                idx = order[lo:lo + self.batch]
+                pending.append({"flux": flux[idx], "teff": teff[idx], "logg": logg[idx],
+                                "weight": None if weight is None else weight[idx],
+                                "mask": None if bad is None else bad[idx]})
+                have += len(idx)
+                while have >= self.batch:
+                    batch, pending, have = _split(pending, self.batch)
+                    if step >= skip:
+                        yield batch
+                    step += 1
+                    if step >= self.steps_per_epoch:
+                        return
+
+
+def _split(pending: list[dict], size: int):
+    """Concatenate pieces into one batch of ``size`` and return the remainder."""
+    keys = pending[0].keys()
+    cat = {}
+    for k in keys:
+        parts = [p[k] for p in pending]
+        if any(p is None for p in parts):
+            if all(p is None for p in parts):
+                cat[k] = None
+                continue
+            ref = next(p for p in parts if p is not None)
+            fill = np.ones if k == "weight" else np.zeros
+            parts = [p if p is not None else fill((len(q["teff"]), ref.shape[1]), dtype=ref.dtype)
+                     for p, q in zip(parts, pending)]
+        cat[k] = np.concatenate(parts)
+    batch = {k: (None if v is None else torch.from_numpy(np.ascontiguousarray(v[:size]))) for k, v in cat.items()}
+    rest = {k: (None if v is None else v[size:]) for k, v in cat.items()}
+    n_rest = len(rest["teff"])
+    return batch, ([rest] if n_rest else []), n_rest
+
+
+def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None):
+    """Open the training file and pick in-memory or streamed reading (config.stream)."""
+    from twinviz.spectra.dataset import open_spectra
+
+    lazy = open_spectra(path, chunks={}, validate=False)
+    n_star, n_pix = lazy["flux"].shape
+    gigabytes = n_star * n_pix * 4 * (1 + ("flux_err" in lazy) + 0.25 * ("mask" in lazy)) / 1e9
+    stream = config.stream == "always" or (config.stream == "auto" and gigabytes > config.memory_limit_gb)
+    if logger:
+        logger.info("training data %s: %d stars × %d px (%.2f GB), %s", path, n_star, n_pix,
+                    gigabytes, "streamed in blocks" if stream else "in memory")
+    if stream:
+        from twinviz.spectra.dataset import validate
+        validate(lazy, source=path, check_values=False)
+        return StreamSource(lazy, config.batch_size, block=config.stream_block, rank=rank,
+                            world=world, seed=config.seed, floor=config.flux_err_floor), lazy
+    ds = open_spectra(path)
+    return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
+                       floor=config.flux_err_floor), ds

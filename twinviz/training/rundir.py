@@ -1,0 +1,140 @@
+"""The run directory a training writes (layout documented in docs/training.md).
+
+runs/NAME/
+  config.json     the TrainConfig
+  status.json     {"state", "pid", "started", "finished", "epoch", "step", "total_steps",
+                   "error", "best"} — replaced atomically on every update
+  metrics.jsonl   one JSON object per line ("kind": "step" | "epoch"), flushed as written
+  train.log       human-readable log
+  model/          best model (FaderNetwork.from_pretrained)
+  checkpoint/     latest trainer state for --resume
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+__all__ = ["RunDirectory", "write_json_atomic", "read_status"]
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temporary name in the same folder, fsync, then os.replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _clean(value):
+    """JSON has no NaN/inf: map them to None so every line stays strictly valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def read_status(run_dir) -> dict | None:
+    """The run's status.json as a dict, or None when there is none yet."""
+    path = Path(run_dir) / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+class RunDirectory:
+    """Writer of one run directory (used by rank 0 only)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.model_dir = self.path / "model"
+        self.checkpoint_dir = self.path / "checkpoint"
+        self.status: dict = read_status(self.path) or {}
+        self._metrics = None
+        self.logger = self._make_logger()
+
+    # --- log ------------------------------------------------------------------------------
+    def _make_logger(self) -> logging.Logger:
+        logger = logging.getLogger(f"twinviz.training.{self.path.resolve()}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        log_path = self.path / "train.log"
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(fmt)
+        logger.addHandler(stream)
+        # A run manager may already send this process's stderr into train.log; writing it
+        # a second time would duplicate every line.
+        if not _same_file(sys.stderr, log_path):
+            fh = logging.FileHandler(log_path, mode="a")
+            fh.setFormatter(fmt)
+            logger.addHandler(fh)
+        return logger
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        for h in list(self.logger.handlers):
+            self.logger.removeHandler(h)
+            h.close()
+
+    # --- config / status / metrics ------------------------------------------------------------
+    def write_config(self, config) -> None:
+        write_json_atomic(self.path / "config.json", config.to_dict())
+
+    def update_status(self, **fields) -> dict:
+        """Merge fields into status.json and replace it atomically."""
+        self.status.update(_clean(fields))
+        write_json_atomic(self.path / "status.json", self.status)
+        return self.status
+
+    def start(self, total_steps: int, resumed: bool) -> None:
+        now = time.time()
+        fields = dict(state="running", pid=os.getpid(), finished=None, error=None,
+                      total_steps=total_steps, updated=_iso(now))
+        if not resumed or "started" not in self.status:
+            fields.update(started=_iso(now), epoch=0, step=0, best={})
+        self.update_status(**fields)
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        self.update_status(state=state, finished=_iso(time.time()), error=error, updated=_iso(time.time()))
+
+    def log_metrics(self, record: dict) -> None:
+        """Append one JSON line and flush it, so a follower never reads a partial object
+        (a line is written by a single write call; readers take only complete lines)."""
+        if self._metrics is None:
+            self._metrics = open(self.path / "metrics.jsonl", "a", buffering=1)
+        self._metrics.write(json.dumps(_clean(record), default=_json_default) + "\n")
+        self._metrics.flush()
+
+
+def _same_file(stream, path: Path) -> bool:
+    try:
+        return path.exists() and os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,502 @@
+"""The trainer: the paper's alternating adversarial objective, on one device or under DDP.
+
+Per step, on a batch (x, u) with discretised labels u_n (SCIENCE.md §1):
+
+  z = E(x, u), x̂ = D(z, u)                                  one encoder/decoder pass
+  adversary_steps ×:  L_A = CE(A(z.detach()), u_n)            update A only
+  L_AE = MSE_w(x̂, x) − λ(step) · CE(A(z), u_n)               update E and D only
+
+λ(step) ramps linearly from 0 to ``adversary_weight`` over ``adversary_ramp_steps``; λ = 0 is
+the paper's baseline and runs through the same code (the adversary is still trained and
+reported, it just does not push on the encoder). MSE_w is the per-pixel weighted mean of the
+squared error in the model's normalised flux units (see docs/model.md).
+
+Distributed: launched by ``torchrun``, each process trains on its slice of every global
+batch; E/D and A are wrapped in DistributedDataParallel, rank 0 alone writes the run
+directory and runs validation.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from twinviz.model import FaderNetwork, ModelConfig
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, TrainConfigError
+from .data import make_source
+from .rundir import RunDirectory
+from .validation import ValidationSet
+
+__all__ = ["Trainer", "train", "build_model", "resolve_device"]
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" → CUDA when present (cuda:LOCAL_RANK under torchrun), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainConfigError("device='cuda' but no CUDA GPU is available. Fix: use --device cpu or auto")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+class _Autoencoder(nn.Module):
+    """E and D of a FaderNetwork as one module (what DDP wraps): (x_n, u) → (z, x̂_n)."""
+
+    def __init__(self, model: FaderNetwork):
+        super().__init__()
+        self.model_ref = [model]  # a list, so the model is not registered twice
+        if model.config.basis_dim:
+            self.to_basis, self.from_basis = model.to_basis, model.from_basis
+        self.encoder, self.decoder = model.encoder, model.decoder
+
+    def forward(self, x_n, u):
+        model = self.model_ref[0]
+        z = model.encode_normalised(x_n, u)
+        return z, model.decode_normalised(z, u)
+
+
+def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 20000) -> FaderNetwork:
+    """A new FaderNetwork whose normalisation (flux offset/scale, label ranges, bin edges, grid
+    id) and basis initialisation are fixed from the training dataset ``ds``."""
+    from twinviz.spectra.grid import grid_id
+
+    teff = ds["teff"].values.astype(np.float64)
+    logg = ds["logg"].values.astype(np.float64)
+    mc = ModelConfig(
+        n_pixels=int(ds.sizes["wavelength"]), grid_id=grid_id(ds["wavelength"].values),
+        latent_dim=config.latent_dim, basis_dim=config.basis_dim, hidden=config.hidden,
+        adversary_hidden=config.adversary_hidden, activation=config.activation,
+        teff_range=[float(teff.min()), float(max(teff.max(), teff.min() + 1.0))],
+        logg_range=[float(logg.min()), float(max(logg.max(), logg.min() + 0.01))],
+        teff_bin_edges=_bin_edges(teff, config.teff_bins, config.bin_edges),
+        logg_bin_edges=_bin_edges(logg, config.logg_bins, config.bin_edges),
+        adversary_mode=config.adversary_mode, flux_scaling=config.flux_scaling)
+    model = FaderNetwork(mc)
+    flux = _sample_flux(ds, stats_stars, config.seed, config.stream_block)
+    offset = np.nanmean(flux, axis=0)
+    offset = np.where(np.isfinite(offset), offset, 1.0)
+    centred = np.nan_to_num(flux - offset, nan=0.0)
+    var = np.mean(centred ** 2, axis=0)
+    global_scale = float(np.sqrt(max(var.mean(), 1e-12)))
+    if config.flux_scaling == "pixel":
+        # Floor: continuum pixels have almost no variance; without one they would dominate.
+        scale = np.maximum(np.sqrt(var), 0.1 * global_scale)
+    else:
+        scale = np.full(mc.n_pixels, global_scale)
+    model.set_flux_normalisation(offset, scale)
+    if mc.basis_dim:
+        x = torch.from_numpy((centred / scale).astype(np.float32)[:4096])
+        q = min(mc.basis_dim + 8, *x.shape)
+        _, _, v = torch.svd_lowrank(x, q=q, niter=3, M=None)
+        model.init_basis(v[:, :mc.basis_dim].T.numpy())
+    if logger:
+        logger.info("model: %d px on grid %s, latent %d, basis %d, hidden %s; flux scale %.4g; "
+                    "%d parameters", mc.n_pixels, mc.grid_id, mc.latent_dim, mc.basis_dim, mc.hidden,
+                    global_scale, sum(p.numel() for p in model.parameters()))
+    return model
+
+
+def _bin_edges(values: np.ndarray, n_bins: int, kind: str) -> list[float]:
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    if kind == "quantile":
+        edges = np.quantile(values, np.linspace(0, 1, n_bins + 1))
+        if np.all(np.diff(edges) > 0):
+            return [float(e) for e in edges]
+    return [float(e) for e in np.linspace(lo, hi, n_bins + 1)]
+
+
+def _sample_flux(ds, n_max: int, seed: int, block: int) -> np.ndarray:
+    """Up to n_max spectra for the normalisation statistics (whole blocks when lazy, so a
+    streamed file is read block-wise rather than star by star). NaN where masked."""
+    n = ds.sizes["star"]
+    rng = np.random.default_rng([seed, 11])
+    if n <= n_max:
+        index = np.arange(n)
+    elif ds["flux"].chunks:
+        starts = rng.permutation(np.arange(0, n, block))
+        picked, total = [], 0
+        for s in starts:
+            picked.append(np.arange(s, min(n, s + block)))
+            total += picked[-1].size
+            if total >= n_max:
+                break
+        index = np.sort(np.concatenate(picked))
+    else:
+        index = np.sort(rng.choice(n, n_max, replace=False))
+    part = ds.isel(star=index)
+    flux = np.asarray(part["flux"].values, dtype=np.float32)
+    if "mask" in part:
+        flux = np.where(part["mask"].values.astype(bool), np.nan, flux)
+    return np.where(np.isfinite(flux), flux, np.nan)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it between steps and stops cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = None
+        self._previous = {}
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class Trainer:
+    """Owns the model, both optimisers, the data, the step counter and the run directory.
+
+    ``Trainer(config, resume=False).fit()`` trains and returns the run directory. Under
+    ``torchrun`` (WORLD_SIZE > 1) it joins the process group itself.
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, overwrite: bool = False):
+        self.config = config.validate()
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = resolve_device(config.device, self.local_rank)
+        self.is_main = self.rank == 0
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group(backend)
+        out = Path(config.out)
+        if self.is_main and not resume:
+            _prepare_fresh_run(out, overwrite)
+        self.run = RunDirectory(out) if self.is_main else None
+        log = self.run.logger if self.run else None
+        self.log = log.info if log else (lambda *a, **k: None)
+
+        self.source, train_ds = make_source(config.data, config, rank=self.rank, world=self.world, logger=log)
+        self.val = None
+        if config.val and self.is_main:
+            from twinviz.spectra.dataset import open_spectra
+
+            self.val = ValidationSet(open_spectra(config.val), config.val_max_stars, config.seed)
+            self.log("validation: %d stars of %s%s", len(self.val), config.val,
+                     "" if self.val.partner is not None else " (no groups: no twin ranks)")
+        self.total_steps = config.epochs * self.source.steps_per_epoch
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+
+        torch.manual_seed(config.seed)
+        self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": {}, "best_value": None, "elapsed": 0.0}
+        opt_states, rng_state = None, None
+        if resume:
+            model, opt_states, self.progress, rng_state = load_checkpoint(out / "checkpoint", self.device)
+            self.log("resuming %s at step %d (epoch %d, batch %d)", out, self.progress["step"],
+                     self.progress["epoch"], self.progress["batch"])
+        else:
+            model = build_model(config, train_ds, logger=log)
+        self.model = model.to(self.device)
+        # A resumed model keeps its own grid; the data handed to it must match.
+        self.model.check_grid(train_ds)
+        if config.val and self.is_main:
+            self.model.check_grid(self.val_wavelength(config.val))
+
+        ae = _Autoencoder(self.model)
+        self.ae_params = list(ae.parameters())
+        self.opt_ae = torch.optim.Adam(self.ae_params, lr=config.lr, weight_decay=config.weight_decay)
+        self.opt_adv = torch.optim.Adam(self.model.adversary.parameters(), lr=config.adversary_lr,
+                                        betas=(0.5, 0.999))
+        if opt_states:
+            self.opt_ae.load_state_dict(opt_states["ae"])
+            self.opt_adv.load_state_dict(opt_states["adversary"])
+        if rng_state is not None:
+            torch.set_rng_state(rng_state)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ae = DDP(ae, device_ids=ids)
+            self.adv = DDP(self.model.adversary, device_ids=ids)
+        else:
+            self.ae, self.adv = ae, self.model.adversary
+        self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+                         if self.device.type == "cuda" else None)
+        self.stop = _StopFlag()
+        self._resumed = resume
+
+    @staticmethod
+    def val_wavelength(path):
+        from twinviz.spectra.dataset import open_spectra
+
+        return open_spectra(path, chunks={}, validate=False)["wavelength"].values
+
+    # --- schedules -------------------------------------------------------------------------
+    def lambda_at(self, step: int) -> float:
+        """Adversary weight λ at a step (linear ramp from 0 when adversary_ramp_steps > 0)."""
+        c = self.config
+        if c.adversary_ramp_steps:
+            return c.adversary_weight * min(1.0, step / c.adversary_ramp_steps)
+        return c.adversary_weight
+
+    def lr_at(self, step: int) -> float:
+        """AE learning rate: linear warm-up, then cosine decay to lr_min_factor·lr (or constant)."""
+        c = self.config
+        if c.warmup_steps and step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        if c.lr_schedule == "constant":
+            return c.lr
+        span = max(1, self.total_steps - c.warmup_steps)
+        t = min(1.0, (step - c.warmup_steps) / span)
+        return c.lr * (c.lr_min_factor + (1 - c.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    # --- one step --------------------------------------------------------------------------
+    def train_step(self, batch: dict, step: int) -> dict:
+        """One alternating update (adversary_steps × A, then E/D); returns float metrics."""
+        c, m, dev = self.config, self.model, self.device
+        flux = batch["flux"].to(dev, non_blocking=True)
+        teff, logg = batch["teff"].to(dev), batch["logg"].to(dev)
+        mask = None if batch.get("mask") is None else batch["mask"].to(dev)
+        weight = None if batch.get("weight") is None else batch["weight"].to(dev)
+        x_n = m.normalise_flux(flux, mask)
+        u = m.scale_labels(teff, logg)
+        bins = m.label_bins(teff, logg)
+        lam = self.lambda_at(step)
+        amp = self.autocast or nullcontext
+        with amp():
+            z, x_hat = self.ae(x_n, u)
+        for _ in range(c.adversary_steps):
+            with amp():
+                logits = self.adv(z.detach())
+            loss_a = m.adversary_loss(logits, bins)
+            self.opt_adv.zero_grad(set_to_none=True)
+            loss_a.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(m.adversary.parameters(), c.grad_clip)
+            self.opt_adv.step()
+        # AE update: the adversary is frozen (no gradients into A, no DDP sync for it).
+        for p in m.adversary.parameters():
+            p.requires_grad_(False)
+        try:
+            with amp():
+                logits = m.adversary_logits(z)
+            adv_ce = m.adversary_loss(logits, bins)
+            sq = (x_hat.float() - x_n) ** 2
+            recon = sq.mean() if weight is None else (sq * weight).sum() / weight.sum().clamp_min(1e-12)
+            loss = recon - lam * adv_ce
+            self.opt_ae.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(self.ae_params, c.grad_clip)
+            for g in self.opt_ae.param_groups:
+                g["lr"] = self.lr_at(step)
+            self.opt_ae.step()
+        finally:
+            for p in m.adversary.parameters():
+                p.requires_grad_(True)
+        acc = float(m.adversary_correct(logits.detach().float(), bins).float().mean())
+        return {"recon": float(recon.detach()), "adv_loss": float(loss_a.detach()), "adv_ce": float(adv_ce.detach()),
+                "adv_acc": acc, "lambda": lam}
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self) -> Path:
+        """Train to the configured number of epochs (or until stopped); returns the run dir."""
+        c = self.config
+        out = Path(c.out)
+        if self.is_main:
+            self.run.write_config(c)
+            if self._resumed:
+                _truncate_metrics(out / "metrics.jsonl", self.progress["step"])
+            self.run.start(self.total_steps, resumed=self._resumed)
+            self.log("training on %s (%d process%s), %d steps/epoch of %d spectra, %d steps in all",
+                     self.device, self.world, "es" if self.world > 1 else "", self.source.steps_per_epoch,
+                     self.source.global_batch, self.total_steps)
+        self.stop.install()
+        try:
+            state = self._loop()
+        except BaseException as exc:
+            self.stop.restore()
+            if self.is_main:
+                tail = "".join(traceback.format_exception(exc))[-4000:]
+                self.run.logger.error("training failed:\n%s", tail)
+                self.run.finish("failed", error=tail)
+                self.run.close()
+            raise
+        self.stop.restore()
+        if self.is_main:
+            self.run.finish(state)
+            self.log("training %s at step %d", state, self.progress["step"])
+            self.run.close()
+        if self.world > 1:
+            torch.distributed.barrier()
+        return out
+
+    def _should_stop(self) -> bool:
+        flag = self.stop.requested
+        if self.world > 1:  # every rank must leave the loop at the same step
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+    def _loop(self) -> str:
+        from tqdm.auto import tqdm
+
+        c, p = self.config, self.progress
+        bar = tqdm(total=self.total_steps, initial=p["step"], unit="step", dynamic_ncols=True,
+                   disable=not (c.progress and self.is_main) or None, mininterval=0.5, desc="train")
+        window: dict[str, list[float]] = {}
+        t_window = time.time()
+        t_start = time.time() - p["elapsed"]
+        try:
+            while p["step"] < self.total_steps:
+                epoch = p["epoch"]
+                epoch_sums, epoch_n = 0.0, 0
+                self.model.train()
+                for batch in self.source.batches(epoch, skip=p["batch"]):
+                    metrics = self.train_step(batch, p["step"])
+                    p["step"] += 1
+                    p["batch"] += 1
+                    epoch_sums += metrics["recon"]
+                    epoch_n += 1
+                    for k, v in metrics.items():
+                        window.setdefault(k, []).append(v)
+                    bar.update(1)
+                    if self.is_main and (p["step"] % c.log_every == 0 or p["step"] == self.total_steps):
+                        dt = time.time() - t_window
+                        rec = {k: float(np.mean(v)) for k, v in window.items()}
+                        rec.update(kind="step", step=p["step"], epoch=epoch, lr=self.lr_at(p["step"] - 1),
+                                   spectra_per_s=len(window["recon"]) * self.source.global_batch / max(dt, 1e-9),
+                                   time=time.time() - t_start)
+                        rec["mse_flux"] = rec["recon"] * float(self.model.flux_scale.mean()) ** 2
+                        self.run.log_metrics(rec)
+                        bar.set_postfix(recon=f"{rec['recon']:.3g}", adv=f"{rec['adv_acc']:.2f}")
+                        window, t_window = {}, time.time()
+                        self.run.update_status(step=p["step"], epoch=epoch)
+                    if self._should_stop():
+                        p["elapsed"] = time.time() - t_start
+                        self._save_checkpoint()
+                        if self.is_main and not (self.run.model_dir / "config.json").exists():
+                            self.model.save_pretrained(self.run.model_dir)
+                        self.log("stop requested (%s): checkpoint saved at step %d",
+                                 self.stop.signal_name or "signal", p["step"])
+                        return "cancelled"
+                    if p["step"] >= self.total_steps:
+                        break
+                    if c.checkpoint_every and p["step"] % c.checkpoint_every == 0:
+                        p["elapsed"] = time.time() - t_start
+                        self._save_checkpoint()
+                epoch_done = p["batch"] >= self.source.steps_per_epoch
+                if epoch_done:
+                    p["epoch"], p["batch"] = epoch + 1, 0
+                p["elapsed"] = time.time() - t_start
+                self._end_of_epoch(epoch, epoch_sums / max(epoch_n, 1), epoch_done)
+        finally:
+            bar.close()
+        return "done"
+
+    def _end_of_epoch(self, epoch: int, train_recon: float, complete: bool) -> None:
+        p = self.progress
+        if self.is_main:
+            rec = {"kind": "epoch", "epoch": epoch, "step": p["step"], "complete": complete,
+                   "train_recon": train_recon, "lambda": self.lambda_at(p["step"]), "time": p["elapsed"]}
+            if self.val is not None:
+                rec.update(self.val.evaluate(self.model, autocast=self.autocast))
+            metric, higher = _best_metric(rec)
+            value = rec.get(metric)
+            best = p["best_value"]
+            improved = value is not None and math.isfinite(value) and (
+                best is None or (value > best if higher else value < best))
+            if improved:
+                p["best_value"] = value
+                p["best"] = {k: v for k, v in rec.items() if k.startswith("val_") or k == "train_recon"}
+                p["best"].update(epoch=epoch, step=p["step"], metric=metric)
+                self.model.save_pretrained(self.run.model_dir)
+            rec["best"] = improved
+            self.run.log_metrics(rec)
+            self.run.update_status(epoch=p["epoch"], step=p["step"], best=p["best"])
+            shown = " ".join(f"{k}={v:.4g}" for k, v in rec.items()
+                             if isinstance(v, float) and k not in ("time", "lambda"))
+            self.log("epoch %d (step %d): %s%s", epoch, p["step"], shown, " [best]" if improved else "")
+        self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        if self.is_main:
+            save_checkpoint(self.run.checkpoint_dir, self.model,
+                            {"ae": self.opt_ae, "adversary": self.opt_adv}, dict(self.progress))
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _best_metric(rec: dict) -> tuple[str, bool]:
+    """The metric that picks the best model: twin rank-1 when the validation set has groups,
+    else validation MSE, else the training reconstruction loss. Returns (name, higher_is_better)."""
+    if rec.get("val_rank1") is not None:
+        return "val_rank1", True
+    if "val_mse" in rec:
+        return "val_mse", False
+    return "train_recon", False
+
+
+def _prepare_fresh_run(out: Path, overwrite: bool) -> None:
+    leftovers = [n for n in ("metrics.jsonl", "checkpoint", "status.json", "model") if (out / n).exists()]
+    if not leftovers:
+        return
+    if not overwrite:
+        raise TrainConfigError(f"{out} already holds a run ({', '.join(leftovers)}). Fix: continue it "
+                               "with --resume, choose another --out, or pass --overwrite")
+    import shutil
+
+    for name in leftovers + ["train.log", "config.json"]:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop records logged after the checkpoint's step (they will be redone)."""
+    if not path.exists():
+        return
+    import json
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if rec.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train a fader network as configured; returns the run directory (config.out)."""
+    return Trainer(config, resume=resume, overwrite=overwrite).fit()

@@ -1,0 +1,158 @@
+"""Per-epoch validation of a fader network on a fixed subset of the validation set.
+
+Metrics (SCIENCE.md §2, flux in dataset units):
+  val_mse           mean over stars and unmasked pixels of (D(E(x,u),u) − x)²
+  val_swapped_mse   mean of (D(E(x_t,u_t),u) − x)², x_t the star's partner in its group
+                    (the next member, cyclically; for pairs, its twin)
+  val_rank1, val_rank_0p1, val_rank_1
+                    fractions of stars with twin rank 1, ≤ 0.1 %·N, ≤ 1 %·N (L1 in z, exact,
+                    twinviz.twins.TwinIndex), N = the subset size
+  val_adv_acc       the adversary's accuracy on the validation latents
+  val_adv_chance    accuracy of always predicting the most common bin (the "chance" level)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+__all__ = ["ValidationSet"]
+
+
+class ValidationSet:
+    """A fixed validation subset: up to ``max_stars`` stars, whole groups first."""
+
+    def __init__(self, ds: xr.Dataset, max_stars: int, seed: int = 0):
+        group = ds["group"].values if "group" in ds else np.full(ds.sizes["star"], -1)
+        rng = np.random.default_rng([seed, 7])
+        ids, counts = np.unique(group[group >= 0], return_counts=True)
+        multi = ids[counts >= 2]
+        if multi.size:
+            # Whole groups in a seeded random order until the budget is used: every chosen
+            # star keeps its twin in the subset.
+            chosen, total = [], 0
+            members = {g: np.flatnonzero(group == g) for g in multi} if multi.size < 2000 else None
+            order = rng.permutation(multi)
+            if members is None:
+                sorter = np.argsort(group, kind="stable")
+                starts = np.searchsorted(group[sorter], order)
+                ends = np.searchsorted(group[sorter], order, side="right")
+            for k, g in enumerate(order):
+                idx = members[g] if members is not None else sorter[starts[k]:ends[k]]
+                if total + idx.size > max_stars and total:
+                    break
+                chosen.append(idx)
+                total += idx.size
+            index = np.sort(np.concatenate(chosen))
+        else:
+            n = ds.sizes["star"]
+            index = np.sort(rng.choice(n, size=min(n, max_stars), replace=False))
+        sub = ds.isel(star=index)
+        self.index = index
+        self.flux = np.asarray(sub["flux"].values, dtype=np.float32)
+        self.teff = sub["teff"].values.astype(np.float32)
+        self.logg = sub["logg"].values.astype(np.float32)
+        bad = ~np.isfinite(self.flux)
+        if "mask" in sub:
+            bad |= sub["mask"].values.astype(bool)
+        self.bad = bad if bad.any() else None
+        self.flux = np.where(bad, np.float32(1.0), self.flux)
+        self.group = np.asarray(group[index])
+        self.partner = _partners(self.group) if multi.size else None
+
+    def __len__(self) -> int:
+        return len(self.teff)
+
+    @torch.no_grad()
+    def evaluate(self, model, batch_size: int = 1024, autocast=None) -> dict:
+        """Compute the metrics above with ``model`` (any device); returns a dict of floats."""
+        from twinviz.twins import TwinIndex, rank_fractions
+
+        device = model.device
+        was_training = model.training
+        model.eval()
+        n = len(self)
+        z = np.empty((n, model.config.latent_dim), dtype=np.float32)
+        sq_err, n_pix = 0.0, 0
+        correct, logits_all = 0, []
+        for a in range(0, n, batch_size):
+            b = min(n, a + batch_size)
+            flux = torch.from_numpy(self.flux[a:b]).to(device)
+            teff = torch.from_numpy(self.teff[a:b]).to(device)
+            logg = torch.from_numpy(self.logg[a:b]).to(device)
+            mask = None if self.bad is None else torch.from_numpy(self.bad[a:b]).to(device)
+            with autocast() if autocast else _nullcontext():
+                zb = model.encode(flux, teff, logg, mask)
+                rec = model.decode(zb, teff, logg)
+                logits = model.adversary_logits(zb)
+            err = (rec.float() - flux) ** 2
+            if mask is not None:
+                err = err.masked_fill(mask, 0.0)
+                n_pix += int((~mask).sum())
+            else:
+                n_pix += err.numel()
+            sq_err += float(err.sum(dtype=torch.float64))
+            correct += int(model.adversary_correct(logits.float(), model.label_bins(teff, logg)).sum())
+            z[a:b] = zb.float().cpu().numpy()
+        out = {"val_mse": sq_err / max(n_pix, 1), "val_adv_acc": correct / n,
+               "val_adv_chance": _majority_rate(model, self.teff, self.logg)}
+        if self.partner is not None:
+            out["val_swapped_mse"] = self._swapped_mse(model, z, batch_size, autocast)
+            ranks = TwinIndex(z, metric="l1").twin_ranks(self.group)
+            fr = rank_fractions(ranks, n)
+            out.update(val_rank1=fr.rank1, val_rank_0p1=fr.within_0p1, val_rank_1=fr.within_1,
+                       val_n_stars=n)
+        model.train(was_training)
+        return out
+
+    def _swapped_mse(self, model, z, batch_size, autocast) -> float:
+        has = np.flatnonzero(self.partner >= 0)
+        device = model.device
+        sq_err, n_pix = 0.0, 0
+        for a in range(0, has.size, batch_size):
+            i = has[a:a + batch_size]
+            zt = torch.from_numpy(z[self.partner[i]]).to(device)
+            with autocast() if autocast else _nullcontext():
+                rec = model.decode(zt, torch.from_numpy(self.teff[i]).to(device),
+                                   torch.from_numpy(self.logg[i]).to(device))
+            err = (rec.float() - torch.from_numpy(self.flux[i]).to(device)) ** 2
+            if self.bad is not None:
+                m = torch.from_numpy(self.bad[i]).to(device)
+                err = err.masked_fill(m, 0.0)
+                n_pix += int((~m).sum())
+            else:
+                n_pix += err.numel()
+            sq_err += float(err.sum(dtype=torch.float64))
+        return sq_err / max(n_pix, 1)
+
+
+def _partners(group: np.ndarray) -> np.ndarray:
+    """Each star's partner: the next member of its group (cyclically); −1 without one."""
+    partner = np.full(group.size, -1, dtype=np.int64)
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    ends = np.r_[starts[1:], g.size]
+    for s, e in zip(starts, ends):
+        if e - s >= 2 and g[s] >= 0:
+            members = order[s:e]
+            partner[members] = np.roll(members, -1)
+    return partner
+
+
+def _majority_rate(model, teff, logg) -> float:
+    """Accuracy of always predicting the most common bin(s) — the adversary's chance level."""
+    bins = model.label_bins(torch.from_numpy(teff), torch.from_numpy(logg)).cpu().numpy()
+    if bins.ndim == 1:
+        return float(np.bincount(bins).max() / bins.size)
+    t_mode = np.bincount(bins[:, 0]).argmax()
+    g_mode = np.bincount(bins[:, 1]).argmax()
+    return float(np.mean((bins[:, 0] == t_mode) & (bins[:, 1] == g_mode)))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
