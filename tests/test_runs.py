@@ -1,0 +1,291 @@
+"""The run manager (twinviz.runs): real `twinviz train` child processes on tiny data."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from twinviz.runs import MetricsFollower, Run, RunError, RunManager, devices, log_tail
+from twinviz.spectra.dataset import make_spectra, save_spectra
+
+# A run small enough to finish in a few seconds on one CPU core.
+TINY = dict(data="train.nc", val="val.nc", epochs=2, batch_size=16, latent_dim=4, basis_dim=8,
+            hidden=[16], adversary_hidden=[16], log_every=1, warmup_steps=0, val_max_stars=40,
+            num_threads=1, checkpoint_every=0)
+
+
+def tiny_spectra(n_groups: int, seed: int, n_pixels: int = 48):
+    """Pairs of stars sharing a random 'chemistry' (line depths), at random Teff/logg."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_groups
+    chem = np.repeat(rng.uniform(0.1, 0.5, (n_groups, 6)), 2, axis=0)
+    teff, logg = rng.uniform(4000, 5500, n), rng.uniform(1.0, 3.5, n)
+    pix = np.arange(n_pixels)
+    centres = np.linspace(4, n_pixels - 4, 6)
+    lines = np.exp(-0.5 * ((pix[None, :] - centres[:, None]) / 1.5) ** 2)  # [6, P]
+    depth = chem * (1 + 0.3 * ((teff[:, None] - 4750) / 750))
+    flux = 1 - depth @ lines
+    return make_spectra(flux.astype(np.float32), 15200.0 + 0.2 * pix, teff, logg,
+                        group=np.repeat(np.arange(n_groups), 2))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    save_spectra(tiny_spectra(20, seed=1), root / "train.nc")
+    save_spectra(tiny_spectra(10, seed=2), root / "val.nc")
+    (root / "broken.nc").write_text("this is not a netCDF file\n")
+    return root
+
+
+@pytest.fixture
+def manager(tmp_path, data_dir):
+    mgr = RunManager(tmp_path / "runs", data_dir)
+    yield mgr
+    for run in mgr.list_runs():  # never leave a trainer running after a test
+        if run.status.get("state") == "running":
+            mgr.cancel(run, grace=2, wait=True)
+
+
+def wait_for(condition, timeout=60.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+# --- a run from launch to a loadable model ---------------------------------------------------
+def test_launched_run_runs_streams_metrics_and_ends_done_with_a_loadable_model(manager):
+    run = manager.launch(TINY, name="tiny")
+    assert run.state in ("queued", "running")
+    wait_for(lambda: run.state != "queued", timeout=10)
+    info = run.launch_info
+    assert info["argv"][:4] == [sys.executable, "-m", "twinviz", "train"]
+    assert os.getpgid(info["pid"]) == info["pid"]  # its own process group (torch loads slowly)
+    assert manager.wait(run, timeout=120) == "done", run.log_tail()
+    records = manager.metrics(run)
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and steps and "recon" in steps[0] and "val_rank1" in epochs[-1]
+    assert run.progress == 1.0 and run.duration is not None and run.best
+    from twinviz.model import FaderNetwork
+
+    model = FaderNetwork.from_pretrained(run.model_for_explorer())
+    assert model.config.latent_dim == 4
+    assert run.model_for_explorer() == run.model_dir
+    assert "training done" in run.log_tail()
+
+
+def test_metrics_are_read_incrementally_as_the_run_writes(manager):
+    run = manager.launch(dict(TINY, epochs=3000), name="long")
+    first = wait_for(lambda: list(manager.metrics(run)), timeout=60)
+    later = wait_for(lambda: len(manager.metrics(run)) > len(first) and manager.metrics(run))
+    assert later[:len(first)] == first  # old records kept, new ones appended
+    follower = manager._followers[run.name]
+    assert follower.offset <= (run.path / "metrics.jsonl").stat().st_size
+    manager.cancel(run, grace=10, wait=True)
+
+
+# --- cancel, crash, loss ---------------------------------------------------------------------
+def test_cancel_stops_the_run_cancelled_with_a_usable_checkpoint(manager):
+    run = manager.launch(dict(TINY, epochs=3000), name="to-cancel")
+    wait_for(lambda: any(r["kind"] == "epoch" for r in manager.metrics(run)), timeout=60)
+    manager.cancel(run, grace=20)
+    assert manager.wait(run, timeout=60) == "cancelled"
+    assert not run.launch_info.get("killed")  # stopped by SIGTERM, not forced
+    from twinviz.training import load_checkpoint
+
+    model, _, progress, _ = load_checkpoint(run.checkpoint_dir)
+    assert progress["step"] > 0
+    assert run.model_for_explorer().is_dir()
+
+
+def test_cancel_kills_a_run_that_ignores_sigterm_after_the_grace_period(manager, monkeypatch):
+    # A stand-in trainer that ignores SIGTERM: the manager must SIGKILL it after the grace.
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ignoring SIGTERM', flush=True); time.sleep(600)")
+    monkeypatch.setattr(manager, "_argv", lambda run, ids: [sys.executable, "-c", stubborn])
+    run = manager.launch(TINY, name="stubborn")
+    wait_for(lambda: "ignoring" in run.log_tail())
+    t0 = time.monotonic()
+    manager.cancel(run, grace=1.0)
+    assert manager.wait(run, timeout=20) == "cancelled"
+    assert 0.9 < time.monotonic() - t0 < 15
+    assert run.launch_info["killed"]
+    assert "no checkpoint" in run.error
+
+
+def test_a_run_given_a_bad_dataset_fails_with_the_reason(manager):
+    run = manager.launch(dict(TINY, data="broken.nc"), name="bad-data")
+    assert manager.wait(run, timeout=60) == "failed"
+    assert "broken.nc" in run.error
+    assert run.launch_info["returncode"] != 0
+
+
+def test_a_run_the_trainer_rejects_fails_with_the_trainers_message(manager):
+    # The validation set's grid differs from the training set's: the trainer reports it.
+    other = tiny_spectra(5, seed=3, n_pixels=40)
+    save_spectra(other, manager.data_dir / "other_grid.nc")
+    run = manager.launch(dict(TINY, val="other_grid.nc"), name="crash")
+    assert manager.wait(run, timeout=60) == "failed"
+    assert run.error and "grid" in run.error.lower()
+
+
+# --- restart discovery -----------------------------------------------------------------------
+def test_a_new_manager_finds_runs_and_reattaches_to_a_live_one(manager):
+    done = manager.launch(TINY, name="earlier")
+    manager.wait(done, timeout=120)
+    live = manager.launch(dict(TINY, epochs=3000), name="live")
+    wait_for(lambda: manager.metrics(live))
+
+    restarted = RunManager(manager.runs_dir, manager.data_dir)
+    runs = {r.name: r for r in restarted.list_runs()}
+    assert set(runs) == {"earlier", "live"}
+    assert runs["earlier"].state == "done" and runs["live"].state == "running"
+    restarted.cancel(runs["live"], grace=20)  # the new manager can stop it, too
+    assert restarted.wait(runs["live"], timeout=60) == "cancelled"
+    manager.poll()  # the original parent reaps its child and agrees
+    assert live.state == "cancelled"
+
+
+def test_a_running_run_whose_process_is_gone_is_reported_lost(manager):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = manager.runs_dir / "orphan"
+    path.mkdir()
+    (path / "status.json").write_text(json.dumps({"state": "running", "pid": gone.pid, "step": 3,
+                                                  "total_steps": 10, "started": "2024-01-01T00:00:00+0000"}))
+    (path / "train.log").write_text("step 3\nthe machine lost power here\n")
+    run = RunManager(manager.runs_dir, manager.data_dir).get("orphan")
+    assert run.state == "failed" and run.lost
+    assert "lost" in run.error and "lost power" in run.error
+
+
+# --- the queue -------------------------------------------------------------------------------
+def test_a_second_cpu_run_waits_queued_until_the_first_ends(manager):
+    first = manager.launch(dict(TINY, epochs=3000), name="first")
+    second = manager.launch(TINY, name="second")
+    assert first.state == "running" and second.state == "queued"
+    assert second.launch_info["pid"] is None
+    manager.cancel(first, grace=20)
+    manager.wait(first, timeout=60)
+    assert manager.wait(second, timeout=120) == "done"
+
+
+def test_cancelling_a_queued_run_never_starts_it(manager):
+    first = manager.launch(dict(TINY, epochs=3000), name="first")
+    queued = manager.launch(TINY, name="queued")
+    manager.cancel(queued)
+    assert queued.state == "cancelled"
+    manager.cancel(first, grace=20, wait=True)
+    manager.poll()
+    assert queued.state == "cancelled" and queued.launch_info["pid"] is None
+
+
+def test_cpu_slots_allow_parallel_cpu_runs(tmp_path, data_dir):
+    mgr = RunManager(tmp_path / "runs", data_dir, cpu_slots=2)
+    a = mgr.launch(dict(TINY, epochs=3000), name="a")
+    b = mgr.launch(dict(TINY, epochs=3000), name="b")
+    try:
+        assert a.state == "running" and b.state == "running"
+    finally:
+        mgr.cancel(a, grace=20)
+        mgr.cancel(b, grace=20)
+        mgr.wait(a, timeout=60)
+        mgr.wait(b, timeout=60)
+
+
+def test_multi_gpu_runs_use_torchrun_with_their_own_gpus(manager, monkeypatch):
+    run = Run(manager, "ddp")
+    argv = manager._argv(run, ["cuda:1", "cuda:3"])
+    assert argv[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert argv[7:9] == ["twinviz", "train"]
+    assert manager._env(["cuda:1", "cuda:3"])["CUDA_VISIBLE_DEVICES"] == "1,3"
+    assert manager._env(["cpu"])["CUDA_VISIBLE_DEVICES"] == ""
+
+
+# --- validation ------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs=0"),
+    ("epochs", 10**7, "out of range"),
+    ("batch_size", -5, "batch_size=-5"),
+    ("lr", 5.0, "lr=5.0 is out of range"),
+    ("adversary_weight", float("nan"), "must be finite"),
+    ("latent_dim", "big", "must be a whole number"),
+    ("hidden", [0], "hidden="),
+    ("adversary_mode", "sideways", "adversary_mode"),
+    ("no_such_option", 1, "not a training option"),
+])
+def test_validation_rejects_bad_values_with_a_clear_message(manager, field, value, message):
+    with pytest.raises(RunError) as info:
+        manager.launch(dict(TINY, **{field: value}))
+    assert message in str(info.value)
+    assert not any(manager.runs_dir.iterdir())  # nothing was created
+
+
+@pytest.mark.parametrize("path", ["../outside.nc", "/etc/passwd", "sub/../../outside.nc",
+                                  "link_out.nc", "missing.nc", ""])
+def test_dataset_paths_must_resolve_inside_the_data_directory(manager, tmp_path, path):
+    outside = tmp_path / "outside.nc"
+    save_spectra(tiny_spectra(3, seed=4), outside)
+    link = manager.data_dir / "link_out.nc"
+    if not link.is_symlink():
+        link.symlink_to(outside)
+    with pytest.raises(RunError) as info:
+        manager.launch(dict(TINY, data=path))
+    assert "data" in str(info.value)
+    assert not any(manager.runs_dir.iterdir())
+
+
+def test_validation_accepts_paths_inside_and_makes_them_absolute(manager):
+    cfg, device_ids = manager.validate(dict(TINY, data=str(manager.data_dir / "train.nc")), "cpu")
+    assert cfg.data == str((manager.data_dir / "train.nc").resolve())
+    assert cfg.device == "cpu" and device_ids == ["cpu"] and cfg.progress is False
+
+
+def test_run_names_and_devices_are_checked(manager):
+    with pytest.raises(RunError, match="name="):
+        manager.launch(TINY, name="../escape")
+    with pytest.raises(RunError, match="not present"):
+        manager.launch(TINY, devices=["cuda:7"])
+    assert "train.nc" in manager.data_files() and "val.nc" in manager.data_files()
+
+
+def test_devices_lists_what_is_there():
+    found = devices()
+    assert found[-1].id == "cpu" and "CPU only" in found[-1].label
+    for d in found[:-1]:
+        assert d.id.startswith("cuda:") and d.memory_gb > 0
+
+
+# --- file following --------------------------------------------------------------------------
+def test_metrics_follower_reads_only_appended_complete_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    follower = MetricsFollower(path)
+    assert follower.read_new() == []  # no file yet
+    with open(path, "wb") as fh:
+        fh.write(b'{"kind": "step", "step": 1}\n{"kind": "st')
+        fh.flush()
+        assert follower.read_new() == [{"kind": "step", "step": 1}]
+        fh.write(b'ep", "step": 2}\n')
+        fh.flush()
+        assert follower.read_new() == [{"kind": "step", "step": 2}]
+        assert follower.read_new() == []
+    path.write_bytes(b'{"kind": "step", "step": 1}\n')  # rewritten shorter (a resumed run)
+    assert follower.read_new() == [{"kind": "step", "step": 1}] and follower.reset
+
+
+def test_log_tail_gives_the_last_lines(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("".join(f"line {i}\n" for i in range(1000)))
+    assert log_tail(path, 2) == "line 998\nline 999"
+    assert log_tail(tmp_path / "none.log") == ""
