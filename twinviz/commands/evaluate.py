@@ -1,0 +1,80 @@
+"""Table 1 of de Mijolla, Ness & Viti (2019) for a trained model on a validation set with twin
+pairs, with the baselines beside it (λ=0 model when given, polynomial residuals, raw flux, and
+the true-abundance oracle on synthetic data). Writes report.json, report.md (with the paper's
+numbers beside ours), rank_curve.png and ranks.nc to --out.
+
+Examples:
+  twinviz evaluate --model runs/fader --data val.nc
+  twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data val.nc --out eval/
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="the fader model: a run directory (runs/NAME) or its model/ directory")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="validation spectra (.nc/.zarr) whose twins share a `group` id")
+    parser.add_argument("--baseline-model", metavar="DIR", default=None,
+                        help="the λ=0 conditional autoencoder run, reported beside the fader network")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="report folder (default: RUN/evaluation beside the model)")
+    parser.add_argument("--baselines", default="polynomial,raw_flux,oracle",
+                        help="comma-separated pixel/label baselines to include ('' for none)")
+    parser.add_argument("--poly-degree", type=int, default=2,
+                        help="total degree of the per-pixel polynomial in (Teff, logg)")
+    parser.add_argument("--pixel-queries", type=int, default=2000,
+                        help="query stars sampled for the pixel-space baselines (0: all; cost ∝ N²·pixels)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
+    parser.add_argument("--metric", choices=("l1", "l2"), default="l1", help="twin-search distance")
+    parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto",
+                        help="twin-search backend (results are identical)")
+    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=1024, help="stars per forward pass")
+    parser.add_argument("--chunk", type=int, default=8192, help="stars read from the file at a time")
+
+
+def main(args) -> int:
+    from pathlib import Path
+
+    from twinviz.evaluation import evaluate
+    from twinviz.model import ModelError
+    from twinviz.spectra.dataset import open_spectra
+    from twinviz.twins import TwinIndexError
+
+    from ._model_arg import load_model, resolve_model_dir, run_dir_of
+
+    start = time.perf_counter()
+
+    def say(message):
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    try:
+        model_dir = resolve_model_dir(args.model)
+        model = load_model(model_dir, args.device)
+        baseline = load_model(args.baseline_model, args.device) if args.baseline_model else None
+        ds = open_spectra(args.data, chunks={})  # lazily, in the file's own chunks
+        model.check_grid(ds)
+        if baseline is not None:
+            baseline.check_grid(ds)
+        baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+        report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
+                          poly_degree=args.poly_degree, pixel_queries=args.pixel_queries or None,
+                          seed=args.seed, metric=args.metric, backend=args.backend,
+                          batch_size=args.batch_size, chunk=args.chunk, progress=say)
+    except (ModelError, TwinIndexError, ValueError) as exc:
+        if type(exc).__name__ == "DatasetError":
+            raise
+        print(f"twinviz evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    report.settings.update(model=str(model_dir), baseline_model=args.baseline_model,
+                           seconds=round(time.perf_counter() - start, 1))
+    out = Path(args.out) if args.out else run_dir_of(model_dir) / "evaluation"
+    paths = report.write(out)
+    print(report.markdown(plot_name=None))
+    print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}, {paths['ranks']}")
+    return 0

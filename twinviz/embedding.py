@@ -1,0 +1,170 @@
+"""Latents of a spectra dataset: encode in streamed chunks, save and open them.
+
+A latent dataset is a plain :class:`xarray.Dataset`:
+
+=========  ==================  =======  ===============================================
+variable   dims                dtype    meaning
+=========  ==================  =======  ===============================================
+z          (star, latent)      float32  the fader network's latent E(x, u)
+teff       (star,)             float32  K (copied from the spectra)
+logg       (star,)             float32  dex
+group      (star,)             int64    chemistry group, −1 unknown
+fe_h       (star,)             float32  [Fe/H] dex (when the spectra have it)
+x_fe       (star, element)     float32  [X/Fe] dex (when the spectra have it)
+snr        (star,)             float32  (when the spectra have it)
+pca        (star, axis)        float32  2-D PCA map of z (see ``twinviz.projection``)
+umap       (star, axis)        float32  2-D UMAP map of z (see ``twinviz.projection``)
+=========  ==================  =======  ===============================================
+
+Coordinates ``star`` (the spectra's star ids), ``latent`` (0…d−1), ``axis`` (0, 1) and
+``element``. Attributes record the model (grid id, latent size, directory) and the source file.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .spectra.dataset import DatasetError
+
+__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks", "open_latents", "save_latents",
+           "default_latents_path"]
+
+LABEL_VARIABLES = ("teff", "logg", "group", "fe_h", "x_fe", "snr")
+
+
+def iter_star_chunks(ds: xr.Dataset, chunk: int, variables=("flux", "mask")):
+    """Yield (start, stop, {name: numpy array}) over consecutive blocks of ``chunk`` stars.
+
+    Only one block of the named per-pixel variables is in memory at a time, so a dataset opened
+    lazily (``open_spectra(path, chunks={"star": ...})``) larger than memory streams through.
+    """
+    n = ds.sizes["star"]
+    chunk = max(1, int(chunk))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        block = ds.isel(star=slice(start, stop))
+        yield start, stop, {v: np.asarray(block[v].values) for v in variables if v in ds.variables}
+
+
+def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int = 8192,
+                   progress=None) -> xr.Dataset:
+    """Encode every star of a spectra dataset into a latent dataset (see module docstring).
+
+    model : a ``FaderNetwork`` (its grid must match the dataset's: checked first)
+    ds : spectra dataset, in memory or lazily opened with dask
+    batch_size : stars per forward pass on the model's device
+    chunk : stars read from the dataset at a time (bounds memory: chunk × pixels × 4 bytes)
+    progress : optional callable(done, total) called after each chunk
+    Returns z [star, latent] float32 plus the star labels; results do not depend on ``chunk``
+    or ``batch_size`` beyond float rounding of the network's batched arithmetic.
+    """
+    from .model import encode_arrays
+
+    model.check_grid(ds)
+    n = ds.sizes["star"]
+    teff = np.asarray(ds["teff"].values, dtype=np.float32)
+    logg = np.asarray(ds["logg"].values, dtype=np.float32)
+    z = np.empty((n, model.config.latent_dim), dtype=np.float32)
+    for start, stop, block in iter_star_chunks(ds, chunk):
+        z[start:stop] = encode_arrays(model, block["flux"], teff[start:stop], logg[start:stop],
+                                      batch_size=batch_size, mask=block.get("mask"))
+        if progress is not None:
+            progress(stop, n)
+    out = xr.Dataset(
+        {"z": (("star", "latent"), z)},
+        coords={"star": ds["star"].values, "latent": np.arange(z.shape[1], dtype=np.int64)},
+    )
+    out["z"].attrs.update(long_name="fader-network latent E(x, u)", units="")
+    for name in LABEL_VARIABLES:
+        if name in ds.variables:
+            out[name] = (ds[name].dims, np.asarray(ds[name].values))
+            out[name].attrs.update(ds[name].attrs)
+    if "element" in out.dims:
+        out = out.assign_coords(element=ds["element"].values)
+    out.attrs.update(
+        kind="twinviz-latents",
+        grid_id=str(model.config.grid_id),
+        latent_dim=int(model.config.latent_dim),
+        source=str(ds.encoding.get("source", "")),
+    )
+    return out
+
+
+def default_latents_path(data_path) -> Path:
+    """Where latents of ``data_path`` are cached by default: ``<stem>.latents.nc`` beside it."""
+    data_path = Path(data_path)
+    stem = data_path.name
+    for suffix in (".nc", ".zarr", ".nc4", ".h5"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return data_path.with_name(f"{stem}.latents.nc")
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith((".nc", ".nc4", ".h5", ".netcdf")):
+        return "netcdf"
+    raise DatasetError(f"{path}: file: unknown format (extension '{path.suffix}'). "
+                       "Fix: use a '.nc' (netCDF) or '.zarr' path for latents")
+
+
+def save_latents(latents: xr.Dataset, path) -> Path:
+    """Write a latent dataset atomically (temporary name, then ``os.replace``) to netCDF or zarr."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if "z" not in latents.variables:
+        raise DatasetError(f"{path}: z: the dataset to save has no latents. Fix: build it with "
+                           "twinviz.embedding.encode_dataset")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    latents = latents.copy()
+    latents.attrs = {k: v for k, v in latents.attrs.items() if v is not None}
+    for var in latents.variables.values():
+        var.encoding = {}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if fmt == "zarr":
+            latents.chunk({"star": min(latents.sizes["star"], 65536)}).to_zarr(
+                tmp, mode="w", zarr_format=2, consolidated=True)
+            if path.exists():
+                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        else:
+            latents.to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+    return path
+
+
+def open_latents(path) -> xr.Dataset:
+    """Open a latent dataset written by :func:`save_latents` (read into memory)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: file: does not exist. Fix: make it with "
+                           "`twinviz embed --model DIR --data FILE --out {path}`")
+    fmt = _format_of(path)
+    try:
+        ds = xr.open_zarr(path) if fmt == "zarr" else xr.open_dataset(path, engine="h5netcdf")
+        ds = ds.load()
+        ds.close()
+    except Exception as exc:
+        raise DatasetError(f"{path}: file: cannot be read as {fmt} ({type(exc).__name__}: {exc}). "
+                           "Fix: re-create it with `twinviz embed`") from exc
+    if "z" not in ds.variables or ds["z"].dims != ("star", "latent"):
+        raise DatasetError(f"{path}: z: no latent variable z(star, latent). Fix: this is not a latent "
+                           "file; make one with `twinviz embed`")
+    ds.encoding["source"] = str(path)
+    return ds

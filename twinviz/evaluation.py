@@ -1,0 +1,452 @@
+"""Table 1 of de Mijolla, Ness & Viti (2019) for a model, with honest baselines beside it.
+
+:func:`evaluate` computes, on a validation set whose twins share a ``group`` id:
+
+* reconstruction MSE — mean over stars and good pixels of (D(E(x,u),u) − x)², flux units²;
+* swapped MSE — mean of (D(E(x_twin,u_twin), u) − x)²: the twin's latent decoded with the
+  star's own (Teff, logg); the twin of a star is its group-mate (for groups larger than two,
+  the next member of the group in dataset order, cyclically);
+* twin ranks (see :meth:`twinviz.twins.TwinIndex.twin_ranks`) and the fractions with rank 1,
+  rank ≤ 0.001·N and rank ≤ 0.01·N, N = number of stars in the set, plus the cumulative curve;
+
+for the fader network, and for the baselines: the λ = 0 conditional autoencoder (when given),
+polynomial residuals, raw flux (both in pixel space, ranked by L1) and, on synthetic data, the
+oracle ranking by true abundances. :meth:`EvaluationReport.write` puts ``report.json``,
+``report.md``, ``rank_curve.png`` and ``ranks.nc`` into a folder.
+
+Pixel-space baselines cost N × N × pixels operations; by default their ranks are computed for a
+random sample of query stars (``pixel_queries``) against *all* N stars, which keeps the
+thresholds exact and gives unbiased fractions with the binomial standard error reported.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .baselines import has_true_abundances, polynomial_residuals, raw_flux, true_abundances
+from .embedding import iter_star_chunks
+from .spectra.dataset import DatasetError
+from .twins import RankFractions, TwinIndex, cumulative_rank_curve, rank_fractions
+
+__all__ = ["PAPER_REFERENCE", "ReferenceRow", "MethodResult", "EvaluationReport", "evaluate",
+           "model_errors", "swap_partners", "evaluate_representation"]
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """Published numbers (SCIENCE.md §2); fractions in [0, 1], None where not published."""
+
+    label: str
+    mse: float | None = None
+    swapped_mse: float | None = None
+    rank1: float | None = None
+    within_0p1: float | None = None
+    within_1: float | None = None
+    note: str = ""
+
+
+PAPER_REFERENCE: tuple[ReferenceRow, ...] = (
+    ReferenceRow("paper, fader network", 2.2e-6, 3.7e-4, 0.607, 0.823, 0.937, "N = 25 000, noiseless"),
+    ReferenceRow("paper, conditional AE (λ=0)", 4.1e-7, 9.7e-3, 0.081, 0.144, 0.248, "N = 25 000, noiseless"),
+    ReferenceRow("authors' 2021 code, fader", None, None, 0.990, 0.998, 1.000, "50 000 stars, noiseless"),
+    ReferenceRow("authors' 2021 code, fader, SNR 50", None, None, 0.644, 0.953, 0.995, ""),
+    ReferenceRow("authors' 2021 code, fader, SNR 30", None, None, 0.193, 0.637, 0.888, ""),
+    ReferenceRow("polynomial residuals (Price-Jones & Bovy 2019 style)", None, None, 0.521, 0.726, 0.837,
+                 "noiseless"),
+)
+
+# The methods a report can hold, in display order: key → label.
+METHOD_LABELS = {
+    "fader": "fader network",
+    "lambda0": "conditional AE (λ=0)",
+    "polynomial": "polynomial residuals",
+    "raw_flux": "raw flux L1",
+    "oracle": "oracle (true abundances)",
+}
+
+
+@dataclass
+class MethodResult:
+    """Table-1 numbers of one method.
+
+    ranks : twin rank per entry of ``queries`` (−1: no twin); queries : star positions ranked.
+    mse, swapped_mse : flux units² (models only, else None); seconds : wall time spent.
+    """
+
+    key: str
+    label: str
+    ranks: np.ndarray
+    queries: np.ndarray
+    fractions: RankFractions
+    mse: float | None = None
+    swapped_mse: float | None = None
+    sampled: bool = False
+    seconds: float = 0.0
+
+    def stderr(self, fraction: float) -> float | None:
+        """Binomial standard error of a fraction estimated from a sample of query stars."""
+        n = self.fractions.n_ranked
+        if not self.sampled or n == 0 or math.isnan(fraction):
+            return None
+        return math.sqrt(fraction * (1 - fraction) / n)
+
+    def to_dict(self, curve_points: int = 200) -> dict:
+        f = self.fractions
+        r, frac = cumulative_rank_curve(self.ranks, f.n_stars, n_points=curve_points)
+        out = {
+            "key": self.key, "label": self.label,
+            "mse": self.mse, "swapped_mse": self.swapped_mse,
+            "rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1,
+            "n_ranked": f.n_ranked, "sampled": self.sampled,
+            "median_rank": float(np.median(self.ranks[self.ranks >= 1])) if f.n_ranked else None,
+            "seconds": round(self.seconds, 3),
+            "cumulative_rank_curve": {"rank": r.tolist(), "fraction": [float(v) for v in frac]},
+        }
+        if self.sampled:
+            out["stderr"] = {k: self.stderr(getattr(f, k)) for k in ("rank1", "within_0p1", "within_1")}
+        return out
+
+
+@dataclass
+class EvaluationReport:
+    """All methods' Table-1 numbers on one validation set (see module docstring)."""
+
+    n_stars: int
+    n_with_twin: int
+    methods: list[MethodResult]
+    star_ids: np.ndarray
+    settings: dict = field(default_factory=dict)
+    reference: tuple[ReferenceRow, ...] = PAPER_REFERENCE
+
+    def __getitem__(self, key: str) -> MethodResult:
+        for m in self.methods:
+            if m.key == key:
+                return m
+        raise KeyError(f"no method {key!r} in this report; it has {[m.key for m in self.methods]}")
+
+    @property
+    def thresholds(self) -> dict:
+        return {"rank_0p1": self.n_stars // 1000, "rank_1": self.n_stars // 100}
+
+    def to_dict(self) -> dict:
+        from . import __version__
+
+        return {
+            "twinviz_version": __version__,
+            "n_stars": self.n_stars,
+            "n_with_twin": self.n_with_twin,
+            "thresholds": self.thresholds,
+            "settings": self.settings,
+            "methods": [m.to_dict() for m in self.methods],
+            "paper_reference": [vars(r) for r in self.reference],
+        }
+
+    def table(self) -> list[dict]:
+        """Rows (ours, then the paper's) with label, mse, swapped_mse, rank1, within_0p1, within_1."""
+        rows = [{"label": m.label, "mse": m.mse, "swapped_mse": m.swapped_mse, "rank1": m.fractions.rank1,
+                 "within_0p1": m.fractions.within_0p1, "within_1": m.fractions.within_1, "ours": True,
+                 "n_ranked": m.fractions.n_ranked, "sampled": m.sampled} for m in self.methods]
+        rows += [{"label": r.label, "mse": r.mse, "swapped_mse": r.swapped_mse, "rank1": r.rank1,
+                  "within_0p1": r.within_0p1, "within_1": r.within_1, "ours": False, "note": r.note}
+                 for r in self.reference]
+        return rows
+
+    def markdown(self, plot_name: str | None = "rank_curve.png") -> str:
+        """The report as Markdown: the Table-1 comparison, the plot, and how to read it."""
+        def num(v):
+            return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+        def pct(v, se=None):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                return ""
+            return f"{100 * v:.1f} %" + (f" ± {100 * se:.1f}" if se else "")
+
+        t = self.thresholds
+        lines = [
+            "# twinviz evaluation (Table 1)",
+            "",
+            f"Validation set: {self.n_stars} stars, {self.n_with_twin} with a twin"
+            + (f" (`{self.settings.get('data')}`)" if self.settings.get("data") else "") + ".",
+            f"Twin rank thresholds: rank 1; ≤ 0.1 %·N = rank ≤ {t['rank_0p1']}; ≤ 1 %·N = rank ≤ {t['rank_1']}.",
+            "",
+            "| method | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | stars ranked |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in self.methods:
+            f = m.fractions
+            ranked = f"{f.n_ranked}" + (" (sample)" if m.sampled else "")
+            lines.append(f"| **{m.label}** (ours) | {num(m.mse)} | {num(m.swapped_mse)} | "
+                         f"{pct(f.rank1, m.stderr(f.rank1))} | {pct(f.within_0p1, m.stderr(f.within_0p1))} | "
+                         f"{pct(f.within_1, m.stderr(f.within_1))} | {ranked} |")
+        for r in self.reference:
+            lines.append(f"| {r.label} (published{', ' + r.note if r.note else ''}) | {num(r.mse)} | "
+                         f"{num(r.swapped_mse)} | {pct(r.rank1)} | {pct(r.within_0p1)} | {pct(r.within_1)} | |")
+        lines.append("")
+        if plot_name:
+            lines += [f"![cumulative twin-rank curve]({plot_name})", ""]
+        s = self.settings
+        lines += [
+            "How to read it: twin rank = 1 + the number of other stars closer (L1) to a star than its "
+            "twin (the closest group-mate). MSE in squared flux units over good pixels. Published rows "
+            "are copied from SCIENCE.md §2 for comparison; they come from Turbospectrum spectra, ours "
+            "from the data named above, so compare trends, not digits.",
+            "",
+            f"Settings: metric {s.get('metric', 'l1')}, polynomial degree {s.get('poly_degree')}, "
+            f"pixel-baseline queries {s.get('pixel_queries') or 'all'} (seed {s.get('seed')}), "
+            f"backend {s.get('backend')}.",
+        ]
+        for key in ("model", "baseline_model"):
+            if s.get(key):
+                lines.append(f"{key.replace('_', ' ')}: `{s[key]}`")
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path) -> Path:
+        """Save the cumulative twin-rank curves of all methods as a PNG (atomic write)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.4, 4.2), dpi=120)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for m in self.methods:
+            r, frac = cumulative_rank_curve(m.ranks, self.n_stars, n_points=300)
+            ax.step(r / self.n_stars, frac, where="post", label=m.label)
+        left = 0.5 / self.n_stars  # so that rank 1 (x = 1/N) shows as a step, not the edge
+        for x, name in ((0.001, "0.1 %"), (0.01, "1 %")):
+            if x <= left:
+                continue
+            ax.axvline(x, color="0.6", lw=0.8, ls="--")
+            ax.text(x, 0.02, f" {name}", color="0.4", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlim(left, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("twin rank / N")
+        ax.set_ylabel("fraction of stars with rank ≤ x·N")
+        ax.set_title(f"Cumulative twin-rank curve (N = {self.n_stars})")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            fig.savefig(tmp, format="png")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def ranks_dataset(self) -> xr.Dataset:
+        """Per-star twin ranks of every method: ``rank_<key>(star)``, −1 where not ranked."""
+        data = {}
+        for m in self.methods:
+            full = np.full(self.n_stars, -1, dtype=np.int64)
+            full[m.queries] = m.ranks
+            data[f"rank_{m.key}"] = ("star", full, {"long_name": f"twin rank, {m.label}",
+                                                   "note": "-1: no twin or not in the query sample"})
+        return xr.Dataset(data, coords={"star": self.star_ids}, attrs={"n_stars": self.n_stars})
+
+    def write(self, out_dir) -> dict[str, Path]:
+        """Write report.json, report.md, rank_curve.png and ranks.nc into ``out_dir`` (atomically)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"png": self.plot(out_dir / "rank_curve.png")}
+        for name, text in (("report.json", json.dumps(self.to_dict(), indent=2, allow_nan=False,
+                                                      default=_json_default) + "\n"),
+                           ("report.md", self.markdown("rank_curve.png"))):
+            paths[name.split(".")[1]] = _write_text(out_dir / name, text)
+        ranks_path = out_dir / "ranks.nc"
+        tmp = ranks_path.with_name(f".ranks.nc.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.ranks_dataset().to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, ranks_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        paths["ranks"] = ranks_path
+        return paths
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# the computations
+# --------------------------------------------------------------------------------------------
+def swap_partners(groups) -> np.ndarray:
+    """The twin used for the swapped MSE: for each star, the next member of its group in
+    dataset order (cyclically; for a pair, the other star); −1 without a group-mate."""
+    groups = np.asarray(groups)
+    partner = np.full(groups.size, -1, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], g.size]
+    for s, e in zip(starts, ends):
+        if g[s] < 0 or e - s < 2:
+            continue
+        members = order[s:e]
+        partner[members] = np.roll(members, -1)
+    return partner
+
+
+def model_errors(model, ds: xr.Dataset, z: np.ndarray, partners: np.ndarray, *,
+                 batch_size: int = 1024, chunk: int = 8192) -> tuple[float, float]:
+    """(reconstruction MSE, swapped MSE) in flux units², over good pixels (mask False, finite).
+
+    z [N, latent] are the model's latents of ``ds``; partners [N] from :func:`swap_partners`
+    (stars with −1 are left out of the swapped MSE). Streams the flux in chunks of stars.
+    """
+    import torch
+
+    device = model.device
+    teff = np.asarray(ds["teff"].values, np.float32)
+    logg = np.asarray(ds["logg"].values, np.float32)
+    sums = np.zeros(2)
+    counts = np.zeros(2)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start, stop, block in iter_star_chunks(ds, chunk):
+            flux = block["flux"].astype(np.float32)
+            good = np.isfinite(flux)
+            if "mask" in block:
+                good &= ~block["mask"].astype(bool)
+            for b0 in range(0, stop - start, batch_size):
+                b1 = min(stop - start, b0 + batch_size)
+                sl = slice(start + b0, start + b1)
+                t = torch.as_tensor(teff[sl], device=device)
+                g = torch.as_tensor(logg[sl], device=device)
+                x = flux[b0:b1]
+                ok = good[b0:b1]
+                recon = model.decode(torch.as_tensor(z[sl], device=device), t, g).float().cpu().numpy()
+                err = np.where(ok, (recon - x).astype(np.float64) ** 2, 0.0)
+                sums[0] += err.sum()
+                counts[0] += ok.sum()
+                p = partners[sl]
+                has = p >= 0
+                if has.any():
+                    zs = torch.as_tensor(z[p[has]], device=device)
+                    swapped = model.decode(zs, t[torch.as_tensor(has, device=device)],
+                                           g[torch.as_tensor(has, device=device)]).float().cpu().numpy()
+                    ok_s = ok[has]
+                    err = np.where(ok_s, (swapped - x[has]).astype(np.float64) ** 2, 0.0)
+                    sums[1] += err.sum()
+                    counts[1] += ok_s.sum()
+    model.train(was_training)
+    mse = sums / np.maximum(counts, 1)
+    return float(mse[0]), (float(mse[1]) if counts[1] else math.nan)
+
+
+def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *, queries=None,
+                            metric: str = "l1", backend: str = "auto", label: str | None = None) -> MethodResult:
+    """Twin ranks and fractions of any per-star representation [N, d] (latents, residuals…)."""
+    t0 = time.perf_counter()
+    index = TwinIndex(vectors, metric=metric, backend=backend)
+    n = index.n_stars
+    sampled = queries is not None and len(queries) < n
+    queries = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
+    ranks = index.twin_ranks(groups, queries=queries)
+    return MethodResult(key=key, label=label or METHOD_LABELS.get(key, key), ranks=ranks, queries=queries,
+                        fractions=rank_fractions(ranks, n), sampled=sampled,
+                        seconds=time.perf_counter() - t0)
+
+
+def _model_result(key, model, ds, groups, partners, *, batch_size, chunk, metric, backend):
+    from .embedding import encode_dataset
+
+    t0 = time.perf_counter()
+    z = encode_dataset(model, ds, batch_size=batch_size, chunk=chunk)["z"].values
+    result = evaluate_representation(key, z, groups, metric=metric, backend=backend)
+    result.mse, result.swapped_mse = model_errors(model, ds, z, partners, batch_size=batch_size, chunk=chunk)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomial", "raw_flux", "oracle"),
+             poly_degree: int = 2, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
+             backend: str = "auto", batch_size: int = 1024, chunk: int = 8192,
+             progress=None) -> EvaluationReport:
+    """Table 1 for ``model`` (a FaderNetwork, or None for baselines only) on validation set ``ds``.
+
+    baseline_model : the λ = 0 conditional AE, reported as "lambda0" when given
+    baselines : any of "polynomial", "raw_flux", "oracle" (the oracle is skipped silently on data
+        without true abundances)
+    poly_degree : total degree of the per-pixel polynomial in (Teff, logg)
+    pixel_queries : number of query stars (drawn with ``seed`` among stars with a twin) for the
+        pixel-space baselines; None or 0 ranks every star (cost N²·pixels)
+    metric, backend : passed to :class:`TwinIndex` (L1 is the paper's metric)
+    progress : optional callable(message) for the CLI
+    """
+    say = progress or (lambda message: None)
+    source = ds.encoding.get("source", "<in-memory dataset>")
+    groups = np.asarray(ds["group"].values, dtype=np.int64)
+    n = groups.size
+    partners = swap_partners(groups)
+    n_with_twin = int(np.count_nonzero(partners >= 0))
+    if n_with_twin == 0:
+        raise DatasetError(f"{source}: group: no star shares its group id with another, so there are no "
+                           "twins to rank. Fix: evaluate on a validation set with twin pairs "
+                           "(`twinviz simulate` makes them) or set `group` for known twins")
+    unknown = set(baselines) - {"polynomial", "raw_flux", "oracle"}
+    if unknown:
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from polynomial, raw_flux, oracle")
+    methods = []
+    kw = dict(batch_size=batch_size, chunk=chunk, metric=metric, backend=backend)
+    if model is not None:
+        say("encoding with the fader network and ranking twins")
+        methods.append(_model_result("fader", model, ds, groups, partners, **kw))
+    if baseline_model is not None:
+        say("encoding with the λ=0 baseline model and ranking twins")
+        methods.append(_model_result("lambda0", baseline_model, ds, groups, partners, **kw))
+    queries = None
+    if pixel_queries and pixel_queries < n_with_twin:
+        rng = np.random.default_rng(seed)
+        queries = np.sort(rng.choice(np.flatnonzero(partners >= 0), size=int(pixel_queries), replace=False))
+    if "polynomial" in baselines:
+        say(f"polynomial residuals (degree {poly_degree})")
+        t0 = time.perf_counter()
+        result = evaluate_representation("polynomial", polynomial_residuals(ds, poly_degree), groups,
+                                         queries=queries, metric=metric, backend=backend)
+        result.seconds = time.perf_counter() - t0
+        methods.append(result)
+    if "raw_flux" in baselines:
+        say("raw flux")
+        methods.append(evaluate_representation("raw_flux", raw_flux(ds), groups, queries=queries,
+                                               metric=metric, backend=backend))
+    if "oracle" in baselines and has_true_abundances(ds):
+        say("oracle (true abundances)")
+        methods.append(evaluate_representation("oracle", true_abundances(ds), groups,
+                                               metric=metric, backend=backend))
+    settings = {"data": str(source), "metric": metric, "poly_degree": poly_degree,
+                "pixel_queries": int(queries.size) if queries is not None else None, "seed": seed,
+                "backend": TwinIndex(np.zeros((1, 1)), backend=backend).backend,
+                "batch_size": batch_size, "chunk": chunk}
+    return EvaluationReport(n_stars=n, n_with_twin=n_with_twin, methods=methods,
+                            star_ids=np.asarray(ds["star"].values), settings=settings)
