@@ -1,0 +1,44 @@
+"""The twinviz explorer app (Panel): swap explorer, latent map, twin table, metrics, training.
+
+In a notebook::
+
+    import twinviz.app
+    twinviz.app.explore()                                  # the bundled demo
+    twinviz.app.explore(model="runs/x/model", data="val.nc")
+
+Served: ``panel serve app.py [--args --model DIR --data FILE [--latents FILE]]``.
+Every component also works on its own, e.g. ``SwapExplorer(ExplorerState(load_app_data(...)))``.
+"""
+from __future__ import annotations
+
+from .state import AppData, AppDataError, ExplorerState, load_app_data
+
+__all__ = ["AppData", "AppDataError", "ExplorerState", "explore", "load_app_data", "main_args"]
+
+
+def explore(model=None, data=None, latents=None, **selection):
+    """The whole explorer as one Panel Viewer (displays inline in Jupyter).
+
+    model : model directory (``FaderNetwork.save_pretrained``); data : spectra file (.nc/.zarr);
+    latents : optional latent file (``twinviz embed``); with neither model nor data, the bundled
+    demo. ``selection`` sets the initial state, e.g. ``star=12, teff=4800``.
+    """
+    from .layout import Explorer
+
+    app_data = load_app_data(model, data, latents)
+    return Explorer(app_data, ExplorerState(app_data, **selection))
+
+
+def main_args(argv) -> dict:
+    """Parse ``--model DIR --data FILE [--latents FILE]`` (what ``panel serve app.py --args`` passes)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="panel serve app.py --args", add_help=False)
+    parser.add_argument("--model", default=None, help="model directory")
+    parser.add_argument("--data", default=None, help="spectra dataset (.nc or .zarr)")
+    parser.add_argument("--latents", default=None, help="latents of the dataset (twinviz embed)")
+    known, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        raise AppDataError(f"unknown app options {' '.join(unknown)}. Fix: use --model DIR --data FILE "
+                           "[--latents FILE]")
+    return vars(known)
