@@ -1,0 +1,92 @@
+"""Encode a spectra dataset into fader-network latents, streamed in chunks of stars, and add 2-D
+maps (PCA and UMAP) beside them. The result is an xarray dataset with z(star, latent), the star
+labels and pca/umap(star, axis), written atomically to --out (netCDF .nc or zarr .zarr).
+
+Examples:
+  twinviz embed --model runs/fader --data val.nc                 # → val.latents.nc
+  twinviz embed --model runs/fader --data big.zarr --out big.latents.zarr --projections pca
+  twinviz embed --latents val.latents.nc --projections umap --umap-neighbors 30   # re-map only
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from twinviz.projection import UMAP_DEFAULTS
+
+    parser.add_argument("--model", metavar="DIR", help="model or run directory (runs/NAME)")
+    parser.add_argument("--data", metavar="FILE", help="spectra to encode (.nc/.zarr, read lazily)")
+    parser.add_argument("--latents", metavar="FILE", default=None,
+                        help="instead of --model/--data: add projections to an existing latent file")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="latent file to write (default: DATA's name with .latents.nc; with "
+                             "--latents, that file is updated)")
+    parser.add_argument("--projections", default="pca,umap",
+                        help="comma-separated 2-D maps to add: pca, umap ('' for none)")
+    parser.add_argument("--umap-neighbors", type=int, default=UMAP_DEFAULTS["n_neighbors"],
+                        help="UMAP n_neighbors")
+    parser.add_argument("--umap-min-dist", type=float, default=UMAP_DEFAULTS["min_dist"], help="UMAP min_dist")
+    parser.add_argument("--umap-metric", default=UMAP_DEFAULTS["metric"], help="UMAP metric")
+    parser.add_argument("--umap-fit-stars", type=int, default=UMAP_DEFAULTS["fit_stars"],
+                        help="fit UMAP on at most this many stars (the rest are transformed)")
+    parser.add_argument("--seed", type=int, default=UMAP_DEFAULTS["seed"], help="UMAP random seed")
+    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=1024, help="stars per forward pass")
+    parser.add_argument("--chunk", type=int, default=8192, help="stars read from the file at a time")
+
+
+def main(args) -> int:
+    from pathlib import Path
+
+    from twinviz.embedding import default_latents_path, encode_dataset, open_latents, save_latents
+    from twinviz.model import ModelError
+    from twinviz.projection import add_projections
+    from twinviz.spectra.dataset import open_spectra
+
+    from ._model_arg import load_model, resolve_model_dir
+
+    start = time.perf_counter()
+
+    def say(message):
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    methods = tuple(m.strip() for m in args.projections.split(",") if m.strip())
+    unknown = set(methods) - {"pca", "umap"}
+    if unknown:
+        print(f"twinviz embed: error: --projections: unknown {sorted(unknown)}; use pca and/or umap",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.latents:
+            if args.model or args.data:
+                raise ModelError("--latents re-maps an existing latent file; give either it or --model/--data")
+            latents = open_latents(args.latents)
+            out = Path(args.out or args.latents)
+        else:
+            if not (args.model and args.data):
+                raise ModelError("--model and --data are both needed (or --latents FILE to re-map). "
+                                 "Fix: e.g. `twinviz embed --model runs/fader --data val.nc`")
+            model_dir = resolve_model_dir(args.model)
+            model = load_model(model_dir, args.device)
+            ds = open_spectra(args.data, chunks={})  # lazily: only one chunk of flux in memory
+            model.check_grid(ds)
+            n = ds.sizes["star"]
+            say(f"encoding {n} stars from {args.data} in chunks of {args.chunk}")
+            latents = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk,
+                                     progress=lambda done, total: say(f"  {done}/{total} stars"))
+            latents.attrs["model"] = str(model_dir)
+            out = Path(args.out) if args.out else default_latents_path(args.data)
+    except ModelError as exc:
+        print(f"twinviz embed: error: {exc}", file=sys.stderr)
+        return 2
+    if methods:
+        say(f"projections: {', '.join(methods)}" + (" (UMAP compiles on first use: ~20-60 s)" if "umap" in methods else ""))
+        latents = add_projections(latents, methods, n_neighbors=args.umap_neighbors, min_dist=args.umap_min_dist,
+                                  metric=args.umap_metric, seed=args.seed, fit_stars=args.umap_fit_stars)
+    save_latents(latents, out)
+    say(f"wrote {out}: z {tuple(latents['z'].shape)}"
+        + "".join(f", {m} {tuple(latents[m].shape)}" for m in ("pca", "umap") if m in latents))
+    return 0
