@@ -1,0 +1,291 @@
+"""Training: the objective works on small data, runs are resumable, stoppable, followable,
+distributed training matches one process, and `twinviz train` works end to end."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from twinviz.model import FaderNetwork, ModelError
+from twinviz.training import TrainConfig, Trainer, load_checkpoint, read_status, train
+from twinviz.training.data import ArraySource, StreamSource, pixel_weights
+
+from _toy import toy_dataset, write_toy
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,
+             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {"train": write_toy(root / "train.nc", 300, seed=0), "val": write_toy(root / "val.nc", 100, seed=1),
+            "root": root}
+
+
+def _config(data, out, **kw):
+    return TrainConfig(**{"data": str(data["train"]), "val": str(data["val"]), "out": str(out), **SMALL, **kw})
+
+
+def _epochs(run) -> list[dict]:
+    return [r for r in map(json.loads, (Path(run) / "metrics.jsonl").read_text().splitlines())
+            if r["kind"] == "epoch"]
+
+
+def _weights(run_or_model):
+    model = run_or_model if isinstance(run_or_model, FaderNetwork) else FaderNetwork.from_pretrained(Path(run_or_model) / "model")
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def lambda_runs(data, tmp_path_factory):
+    """The same 360-step training with λ = 0 (baseline) and λ = 0.05 (fader network)."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for lam in (0.0, 0.05):
+        runs[lam] = train(_config(data, root / f"lambda{lam}", epochs=40, adversary_weight=lam))
+    return runs
+
+
+def test_a_few_hundred_steps_lower_the_reconstruction_loss(lambda_runs):
+    epochs = _epochs(lambda_runs[0.05])
+    assert epochs[-1]["step"] == 360
+    assert epochs[-1]["train_recon"] < 0.1 * epochs[0]["train_recon"]
+    assert epochs[-1]["val_mse"] < 0.1 * epochs[0]["val_mse"]
+
+
+def test_adversary_accuracy_falls_toward_chance_with_lambda_and_stays_high_without(lambda_runs):
+    base = _epochs(lambda_runs[0.0])[-1]
+    fader = _epochs(lambda_runs[0.05])[-1]
+    chance = fader["val_adv_chance"]
+    assert base["val_adv_chance"] == chance
+    assert base["val_adv_acc"] > 2.5 * chance      # λ = 0: z still carries Teff/logg
+    assert fader["val_adv_acc"] < 1.8 * chance     # λ > 0: the adversary is near chance
+    assert fader["val_rank1"] > base["val_rank1"]  # and twins are found more often
+
+
+def test_run_directory_holds_config_status_metrics_log_model_and_checkpoint(lambda_runs):
+    run = Path(lambda_runs[0.05])
+    assert TrainConfig.load(run / "config.json").adversary_weight == 0.05
+    status = read_status(run)
+    assert status["state"] == "done" and status["step"] == status["total_steps"] == 360
+    assert status["best"]["metric"] == "val_rank1" and status["finished"]
+    kinds = {r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    assert kinds == {"step", "epoch"}
+    assert "epoch 39" in (run / "train.log").read_text()
+    FaderNetwork.from_pretrained(run / "model")
+    _, _, progress, _ = load_checkpoint(run / "checkpoint")
+    assert progress["step"] == 360
+
+
+def test_training_is_reproducible_on_cpu(data, tmp_path):
+    a = train(_config(data, tmp_path / "a", epochs=2, val=None))
+    b = train(_config(data, tmp_path / "b", epochs=2, val=None))
+    wa, wb = _weights(a), _weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_from_the_saved_step_and_optimizer_state(data, tmp_path):
+    common = dict(epochs=3, val=None, lr_schedule="constant")
+    straight = train(_config(data, tmp_path / "straight", **common))
+    # Stop mid-epoch (step 13 of 27), then resume to the end.
+    train(_config(data, tmp_path / "resumed", max_steps=13, **common))
+    assert read_status(tmp_path / "resumed")["step"] == 13
+    _, opt, progress, _ = load_checkpoint(tmp_path / "resumed" / "checkpoint")
+    assert progress["step"] == 13 and progress["batch"] == 4
+    assert int(opt["ae"]["state"][0]["step"]) == 13
+    trainer = Trainer(_config(data, tmp_path / "resumed", **common), resume=True)
+    assert trainer.progress["step"] == 13
+    assert int(trainer.opt_ae.state_dict()["state"][0]["step"]) == 13
+    trainer.fit()
+    ws, wr = _weights(load_checkpoint(straight / "checkpoint")[0]), _weights(trainer.model)
+    for k in ws:
+        torch.testing.assert_close(wr[k], ws[k], rtol=0, atol=0)
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "step"]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_a_new_run_refuses_to_overwrite_an_old_one(data, tmp_path):
+    from twinviz.training import TrainConfigError
+
+    train(_config(data, tmp_path / "r", epochs=1, val=None))
+    with pytest.raises(TrainConfigError, match="--resume"):
+        train(_config(data, tmp_path / "r", epochs=1, val=None))
+    train(_config(data, tmp_path / "r", epochs=1, val=None), overwrite=True)
+
+
+def test_validation_set_on_another_grid_is_refused(data, tmp_path):
+    other = write_toy(tmp_path / "other.nc", 10, seed=2, n_pixels=120)
+    with pytest.raises(ModelError, match="grid"):
+        train(_config(data, tmp_path / "r", epochs=1, val=str(other)))
+
+
+def test_pixel_weights_drop_masked_pixels_and_downweight_noisy_ones():
+    flux = np.ones((2, 4), np.float32)
+    flux[1, 3] = np.nan
+    err = np.array([[0.0, 0.005, 0.01, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    mask = np.zeros((2, 4), bool)
+    mask[0, 0] = True
+    w = pixel_weights(err, mask, flux, floor=0.005)
+    np.testing.assert_allclose(w, [[0, 0.5, 0.2, 1], [1, 1, 1, 0]])
+    assert pixel_weights(None, None, np.ones((2, 3)), 0.005) is None
+
+
+def test_streaming_from_zarr_covers_every_star_once_per_epoch(tmp_path):
+    from twinviz.spectra.dataset import open_spectra
+
+    path = tmp_path / "train.zarr"
+    toy_dataset(50, seed=0).chunk({"star": 16}).to_zarr(path)  # 100 stars in chunks of 16
+    lazy = open_spectra(path, chunks={}, validate=False)
+    source = StreamSource(lazy, batch_size=10, block=16, seed=3)
+    seen = np.concatenate([b["teff"].numpy() for b in source.batches(epoch=0)])
+    assert source.steps_per_epoch == 10 and seen.size == 100
+    np.testing.assert_array_equal(np.sort(seen), np.sort(lazy["teff"].values))
+    first = next(source.batches(epoch=1))["teff"]
+    assert not torch.equal(first, next(source.batches(epoch=0))["teff"])  # reshuffled per epoch
+
+
+def test_training_streams_a_zarr_file(tmp_path):
+    path = write_toy(tmp_path / "train.zarr", 100, seed=0)
+    run = train(TrainConfig(data=str(path), out=str(tmp_path / "run"), epochs=2, stream="always",
+                            stream_block=64, **SMALL))
+    assert read_status(run)["state"] == "done"
+    assert _epochs(run)[-1]["step"] == 2 * (200 // 64)
+
+
+def test_ddp_batches_split_each_global_batch_between_ranks():
+    ds = toy_dataset(20)
+    full = ArraySource(ds, batch_size=8, seed=1)
+    halves = [ArraySource(ds, batch_size=8, rank=r, world=2, seed=1) for r in range(2)]
+    for b, h0, h1 in zip(full.batches(0), *(h.batches(0) for h in halves)):
+        assert sorted(b["teff"].tolist()) == sorted(h0["teff"].tolist() + h1["teff"].tolist())
+        assert len(h0["teff"]) == len(h1["teff"]) == 4
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "twinviz", "train", *args]
+
+
+def _small_flags():
+    return ["--basis-dim", "32", "--hidden", "128,64", "--latent-dim", "8", "--adversary-hidden", "64,64",
+            "--teff-bins", "4", "--logg-bins", "4", "--warmup-steps", "20", "--num-threads", "1",
+            "--no-progress"]
+
+
+def test_ddp_two_processes_on_cpu_match_one_process_with_the_same_global_batch(data, tmp_path):
+    common = ["--data", str(data["train"]), "--epochs", "2", "--batch-size", "64", "--log-every", "5",
+              *_small_flags()]
+    single = subprocess.run(_cli(*common, "--out", str(tmp_path / "single")), env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "twinviz", "train", *common, "--out", str(tmp_path / "ddp")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "2 processes" in (tmp_path / "ddp" / "train.log").read_text()
+    ws = _weights(load_checkpoint(tmp_path / "single" / "checkpoint")[0])
+    wd = _weights(load_checkpoint(tmp_path / "ddp" / "checkpoint")[0])
+    for k in ws:
+        torch.testing.assert_close(wd[k], ws[k], rtol=1e-4, atol=2e-5)
+    assert read_status(tmp_path / "ddp")["step"] == read_status(tmp_path / "single")["step"] == 18
+
+
+@pytest.fixture(scope="module")
+def stopped_run(data, tmp_path_factory):
+    """A real child training process, followed while it runs and stopped with SIGTERM."""
+    out = tmp_path_factory.mktemp("stop") / "run"
+    proc = subprocess.Popen(_cli("--data", str(data["train"]), "--val", str(data["val"]), "--out", str(out),
+                                 "--epochs", "100000", "--log-every", "1", "--checkpoint-every", "0",
+                                 *_small_flags()),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    snapshots = []
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            metrics = out / "metrics.jsonl"
+            if metrics.exists():
+                snapshots.append(metrics.read_bytes())
+                if snapshots[-1].count(b"\n") > 40 and len(snapshots) > 20:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return {"out": out, "rc": proc.returncode, "output": output, "snapshots": snapshots}
+
+
+def test_sigterm_stops_cleanly_with_a_loadable_checkpoint_and_status_cancelled(stopped_run, data):
+    out = stopped_run["out"]
+    assert stopped_run["rc"] == 0, stopped_run["output"][-3000:]
+    status = read_status(out)
+    assert status["state"] == "cancelled" and status["finished"]
+    FaderNetwork.from_pretrained(out / "model")
+    model, _, progress, _ = load_checkpoint(out / "checkpoint")
+    assert progress["step"] >= status["step"] > 0
+    assert "stop requested (SIGTERM)" in (out / "train.log").read_text()
+
+
+def test_metrics_file_is_valid_jsonl_while_being_written(stopped_run):
+    snapshots = stopped_run["snapshots"]
+    assert len(snapshots) > 5
+    for snap in snapshots:
+        complete = snap.split(b"\n")[:-1]  # a follower only reads lines that end in a newline
+        for line in complete:
+            json.loads(line)
+    assert len(snapshots[-1].split(b"\n")) > len(snapshots[0].split(b"\n"))
+
+
+def test_twinviz_train_end_to_end_on_tiny_data(data, tmp_path):
+    out = tmp_path / "cli"
+    done = subprocess.run(_cli("--data", str(data["train"]), "--val", str(data["val"]), "--out", str(out),
+                               "--epochs", "3", "--batch-size", "100", "--adversary-weight", "0.05", *_small_flags()),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "done:" in done.stdout
+    assert TrainConfig.load(out / "config.json").epochs == 3
+    model = FaderNetwork.from_pretrained(out / "model")
+    from twinviz.spectra.dataset import open_spectra
+
+    model.check_grid(open_spectra(data["val"]))
+    # --resume with more epochs continues the same run
+    more = subprocess.run(_cli("--out", str(out), "--resume", "--epochs", "4"), env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert read_status(out)["step"] == 4 * (600 // 100)
+
+
+def test_train_help_documents_every_option():
+    done = subprocess.run(_cli("--help"), env=_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in done.stdout
+    assert "--resume" in done.stdout and "(default: 30)" in done.stdout
+
+
+def test_bad_input_gives_a_readable_error(tmp_path):
+    done = subprocess.run(_cli("--data", str(tmp_path / "missing.nc"), "--out", str(tmp_path / "r")),
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    shutil.rmtree(tmp_path / "r", ignore_errors=True)
