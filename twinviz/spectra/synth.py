@@ -1,0 +1,313 @@
+"""The built-in spectral synthesizer: fast, line-list LTE spectra of red giants on the APOGEE grid.
+
+**A controlled testbed, not radiative transfer.** The paper's data came from Turbospectrum with
+ATLAS9 model atmospheres. This module replaces that with a physically motivated one-layer
+model (see :mod:`twinviz.spectra.atmosphere` and ``docs/synth.md``) that keeps what makes
+the twin problem hard — every line responds to chemistry *and* to Teff/logg, non-linearly and
+differently from line to line — and runs on a laptop at hundreds of spectra per second. Its
+spectra look like APOGEE giants; they are not accurate APOGEE giants. Do not fit real stars
+with it.
+
+How a spectrum is made (all vectorised, float32 where it is safe):
+
+1. per star and line: a strength κ (velocity-integrated optical depth, km/s) from abundance,
+   Boltzmann excitation, Saha ionisation, molecular equilibrium and the H⁻ continuum; a Doppler
+   width b (thermal + microturbulence ξ(logg)) and a damping half width γ (pressure);
+2. on a fine grid (4 samples per apStar pixel, uniform in log λ, i.e. in velocity) the optical
+   depth τ = Σ κ·φ, with φ a Voigt-like profile: a Gaussian core evaluated per star plus a
+   Lorentzian damping wing whose shape is fixed per line and whose amplitude is κγ/π — so all
+   lines are added by one sparse matrix product;
+3. flux = exp(−τ), then the Gaussian line-spread function (R = 22 500, a fixed kernel in
+   log-λ pixels, applied block-wise as dense matrix products) sampled at the apStar pixels,
+   then the pixels of the requested grid are kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.lib.stride_tricks import as_strided
+
+from . import atmosphere as atm
+from .grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
+from .labels import draw_labels
+from .linelist import LINELIST_PATH, LINELIST_VERSION, load_linelist
+
+__all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Synthesizer",
+           "draw_labels", "simulate"]
+
+ELEMENTS = atm.ELEMENTS  # [X/Fe] order of every x_fe array
+GENERATOR = "twinviz.synth"
+GENERATOR_VERSION = "1.0"  # bump whenever the same labels would give different spectra
+
+C_KMS = 299_792.458
+OVERSAMPLE = 4        # fine samples per apStar pixel: b ≥ 1.2 km/s ≈ 1.2 fine samples
+LSF_BLOCK = 8         # output pixels per dense LSF block
+CORE_HALF = 12        # Gaussian core half window (fine samples ≈ 12 km/s ≥ 4 b of metals)
+H_HALF = 1000         # hydrogen window half width (fine samples ≈ 1000 km/s ≈ 55 Å)
+WING_TOL = 1e-3       # damping wings are cut (smoothly) where τ would fall below this …
+WING_MAX_KMS = 400.0  # … or at ±400 km/s (≈ 21 Å)
+TAU_MAX = 60.0        # exp(−60) > 0 in float32: flux stays strictly positive
+FLUX_FLOOR = 1e-6
+
+
+def _taper(u):
+    """Smooth window on |u| ≤ 1 so that truncated wings end without a step."""
+    return np.clip(1.0 - u * u, 0.0, None) ** 2
+
+
+class Synthesizer:
+    """Synthesize continuum-normalised spectra on an APOGEE grid.
+
+    Parameters
+    ----------
+    grid : grid name (``apogee-aspcap-dr12`` default, ``apogee-aspcap-dr17``, ``apogee-apstar``)
+        or a :class:`~twinviz.spectra.grid.WavelengthGrid` that has apStar ``pixels``.
+    resolution : resolving power R = λ/FWHM of the Gaussian line-spread function.
+    chunk : stars synthesized together in :meth:`batch` (memory ≈ chunk × 1.5 MB).
+    """
+
+    def __init__(self, grid: str | WavelengthGrid = DEFAULT_GRID, *, resolution: float = RESOLUTION,
+                 chunk: int = 128):
+        self.grid = get_grid(grid)
+        if self.grid.pixels is None:
+            raise ValueError(f"grid {self.grid.id!r} has no apStar pixel indices; the synthesizer "
+                             "works on APOGEE grids (apogee-apstar, apogee-aspcap-dr12/dr17)")
+        self.resolution = float(resolution)
+        self.chunk = int(chunk)
+        lines = load_linelist(LINELIST_PATH)
+        self.linelist_version = lines["version"]
+        self._setup_fine_grid()
+        self._setup_lines(lines)
+
+    @property
+    def wavelength(self) -> np.ndarray:
+        """Vacuum wavelengths of the output pixels, Å (float64)."""
+        return self.grid.wavelength
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_fine_grid(self):
+        pixels = np.asarray(self.grid.pixels)
+        self._p_lo = int(pixels.min())
+        n_pix = int(pixels.max()) + 1 - self._p_lo
+        n_pix = -(-n_pix // LSF_BLOCK) * LSF_BLOCK
+        self._out_rows = pixels - self._p_lo
+        k = OVERSAMPLE
+        # LSF: Gaussian of FWHM λ/R, constant in ln λ, so a fixed kernel in pixels.
+        sigma_px = (1.0 / self.resolution) / (np.log(10.0) * DLOG10_LAMBDA) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        pad = int(np.ceil(4.0 * sigma_px * k))
+        offsets = (np.arange(k + 2 * pad) - pad + 0.5) / k - 0.5  # tap position − pixel centre (px)
+        taps = np.exp(-0.5 * (offsets / sigma_px) ** 2)
+        taps /= taps.sum()
+        block = np.zeros((LSF_BLOCK, k * LSF_BLOCK + 2 * pad), dtype=np.float32)
+        for i in range(LSF_BLOCK):
+            block[i, k * i:k * i + taps.size] = taps
+        self._lsf_block, self._pad, self._n_pix = block, pad, n_pix
+        self._n_fine = k * n_pix + 2 * pad
+        self._dv = C_KMS * np.log(10.0) * DLOG10_LAMBDA / k  # km/s per fine sample
+
+    def _fine_position(self, wavelength):
+        """Fractional fine-grid index of a wavelength (Å)."""
+        x = (np.log10(wavelength) - LOG10_LAMBDA0) / DLOG10_LAMBDA
+        return (x - self._p_lo + 0.5) * OVERSAMPLE - 0.5 + self._pad
+
+    def _setup_lines(self, lines):
+        pos = self._fine_position(lines["wavelength"])
+        reach = WING_MAX_KMS / self._dv + H_HALF
+        keep = (pos > -reach) & (pos < self._n_fine + reach)
+        self._lines = {k: v[keep] for k, v in lines.items() if isinstance(v, np.ndarray)}
+        pos = pos[keep]
+        is_h = self._lines["species"] == "H"
+        self._metal, self._hydrogen = np.flatnonzero(~is_h), np.flatnonzero(is_h)
+        ref = atm.REFERENCE
+        # Fixed core width of each line's Lorentzian wing: its Doppler width in the reference giant.
+        self._gamma_core = atm.doppler_width(ref["teff"], ref["logg"], self._lines["mass"][self._metal])
+
+        rows, cols, vals = [], [], []
+        # 1. Gaussian cores: one column per (line, offset), value computed per star.
+        centre = np.rint(pos[self._metal]).astype(np.int64)
+        off = np.arange(-CORE_HALF, CORE_HALF + 1)
+        idx = centre[:, None] + off[None, :]
+        self._core_dv = ((idx - pos[self._metal][:, None]) * self._dv).astype(np.float32)
+        rows.append(idx.ravel()); cols.append(np.arange(idx.size)); vals.append(np.ones(idx.size))
+        n_col = idx.size
+        # 2. Hydrogen: one column per (line, offset), full profile computed per star.
+        centre = np.rint(pos[self._hydrogen]).astype(np.int64)
+        off = np.arange(-H_HALF, H_HALF + 1)
+        idx = centre[:, None] + off[None, :]
+        self._h_dv = ((idx - pos[self._hydrogen][:, None]) * self._dv).astype(np.float32)
+        self._h_taper = _taper(self._h_dv / (H_HALF * self._dv)).astype(np.float32)
+        rows.append(idx.ravel()); cols.append(n_col + np.arange(idx.size)); vals.append(np.ones(idx.size))
+        n_col += idx.size
+        # 3. Damping wings: one column per line, fixed shape taper/(Δv² + γc²), amplitude per star.
+        half = self._wing_half_width()
+        for j, line in enumerate(self._metal):
+            n_half = int(np.ceil(half[j] / self._dv))
+            idx = np.rint(pos[line]).astype(np.int64) + np.arange(-n_half, n_half + 1)
+            dv = (idx - pos[line]) * self._dv
+            rows.append(idx); cols.append(np.full(idx.size, n_col + j))
+            vals.append(_taper(dv / half[j]) / (dv * dv + self._gamma_core[j] ** 2))
+        rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
+        inside = (rows >= 0) & (rows < self._n_fine)
+        self._profile_matrix = sp.csr_matrix(
+            (vals[inside].astype(np.float32), (rows[inside], cols[inside])),
+            shape=(self._n_fine, n_col + self._metal.size))
+
+    def _wing_half_width(self):
+        """Half width (km/s) of each metal/molecular line's damping wing: where its wing τ
+        drops below WING_TOL for the strongest-lined star of a generous label envelope."""
+        t, g = np.meshgrid([3500.0, 4000.0, 4750.0, 5500.0, 6000.0], [0.0, 1.5, 3.0, 4.5, 5.0])
+        t, g = t.ravel(), g.ravel()
+        fe = np.full(t.size, 0.5)
+        x = np.full((t.size, len(ELEMENTS)), 0.8)
+        coef = self._wing_amplitude(*self._line_physics(t, g, fe, x, self._metal))
+        half = np.sqrt(coef.max(axis=0) / WING_TOL)
+        return np.clip(half, CORE_HALF * self._dv, WING_MAX_KMS)
+
+    def _line_physics(self, teff, logg, fe_h, x_fe, which):
+        """κ (km/s), b (km/s), γ (km/s) of the lines ``which`` for each star: (N, L) arrays."""
+        ll = {k: v[which] for k, v in self._lines.items()}
+        state = atm.chemistry_state(teff, logg, fe_h, x_fe)
+        kappa = 10.0 ** atm.log_line_strength(state, teff, ll["species"], ll["ion"], ll["loggf"], ll["chi"])
+        b = atm.doppler_width(teff[:, None], logg[:, None], ll["mass"])
+        gamma = atm.damping_width(teff, logg, fe_h, ll["gamma_ref"], ll["species"])
+        return kappa, b, gamma
+
+    def _wing_amplitude(self, kappa, b, gamma):
+        # φ = [G(b) + (γ/π)/(Δv² + γc²)] / (1 + γ/γc): the extra area of the wing term is
+        # divided out so that κ stays the line's total strength.
+        return kappa * gamma / (np.pi * (1.0 + gamma / self._gamma_core))
+
+    # ------------------------------------------------------------------ synthesis
+    def _synthesize_chunk(self, teff, logg, fe_h, x_fe):
+        n = teff.size
+        kappa, b, gamma = self._line_physics(teff, logg, fe_h, x_fe, self._metal)
+        amp = (kappa / (b * np.sqrt(np.pi) * (1.0 + gamma / self._gamma_core))).T.astype(np.float32)
+        inv_b2 = (1.0 / (b * b)).T.astype(np.float32)
+        dv2 = self._core_dv ** 2
+        core = np.exp(-dv2[:, :, None] * inv_b2[:, None, :])
+        core *= amp[:, None, :]
+        wing = self._wing_amplitude(kappa, b, gamma).T.astype(np.float32)
+
+        kh, bh, gh = (a.T.astype(np.float32) for a in self._line_physics(teff, logg, fe_h, x_fe, self._hydrogen))
+        eta = gh / (gh + bh)  # pseudo-Voigt Lorentz fraction: Stark-dominated for broad lines
+        dv2 = (self._h_dv ** 2)[:, :, None]
+        hyd = (1.0 - eta[:, None, :]) * np.exp(-dv2 / (bh * bh)[:, None, :]) / (np.sqrt(np.pi) * bh[:, None, :])
+        hyd += eta[:, None, :] * (gh / np.pi)[:, None, :] / (dv2 + (gh * gh)[:, None, :])
+        hyd *= kh[:, None, :] * self._h_taper[:, :, None]
+
+        columns = np.concatenate([core.reshape(-1, n), hyd.reshape(-1, n), wing], axis=0)
+        tau = self._profile_matrix @ columns  # (n_fine, n)
+        np.minimum(tau, TAU_MAX, out=tau)
+        flux_fine = np.exp(-tau, out=tau)
+
+        # LSF: output pixel block i uses fine samples [K·B·i, K·B·i + K·B + 2·pad); overlapping
+        # windows are a strided view (no copy), each a dense (B × window) @ (window × n) product.
+        k, blk = OVERSAMPLE, LSF_BLOCK
+        n_blocks = self._n_pix // blk
+        item = flux_fine.itemsize
+        windows = as_strided(flux_fine, shape=(n_blocks, self._lsf_block.shape[1], n),
+                             strides=(k * blk * n * item, n * item, item), writeable=False)
+        flux = np.matmul(self._lsf_block, windows).reshape(self._n_pix, n)[self._out_rows]
+        return np.clip(flux.T, FLUX_FLOOR, 1.0)
+
+    def batch(self, teff, logg, fe_h, x_fe) -> np.ndarray:
+        """Spectra of N stars: teff (N,) K, logg (N,) dex, fe_h (N,) dex, x_fe (N, 17) dex
+        ([X/Fe] in :data:`ELEMENTS` order). Returns float32 (N, n_pixel) normalised flux in (0, 1]."""
+        teff = np.atleast_1d(np.asarray(teff, dtype=np.float64))
+        logg = np.atleast_1d(np.asarray(logg, dtype=np.float64))
+        fe_h = np.atleast_1d(np.asarray(fe_h, dtype=np.float64))
+        x_fe = np.atleast_2d(np.asarray(x_fe, dtype=np.float64))
+        n = teff.size
+        if logg.shape != (n,) or fe_h.shape != (n,) or x_fe.shape != (n, len(ELEMENTS)):
+            raise ValueError(f"batch() needs teff, logg, fe_h of shape (N,) and x_fe of shape (N, "
+                             f"{len(ELEMENTS)}); got {teff.shape}, {logg.shape}, {fe_h.shape}, {x_fe.shape}")
+        for name, arr in (("teff", teff), ("logg", logg), ("fe_h", fe_h), ("x_fe", x_fe)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or inf")
+        if np.any(teff <= 0):
+            raise ValueError("teff must be positive (K)")
+        out = np.empty((n, self.grid.n_pixels), dtype=np.float32)
+        for start in range(0, n, self.chunk):
+            sl = slice(start, start + self.chunk)
+            out[sl] = self._synthesize_chunk(teff[sl], logg[sl], fe_h[sl], x_fe[sl])
+        return out
+
+    def spectrum(self, teff: float, logg: float, fe_h: float = 0.0, x_fe=None) -> np.ndarray:
+        """One spectrum: teff K, logg dex, fe_h [Fe/H] dex, x_fe [X/Fe] dex as an array (17,) in
+        :data:`ELEMENTS` order or a dict {element: value} (missing elements 0; None = solar).
+        Returns float32 (n_pixel,)."""
+        return self.batch([teff], [logg], [fe_h], [x_fe_array(x_fe)])[0]
+
+
+def x_fe_array(x_fe) -> np.ndarray:
+    """[X/Fe] (dex) as a (17,) float64 array in ELEMENTS order from an array, a dict or None."""
+    if x_fe is None:
+        return np.zeros(len(ELEMENTS))
+    if isinstance(x_fe, dict):
+        unknown = set(x_fe) - set(ELEMENTS)
+        if unknown:
+            raise ValueError(f"unknown elements {sorted(unknown)}; known: {', '.join(ELEMENTS)}")
+        return np.array([float(x_fe.get(el, 0.0)) for el in ELEMENTS])
+    arr = np.asarray(x_fe, dtype=np.float64)
+    if arr.shape != (len(ELEMENTS),):
+        raise ValueError(f"x_fe must have shape ({len(ELEMENTS)},) in order {ELEMENTS}; got {arr.shape}")
+    return arr
+
+
+def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | None = None,
+             chemistry: str = "independent", grid: str | WavelengthGrid = DEFAULT_GRID,
+             progress=False, chunk: int = 1000, **label_options):
+    """Synthesize a dataset of ``n_groups`` chemistry groups of ``group_size`` red giants.
+
+    Members of a group share [Fe/H] and every [X/Fe] and differ in Teff (K) and logg (dex); see
+    :func:`draw_labels` (extra keyword arguments such as ``teff_range`` go to it). ``snr``: add
+    Gaussian noise of σ = 1/snr per pixel and store ``flux_err`` = 1/snr (None: noiseless, flux in
+    (0, 1]). ``progress``: False, True (a tqdm bar) or a callable ``progress(done, total)``.
+    The same arguments always give the same dataset. Returns an ``xarray.Dataset`` in the
+    format of :mod:`twinviz.spectra.dataset`.
+    """
+    from .dataset import make_spectra  # xarray only when a dataset is built
+
+    if snr is not None and not snr > 0:
+        raise ValueError(f"snr must be positive or None, got {snr!r}")
+    labels = draw_labels(n_groups, group_size=group_size, chemistry=chemistry, seed=seed, **label_options)
+    synth = Synthesizer(grid)
+    n = labels["teff"].size
+    flux = np.empty((n, synth.grid.n_pixels), dtype=np.float32)
+    report, close = _progress_reporter(progress, n)
+    try:
+        for start in range(0, n, chunk):
+            sl = slice(start, min(start + chunk, n))
+            flux[sl] = synth.batch(labels["teff"][sl], labels["logg"][sl], labels["fe_h"][sl], labels["x_fe"][sl])
+            report(sl.stop)
+    finally:
+        close()
+    flux_err = None
+    if snr is not None:
+        # A separate stream of the same seed: the noiseless labels and spectra do not depend on snr.
+        noise_rng = np.random.default_rng([seed, 1])
+        for start in range(0, n, chunk):
+            sl = slice(start, min(start + chunk, n))
+            flux[sl] += noise_rng.standard_normal(flux[sl].shape, dtype=np.float32) / np.float32(snr)
+        flux_err = np.full(flux.shape, 1.0 / snr, dtype=np.float32)
+    attrs = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION,
+             "linelist_version": synth.linelist_version, "seed": int(seed), "chemistry": chemistry,
+             "snr": "none" if snr is None else float(snr), "group_size": int(group_size)}
+    return make_spectra(flux, synth.wavelength, labels["teff"], labels["logg"], group=labels["group"],
+                        flux_err=flux_err, fe_h=labels["fe_h"], x_fe=labels["x_fe"], elements=ELEMENTS,
+                        snr=snr, attrs=attrs)
+
+
+def _progress_reporter(progress, total):
+    """(report(done), close()) for progress = False | True (tqdm) | callable(done, total)."""
+    if callable(progress):
+        return (lambda done: progress(done, total)), (lambda: None)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="spectra", desc="synthesizing")
+
+        def report(done):
+            bar.update(done - bar.n)
+        return report, bar.close
+    return (lambda done: None), (lambda: None)
