@@ -472,15 +472,21 @@ class TwinIndex:
         lo = np.nextafter(lo, np.float32(-np.inf))[:, None]
         hi = np.nextafter(hi, np.float32(np.inf))[:, None]
         clear = approx < lo
-        border = (approx <= hi) & ~clear
+        counts = np.count_nonzero(clear, axis=1).astype(np.int64)
+        le_hi = approx <= hi
+        n_le_hi = np.count_nonzero(le_hi, axis=1)
         # The star itself is never "another star": drop it whichever side it fell on.
         self_in = (qpos >= c0) & (qpos < c1)
         rows_self = np.flatnonzero(self_in)
         cols_self = qpos[self_in] - c0
+        counts[rows_self] -= clear[rows_self, cols_self]
+        n_le_hi[rows_self] -= le_hi[rows_self, cols_self]
+        le_hi[rows_self, cols_self] = False
         clear[rows_self, cols_self] = False
-        border[rows_self, cols_self] = False
-        counts = clear.sum(axis=1).astype(np.int64)
-        r, c = np.nonzero(border)
+        # Only rows with something in the doubtful band [lo, hi] need a closer look.
+        doubtful = np.flatnonzero(n_le_hi > counts)
+        r, c = np.nonzero(le_hi[doubtful] & ~clear[doubtful])
+        r = doubtful[r]
         if r.size:
             # Re-decide the doubtful ones with the canonical float64 distance, in bounded batches.
             step = max(1, (64 * 2**20) // (8 * self.dim))
