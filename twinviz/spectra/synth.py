@@ -18,14 +18,19 @@ How a spectrum is made (all vectorised, float32 where it is safe):
    Lorentzian damping wing whose shape is fixed per line and whose amplitude is κγ/π — so all
    lines are added by one sparse matrix product;
 3. flux = exp(−τ), then the Gaussian line-spread function (R = 22 500, a fixed kernel in
-   log-λ pixels, applied block-wise as dense matrix products) sampled at the apStar pixels,
-   then the pixels of the requested grid are kept.
+   log-λ pixels, so a second fixed sparse matrix) sampled at the requested grid's pixels.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numpy.lib.stride_tricks import as_strided
+
+try:  # the kernel behind ``csr_matrix @ dense``; calling it directly lets us reuse the output
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - private scipy API moved: same result, one allocation more
+    def _csr_matvecs(n_row, n_col, n_vecs, indptr, indices, data, x, y):
+        y += (sp.csr_matrix((data, indices, indptr), shape=(n_row, n_col))
+              @ x.reshape(n_col, n_vecs)).ravel()
 
 from . import atmosphere as atm
 from .grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
@@ -41,9 +46,9 @@ GENERATOR_VERSION = "1.0"  # bump whenever the same labels would give different 
 
 C_KMS = 299_792.458
 OVERSAMPLE = 4        # fine samples per apStar pixel: b ≥ 1.2 km/s ≈ 1.2 fine samples
-LSF_BLOCK = 8         # output pixels per dense LSF block
 CORE_HALF = 12        # Gaussian core half window (fine samples ≈ 12 km/s ≥ 4 b of metals)
-H_HALF = 1000         # hydrogen window half width (fine samples ≈ 1000 km/s ≈ 55 Å)
+H_HALF = 800          # hydrogen window half width (fine samples ≈ 830 km/s ≈ 44 Å)
+H_STEP = 4            # hydrogen profiles are evaluated every H_STEP fine samples
 WING_TOL = 1e-3       # damping wings are cut (smoothly) where τ would fall below this …
 WING_MAX_KMS = 400.0  # … or at ±400 km/s (≈ 21 Å)
 TAU_MAX = 60.0        # exp(−60) > 0 in float32: flux stays strictly positive
@@ -78,6 +83,7 @@ class Synthesizer:
         self.linelist_version = lines["version"]
         self._setup_fine_grid()
         self._setup_lines(lines)
+        self._work = None
 
     @property
     def wavelength(self) -> np.ndarray:
@@ -89,19 +95,24 @@ class Synthesizer:
         pixels = np.asarray(self.grid.pixels)
         self._p_lo = int(pixels.min())
         n_pix = int(pixels.max()) + 1 - self._p_lo
-        n_pix = -(-n_pix // LSF_BLOCK) * LSF_BLOCK
         self._out_rows = pixels - self._p_lo
         k = OVERSAMPLE
-        # LSF: Gaussian of FWHM λ/R, constant in ln λ, so a fixed kernel in pixels.
+        # LSF: Gaussian of FWHM λ/R, constant in ln λ, so a fixed kernel in pixels. Output pixel
+        # j (relative to p_lo) averages fine samples K·j … K·j + K + 2·pad − 1.
         sigma_px = (1.0 / self.resolution) / (np.log(10.0) * DLOG10_LAMBDA) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
         pad = int(np.ceil(4.0 * sigma_px * k))
         offsets = (np.arange(k + 2 * pad) - pad + 0.5) / k - 0.5  # tap position − pixel centre (px)
         taps = np.exp(-0.5 * (offsets / sigma_px) ** 2)
         taps /= taps.sum()
-        block = np.zeros((LSF_BLOCK, k * LSF_BLOCK + 2 * pad), dtype=np.float32)
-        for i in range(LSF_BLOCK):
-            block[i, k * i:k * i + taps.size] = taps
-        self._lsf_block, self._pad, self._n_pix = block, pad, n_pix
+        rows = self._out_rows
+        # A sparse matrix rather than a dense/BLAS product: its fixed summation order makes a
+        # spectrum bit-for-bit the same whether synthesized alone or in a batch.
+        self._lsf_matrix = sp.csr_matrix(
+            (np.tile(taps, rows.size).astype(np.float32),
+             ((np.arange(rows.size)[:, None] + 0 * taps[None, :]).ravel().astype(np.int64),
+              (k * rows[:, None] + np.arange(taps.size)[None, :]).ravel())),
+            shape=(rows.size, k * n_pix + 2 * pad))
+        self._pad, self._n_pix = pad, n_pix
         self._n_fine = k * n_pix + 2 * pad
         self._dv = C_KMS * np.log(10.0) * DLOG10_LAMBDA / k  # km/s per fine sample
 
@@ -130,14 +141,17 @@ class Synthesizer:
         self._core_dv = ((idx - pos[self._metal][:, None]) * self._dv).astype(np.float32)
         rows.append(idx.ravel()); cols.append(np.arange(idx.size)); vals.append(np.ones(idx.size))
         n_col = idx.size
-        # 2. Hydrogen: one column per (line, offset), full profile computed per star.
+        # 2. Hydrogen: the full profile computed per star, but only every H_STEP fine samples
+        # (the lines are ≥ 9 km/s wide); the matrix interpolates linearly in between.
         centre = np.rint(pos[self._hydrogen]).astype(np.int64)
-        off = np.arange(-H_HALF, H_HALF + 1)
-        idx = centre[:, None] + off[None, :]
-        self._h_dv = ((idx - pos[self._hydrogen][:, None]) * self._dv).astype(np.float32)
-        self._h_taper = _taper(self._h_dv / (H_HALF * self._dv)).astype(np.float32)
-        rows.append(idx.ravel()); cols.append(n_col + np.arange(idx.size)); vals.append(np.ones(idx.size))
-        n_col += idx.size
+        off = np.arange(-H_HALF, H_HALF + 1, H_STEP)
+        knots = centre[:, None] + off[None, :]
+        self._h_dv = ((knots - pos[self._hydrogen][:, None]) * self._dv).astype(np.float32)
+        self._h_taper = _taper(self._h_dv / ((H_HALF + H_STEP) * self._dv)).astype(np.float32)
+        for shift in range(-H_STEP + 1, H_STEP):
+            rows.append((knots + shift).ravel()); cols.append(n_col + np.arange(knots.size))
+            vals.append(np.full(knots.size, 1.0 - abs(shift) / H_STEP))
+        n_col += knots.size
         # 3. Damping wings: one column per line, fixed shape taper/(Δv² + γc²), amplitude per star.
         half = self._wing_half_width()
         for j, line in enumerate(self._metal):
@@ -178,15 +192,33 @@ class Synthesizer:
         return kappa * gamma / (np.pi * (1.0 + gamma / self._gamma_core))
 
     # ------------------------------------------------------------------ synthesis
-    def _synthesize_chunk(self, teff, logg, fe_h, x_fe):
+    def _workspace(self, n):
+        """Work arrays for a chunk of n stars, kept between calls: re-using them avoids the page
+        faults of fresh multi-MB allocations, which otherwise cost as much as the arithmetic."""
+        if self._work is None or self._work["columns"].shape[1] != n:
+            self._work = {
+                "columns": np.empty((self._profile_matrix.shape[1], n), dtype=np.float32),
+                "tau": np.empty((self._n_fine, n), dtype=np.float32),
+                "flux": np.empty((self._lsf_matrix.shape[0], n), dtype=np.float32),
+            }
+        return self._work
+
+    def _synthesize_chunk(self, teff, logg, fe_h, x_fe, out):
+        """Write the spectra of one chunk of stars into ``out`` (n, n_pixel)."""
         n = teff.size
+        work = self._workspace(n)
+        columns, tau = work["columns"], work["tau"]
+        n_metal, n_core = self._metal.size, self._core_dv.size
+        n_h = self._h_dv.size
+
         kappa, b, gamma = self._line_physics(teff, logg, fe_h, x_fe, self._metal)
         amp = (kappa / (b * np.sqrt(np.pi) * (1.0 + gamma / self._gamma_core))).T.astype(np.float32)
-        inv_b2 = (1.0 / (b * b)).T.astype(np.float32)
-        dv2 = self._core_dv ** 2
-        core = np.exp(-dv2[:, :, None] * inv_b2[:, None, :])
+        neg_inv_b2 = (-1.0 / (b * b)).T.astype(np.float32)
+        core = columns[:n_core].reshape(n_metal, -1, n)
+        np.multiply((self._core_dv ** 2)[:, :, None], neg_inv_b2[:, None, :], out=core)
+        np.exp(core, out=core)
         core *= amp[:, None, :]
-        wing = self._wing_amplitude(kappa, b, gamma).T.astype(np.float32)
+        columns[n_core + n_h:] = self._wing_amplitude(kappa, b, gamma).T
 
         kh, bh, gh = (a.T.astype(np.float32) for a in self._line_physics(teff, logg, fe_h, x_fe, self._hydrogen))
         eta = gh / (gh + bh)  # pseudo-Voigt Lorentz fraction: Stark-dominated for broad lines
@@ -194,21 +226,22 @@ class Synthesizer:
         hyd = (1.0 - eta[:, None, :]) * np.exp(-dv2 / (bh * bh)[:, None, :]) / (np.sqrt(np.pi) * bh[:, None, :])
         hyd += eta[:, None, :] * (gh / np.pi)[:, None, :] / (dv2 + (gh * gh)[:, None, :])
         hyd *= kh[:, None, :] * self._h_taper[:, :, None]
+        columns[n_core:n_core + n_h] = hyd.reshape(-1, n)
 
-        columns = np.concatenate([core.reshape(-1, n), hyd.reshape(-1, n), wing], axis=0)
-        tau = self._profile_matrix @ columns  # (n_fine, n)
+        # τ = profile matrix @ columns, into the kept buffer (what scipy's ``@`` does inside).
+        tau.fill(0.0)
+        m = self._profile_matrix
+        _csr_matvecs(m.shape[0], m.shape[1], n, m.indptr, m.indices, m.data, columns.ravel(), tau.ravel())
         np.minimum(tau, TAU_MAX, out=tau)
-        flux_fine = np.exp(-tau, out=tau)
+        np.negative(tau, out=tau)
+        flux_fine = np.exp(tau, out=tau)
 
-        # LSF: output pixel block i uses fine samples [K·B·i, K·B·i + K·B + 2·pad); overlapping
-        # windows are a strided view (no copy), each a dense (B × window) @ (window × n) product.
-        k, blk = OVERSAMPLE, LSF_BLOCK
-        n_blocks = self._n_pix // blk
-        item = flux_fine.itemsize
-        windows = as_strided(flux_fine, shape=(n_blocks, self._lsf_block.shape[1], n),
-                             strides=(k * blk * n * item, n * item, item), writeable=False)
-        flux = np.matmul(self._lsf_block, windows).reshape(self._n_pix, n)[self._out_rows]
-        return np.clip(flux.T, FLUX_FLOOR, 1.0)
+        # LSF, sampled at the output pixels only.
+        flux = work["flux"]
+        flux.fill(0.0)
+        m = self._lsf_matrix
+        _csr_matvecs(m.shape[0], m.shape[1], n, m.indptr, m.indices, m.data, flux_fine.ravel(), flux.ravel())
+        np.clip(flux.T, FLUX_FLOOR, 1.0, out=out)
 
     def batch(self, teff, logg, fe_h, x_fe) -> np.ndarray:
         """Spectra of N stars: teff (N,) K, logg (N,) dex, fe_h (N,) dex, x_fe (N, 17) dex
@@ -229,7 +262,7 @@ class Synthesizer:
         out = np.empty((n, self.grid.n_pixels), dtype=np.float32)
         for start in range(0, n, self.chunk):
             sl = slice(start, start + self.chunk)
-            out[sl] = self._synthesize_chunk(teff[sl], logg[sl], fe_h[sl], x_fe[sl])
+            self._synthesize_chunk(teff[sl], logg[sl], fe_h[sl], x_fe[sl], out[sl])
         return out
 
     def spectrum(self, teff: float, logg: float, fe_h: float = 0.0, x_fe=None) -> np.ndarray:
