@@ -81,6 +81,17 @@ def test_backends_agree_exactly_on_near_ties():
         np.testing.assert_array_equal(a[1], b[1])
 
 
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_device_side_counting_matches(metric):
+    # The GPU path counts on the torch device; run that code on CPU to check it.
+    rng = np.random.default_rng(8)
+    z = rng.integers(-2, 3, size=(300, 4)).astype(np.float32)
+    groups = pairs(150)
+    index = TwinIndex(z, metric=metric, backend="torch", block_bytes=4 * 300 * 16)
+    index._backend.count_on_device = True
+    np.testing.assert_array_equal(index.twin_ranks(groups), brute_ranks(z, groups, metric))
+
+
 def test_small_blocks_give_the_same_ranks():
     rng = np.random.default_rng(4)
     z = rng.integers(0, 4, size=(257, 3))

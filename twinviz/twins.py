@@ -146,6 +146,29 @@ def group_twin_pairs(groups) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([i, j]), np.concatenate([j, i])
 
 
+def _count_band_numpy(approx: np.ndarray, lo, hi, c0: int, qpos: np.ndarray):
+    """Split float32 distances [m, n] (columns c0…) against per-row bands [lo, hi]:
+    counts of entries < lo per row, and (row, column) of entries inside the band; the query's
+    own column (qpos − c0) is dropped either way."""
+    lo, hi = lo[:, None], hi[:, None]
+    clear = approx < lo
+    counts = np.count_nonzero(clear, axis=1).astype(np.int64)
+    le_hi = approx <= hi
+    n_le_hi = np.count_nonzero(le_hi, axis=1)
+    # The star itself is never "another star": drop it whichever side it fell on.
+    self_in = (qpos >= c0) & (qpos < c0 + approx.shape[1])
+    rows_self = np.flatnonzero(self_in)
+    cols_self = qpos[self_in] - c0
+    counts[rows_self] -= clear[rows_self, cols_self]
+    n_le_hi[rows_self] -= le_hi[rows_self, cols_self]
+    le_hi[rows_self, cols_self] = False
+    clear[rows_self, cols_self] = False
+    # Only rows with something inside the band need a closer look.
+    doubtful = np.flatnonzero(n_le_hi > counts)
+    r, c = np.nonzero(le_hi[doubtful] & ~clear[doubtful])
+    return counts, doubtful[r], c
+
+
 # --------------------------------------------------------------------------------------------
 # approximate backends: float32 distances, fast, bounded memory
 # --------------------------------------------------------------------------------------------
@@ -171,6 +194,9 @@ class _FaissBackend:
         return self._faiss.pairwise_distances(np.ascontiguousarray(q32), self.z32[start:stop],
                                               self._metric_id)
 
+    def count_band(self, q32, lo, hi, c0, c1, qpos):
+        return _count_band_numpy(self.pairwise(q32, c0, c1), lo, hi, c0, qpos)
+
 
 class _TorchBackend:
     name = "torch"
@@ -184,6 +210,9 @@ class _TorchBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.z = torch.from_numpy(z32).to(self.device)
+        # On CPU the numpy band counter is faster; on a GPU counting stays on the device.
+        # (Tests flip this to run the device path on CPU.)
+        self.count_on_device = self.device.type != "cpu"
 
     def _dist(self, q, zc):
         torch = self._torch
@@ -218,6 +247,25 @@ class _TorchBackend:
     def pairwise(self, q32: np.ndarray, start: int, stop: int) -> np.ndarray:
         q = self._torch.from_numpy(np.ascontiguousarray(q32)).to(self.device)
         return self._dist(q, self.z[start:stop]).cpu().numpy()
+
+    def count_band(self, q32, lo, hi, c0, c1, qpos):
+        """As _count_band_numpy, on the torch device: only counts and the (few) doubtful
+        indices travel back to the host, never the block of distances."""
+        torch = self._torch
+        if not self.count_on_device:
+            return _count_band_numpy(self.pairwise(q32, c0, c1), lo, hi, c0, qpos)
+        q = torch.from_numpy(np.ascontiguousarray(q32)).to(self.device)
+        d = self._dist(q, self.z[c0:c1])
+        lo_t = torch.from_numpy(lo).to(self.device)[:, None]
+        hi_t = torch.from_numpy(hi).to(self.device)[:, None]
+        self_in = (qpos >= c0) & (qpos < c1)
+        rows_self = torch.from_numpy(np.flatnonzero(self_in)).to(self.device)
+        cols_self = torch.from_numpy(qpos[self_in] - c0).to(self.device)
+        d[rows_self, cols_self] = float("inf")  # the star itself: neither closer nor doubtful
+        clear = d < lo_t
+        counts = clear.sum(1)
+        r, c = torch.nonzero((d <= hi_t) & ~clear, as_tuple=True)
+        return counts.cpu().numpy().astype(np.int64), r.cpu().numpy(), c.cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +509,6 @@ class TwinIndex:
 
     def _count_closer(self, qpos, thresh, c0, c1) -> np.ndarray:
         """Per query: stars in [c0, c1), other than itself, with canonical distance < thresh."""
-        approx = np.asarray(self._backend.pairwise(self.z32[qpos], c0, c1), dtype=np.float32)
         # Per-row band [lo, hi] outside which the float32 value is on the same side of the
         # threshold as the canonical one: |d32 − d| ≤ γ·(d + ‖q‖² + max‖z‖²) solved for d32.
         g = self._gamma
@@ -469,24 +516,9 @@ class TwinIndex:
         lo = (thresh - g * (thresh + extra)).astype(np.float32)
         hi = ((thresh + g * extra) / (1.0 - g)).astype(np.float32)
         # float32 rounding of the band edges themselves: widen by one ulp each way.
-        lo = np.nextafter(lo, np.float32(-np.inf))[:, None]
-        hi = np.nextafter(hi, np.float32(np.inf))[:, None]
-        clear = approx < lo
-        counts = np.count_nonzero(clear, axis=1).astype(np.int64)
-        le_hi = approx <= hi
-        n_le_hi = np.count_nonzero(le_hi, axis=1)
-        # The star itself is never "another star": drop it whichever side it fell on.
-        self_in = (qpos >= c0) & (qpos < c1)
-        rows_self = np.flatnonzero(self_in)
-        cols_self = qpos[self_in] - c0
-        counts[rows_self] -= clear[rows_self, cols_self]
-        n_le_hi[rows_self] -= le_hi[rows_self, cols_self]
-        le_hi[rows_self, cols_self] = False
-        clear[rows_self, cols_self] = False
-        # Only rows with something in the doubtful band [lo, hi] need a closer look.
-        doubtful = np.flatnonzero(n_le_hi > counts)
-        r, c = np.nonzero(le_hi[doubtful] & ~clear[doubtful])
-        r = doubtful[r]
+        lo = np.nextafter(lo, np.float32(-np.inf))
+        hi = np.nextafter(hi, np.float32(np.inf))
+        counts, r, c = self._backend.count_band(self.z32[qpos], lo, hi, c0, c1, qpos)
         if r.size:
             # Re-decide the doubtful ones with the canonical float64 distance, in bounded batches.
             step = max(1, (64 * 2**20) // (8 * self.dim))
