@@ -107,6 +107,17 @@ def test_spectrum_equals_matching_row_of_batch(synth):
         synth.spectrum(labels["teff"][4], labels["logg"][4], labels["fe_h"][4], as_dict), flux[4])
 
 
+def test_concurrent_threads_get_the_same_spectra_as_sequential_calls(synth):
+    from concurrent.futures import ThreadPoolExecutor
+
+    teffs = np.linspace(4000, 5500, 8)
+    expected = [synth.spectrum(t, 2.0, 0.0) for t in teffs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda t: synth.spectrum(t, 2.0, 0.0), teffs))
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_same_seed_gives_same_dataset():
     a = simulate(3, seed=11, snr=60)
     b = simulate(3, seed=11, snr=60)
@@ -169,3 +180,14 @@ def test_simulate_cli_writes_a_dataset_that_opens(tmp_path):
     assert ds.attrs["generator"] == "twinviz.synth" and ds.attrs["linelist_version"] == LINELIST_VERSION
     assert ds.attrs["chemistry"] == "galactic" and int(ds.attrs["seed"]) == 3
     assert np.array_equal(ds["group"].values, np.repeat(np.arange(5), 2))
+
+
+def test_a_pixel_has_the_same_flux_on_every_apogee_grid(synth):
+    from twinviz.spectra.grid import get_grid
+
+    full = Synthesizer("apogee-apstar").spectrum(4800, 2.6, -0.2)
+    dr17 = Synthesizer("apogee-aspcap-dr17")
+    assert dr17.wavelength.size == 7514
+    np.testing.assert_allclose(dr17.spectrum(4800, 2.6, -0.2), full[get_grid("apogee-aspcap-dr17").pixels],
+                               atol=2e-6)
+    np.testing.assert_allclose(synth.spectrum(4800, 2.6, -0.2), full[synth.grid.pixels], atol=2e-6)

@@ -22,6 +22,8 @@ How a spectrum is made (all vectorised, float32 where it is safe):
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -83,7 +85,7 @@ class Synthesizer:
         self.linelist_version = lines["version"]
         self._setup_fine_grid()
         self._setup_lines(lines)
-        self._work = None
+        self._local = threading.local()
 
     @property
     def wavelength(self) -> np.ndarray:
@@ -195,13 +197,14 @@ class Synthesizer:
     def _workspace(self, n):
         """Work arrays for a chunk of n stars, kept between calls: re-using them avoids the page
         faults of fresh multi-MB allocations, which otherwise cost as much as the arithmetic."""
-        if self._work is None or self._work["columns"].shape[1] != n:
-            self._work = {
+        work = getattr(self._local, "work", None)  # per thread: app sessions may share a Synthesizer
+        if work is None or work["columns"].shape[1] != n:
+            work = self._local.work = {
                 "columns": np.empty((self._profile_matrix.shape[1], n), dtype=np.float32),
                 "tau": np.empty((self._n_fine, n), dtype=np.float32),
                 "flux": np.empty((self._lsf_matrix.shape[0], n), dtype=np.float32),
             }
-        return self._work
+        return work
 
     def _synthesize_chunk(self, teff, logg, fe_h, x_fe, out):
         """Write the spectra of one chunk of stars into ``out`` (n, n_pixel)."""
