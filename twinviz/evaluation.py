@@ -176,6 +176,11 @@ class EvaluationReport:
             f"Validation set: {self.n_stars} stars, {self.n_with_twin} with a twin"
             + (f" (`{self.settings.get('data')}`)" if self.settings.get("data") else "") + ".",
             f"Twin rank thresholds: rank 1; ≤ 0.1 %·N = rank ≤ {t['rank_0p1']}; ≤ 1 %·N = rank ≤ {t['rank_1']}.",
+        ]
+        if t["rank_0p1"] < 1 or t["rank_1"] < 1:
+            lines.append("With fewer than 1 000 (100) stars the 0.1 % (1 %) threshold is below rank 1, so that "
+                         "column is 0 by definition; use a larger validation set to compare with the paper.")
+        lines += [
             "",
             "| method | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | stars ranked |",
             "|---|---|---|---|---|---|---|",
