@@ -47,8 +47,9 @@ def main(argv=None) -> int:
 
     rows = [
         ("grid", f"{synth.grid.id} ({synth.grid.n_pixels} px)"),
-        ("line list", f"{LINELIST_VERSION} ({synth._lines['wavelength'].size} lines)"),
+        ("line list", f"{LINELIST_VERSION} ({synth.lines['wavelength'].size} lines on this grid)"),
         ("machine", f"{platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"),
+        ("load average (1 min)", f"{os.getloadavg()[0]:.1f}  (other work on the machine slows this)"),
         ("set-up (Synthesizer())", f"{setup_s * 1e3:.0f} ms"),
         (f"batch of {args.n}", f"{batch_s:.2f} s = {args.n / batch_s:.0f} spectra/s"),
         (f"single spectrum ({args.calls} calls)",

@@ -92,6 +92,13 @@ class Synthesizer:
         """Vacuum wavelengths of the output pixels, Å (float64)."""
         return self.grid.wavelength
 
+    @property
+    def lines(self) -> dict:
+        """The line list used on this grid: dict of arrays ``wavelength`` (Å, vacuum), ``species``
+        ('Fe', 'CO', 'H' …), ``ion``, ``loggf``, ``chi`` (eV), ``mass`` (amu), ``gamma_ref`` (km/s).
+        Handy to mark an element's lines in a plot. Do not modify."""
+        return self._lines
+
     # ------------------------------------------------------------------ set-up
     def _setup_fine_grid(self):
         pixels = np.asarray(self.grid.pixels)
