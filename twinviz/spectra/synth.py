@@ -70,7 +70,7 @@ class Synthesizer:
     grid : grid name (``apogee-aspcap-dr12`` default, ``apogee-aspcap-dr17``, ``apogee-apstar``)
         or a :class:`~twinviz.spectra.grid.WavelengthGrid` that has apStar ``pixels``.
     resolution : resolving power R = λ/FWHM of the Gaussian line-spread function.
-    chunk : stars synthesized together in :meth:`batch` (memory ≈ chunk × 1.5 MB).
+    chunk : stars synthesized together in :meth:`batch` (work memory ≈ chunk × 0.5 MB).
     """
 
     def __init__(self, grid: str | WavelengthGrid = DEFAULT_GRID, *, resolution: float = RESOLUTION,
@@ -118,7 +118,7 @@ class Synthesizer:
         # spectrum bit-for-bit the same whether synthesized alone or in a batch.
         self._lsf_matrix = sp.csr_matrix(
             (np.tile(taps, rows.size).astype(np.float32),
-             ((np.arange(rows.size)[:, None] + 0 * taps[None, :]).ravel().astype(np.int64),
+             (np.repeat(np.arange(rows.size), taps.size),
               (k * rows[:, None] + np.arange(taps.size)[None, :]).ravel())),
             shape=(rows.size, k * n_pix + 2 * pad))
         self._pad, self._n_pix = pad, n_pix
