@@ -227,3 +227,18 @@ def test_group_twin_pairs_enumerates_ordered_pairs_within_groups():
     i, j = group_twin_pairs([3, -1, 3, 5, 3, -1])
     got = sorted(zip(i.tolist(), j.tolist()))
     assert got == sorted([(0, 2), (2, 0), (0, 4), (4, 0), (2, 4), (4, 2)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_search_with_ties_matches_brute_force(backend):
+    # Only four distinct points: every early candidate list is full of ties, forcing the
+    # search to fetch more candidates until the answer is certified.
+    rng = np.random.default_rng(9)
+    z = rng.integers(0, 2, size=(200, 2)).astype(np.float32)
+    q = rng.integers(0, 2, size=(30, 2)).astype(np.float32)
+    ids, dist = TwinIndex(z, backend=backend).search(q, 60)
+    ref = np.abs(q[:, None, :] - z[None]).sum(-1)
+    for row in range(len(q)):
+        order = np.lexsort((np.arange(200), ref[row]))[:60]
+        np.testing.assert_array_equal(ids[row], order)
+        np.testing.assert_array_equal(dist[row], ref[row][order])

@@ -371,14 +371,6 @@ class TwinIndex:
     def _to_distance(self, canonical: np.ndarray) -> np.ndarray:
         return np.sqrt(canonical) if self.metric == "l2" else canonical
 
-    def _tolerance(self, approx, reference, q_sqnorm, z_sqnorm):
-        # Width of the band where the float32 value cannot be trusted to sit on the same
-        # side of `reference` as the canonical value.
-        scale = np.maximum(approx, reference)
-        if self.metric == "l2":
-            scale = scale + q_sqnorm + z_sqnorm
-        return self._gamma * scale + 1e-300
-
     # ---- top-k -------------------------------------------------------------------------
     def search(self, query, k: int = 10):
         """The k nearest stars to a query, exactly, sorted by (distance, position).
@@ -412,42 +404,47 @@ class TwinIndex:
 
     def _search(self, q32: np.ndarray, k: int, exclude):
         m = q32.shape[0]
-        n_cand = self.n_stars - (1 if exclude is not None else 0)
-        k = min(k, n_cand)
+        k = min(k, self.n_stars - (1 if exclude is not None else 0))
         out_i = np.empty((m, k), dtype=np.int64)
         out_d = np.empty((m, k), dtype=np.float64)
-        todo = np.arange(m)
-        kprime = min(self.n_stars, max(2 * k + 16, k + 1 + (exclude is not None)))
-        q64_all = q32.astype(np.float64)
-        q_sq = np.einsum("ij,ij->i", q64_all, q64_all) if self.metric == "l2" else np.zeros(m)
+        kprime0 = min(self.n_stars, max(2 * k + 16, k + 1 + (exclude is not None)))
+        # Queries per batch, so the float64 candidate block stays near 64 MiB.
+        rows = max(1, (64 * 2**20) // (8 * kprime0 * self.dim))
+        for a in range(0, m, rows):
+            sel = np.arange(a, min(m, a + rows))
+            self._search_rows(q32, sel, k, kprime0, exclude, out_i, out_d)
+        return out_i, out_d
+
+    def _search_rows(self, q32, todo, k, kprime, exclude, out_i, out_d):
+        q64 = q32[todo].astype(np.float64)
+        q_sq = np.einsum("ij,ij->i", q64, q64) if self.metric == "l2" else np.zeros(todo.size)
         z_sq_max = float(self._sqnorm.max()) if self.metric == "l2" else 0.0
         while todo.size:
             approx, cand = self._backend.knn(q32[todo], kprime)
-            retry = []
-            for row, qi in enumerate(todo):
-                c = cand[row]
-                keep = c >= 0
-                if exclude is not None:
-                    keep &= c != exclude[qi]
-                c = c[keep]
-                d64 = _canonical(np.broadcast_to(q64_all[qi], (c.size, self.dim)),
-                                 self.z32[c].astype(np.float64), self.metric)
-                order = np.lexsort((c, d64))[:k]
-                complete = kprime >= self.n_stars
-                if not complete:
-                    # Stars not returned have float32 distance ≥ the largest returned one;
-                    # their canonical distance is at least that minus the rounding bound.
-                    f_max = float(approx[row, -1])
-                    tol = self._tolerance(f_max, f_max, q_sq[qi], z_sq_max)
-                    complete = f_max - tol > d64[order[-1]]
-                if complete:
-                    out_i[qi] = c[order]
-                    out_d[qi] = self._to_distance(d64[order])
-                else:
-                    retry.append(qi)
-            todo = np.asarray(retry, dtype=np.int64)
+            valid = cand >= 0
+            if exclude is not None:
+                valid &= cand != exclude[todo][:, None]
+            safe = np.where(valid, cand, 0)
+            t, kp = cand.shape
+            d64 = _canonical(np.repeat(q64, kp, axis=0), self.z32[safe.ravel()].astype(np.float64),
+                             self.metric).reshape(t, kp)
+            d64[~valid] = np.inf
+            # Sort by (canonical distance, position); invalid slots last.
+            order = np.lexsort((np.where(valid, cand, np.iinfo(np.int64).max), d64), axis=1)[:, :k]
+            best_d = np.take_along_axis(d64, order, axis=1)
+            best_i = np.take_along_axis(cand, order, axis=1)
+            if kprime >= self.n_stars:
+                complete = np.ones(t, dtype=bool)
+            else:
+                # Stars not fetched have float32 distance ≥ the largest fetched one, so their
+                # canonical distance is at least that minus the rounding bound.
+                f_max = approx[:, -1]
+                tol = self._gamma * (f_max + q_sq + z_sq_max) + 1e-300
+                complete = f_max - tol > best_d[:, -1]
+            out_i[todo[complete]] = best_i[complete]
+            out_d[todo[complete]] = self._to_distance(best_d[complete])
+            todo, q64, q_sq = todo[~complete], q64[~complete], q_sq[~complete]
             kprime = min(self.n_stars, 4 * kprime)
-        return out_i, out_d
 
     # ---- all-stars twin ranks -----------------------------------------------------------
     def twin_distances(self, groups) -> tuple[np.ndarray, np.ndarray]:
