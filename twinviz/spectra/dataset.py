@@ -329,6 +329,11 @@ def save_spectra(ds: xr.Dataset, path, *, validate_first: bool = True) -> Path:
             n_star = ds.sizes["star"]
             enc = {name: {"chunksizes": (min(n_star, 512), ds.sizes["wavelength"])}
                    for name in _PIXEL_VARS if name in ds.variables}
+            # uncertainties and masks are often constant or sparse: cheap gzip shrinks them
+            # many-fold (a constant 1/SNR flux_err otherwise doubles the file)
+            for name in ("flux_err", "mask"):
+                if name in enc:
+                    enc[name].update(zlib=True, complevel=1)
             ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
             os.replace(tmp, path)
     finally:
