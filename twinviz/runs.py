@@ -475,6 +475,9 @@ class RunManager:
         self._children: dict[str, subprocess.Popen] = {}
         self._followers: dict[str, MetricsFollower] = {}
         self._records: dict[str, list[dict]] = {}
+        self._last_poll = 0.0
+        self._thread: threading.Thread | None = None
+        self._stop_background = threading.Event()
 
     @classmethod
     def shared(cls, runs_dir, data_dir, **kw) -> "RunManager":
@@ -492,9 +495,11 @@ class RunManager:
             raise RunError(f"no run named {name!r} in {self.runs_dir}")
         return run
 
-    def list_runs(self) -> list[Run]:
-        """Every run directory under ``runs_dir`` (newest first), states brought up to date."""
-        self.poll()
+    def list_runs(self, refresh: bool = True) -> list[Run]:
+        """Every run directory under ``runs_dir`` (newest first); with ``refresh`` (default)
+        their states are brought up to date first (see :meth:`poll`)."""
+        if refresh:
+            self.poll()
         return self._scan()
 
     def _scan(self) -> list[Run]:
@@ -712,6 +717,35 @@ class RunManager:
         write_json_atomic(run.path / "launch.json", info)
 
     # --- polling: reap, mark, schedule -------------------------------------------------------
+    def start_background(self, interval: float = 1.0) -> None:
+        """Poll from one daemon thread (per manager, not per caller), so queued runs start
+        and overdue cancels are forced even while nobody is looking — e.g. the app with no
+        browser open. Calling it again while it runs does nothing."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop_background.clear()
+            self._thread = threading.Thread(target=self._poll_forever, args=(interval,),
+                                            name=f"twinviz-runs:{self.runs_dir}", daemon=True)
+            self._thread.start()
+
+    def stop_background(self) -> None:
+        """Stop the thread of :meth:`start_background` (runs keep running)."""
+        self._stop_background.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self._thread = None
+
+    def _poll_forever(self, interval: float) -> None:
+        import logging
+
+        while not self._stop_background.wait(interval):
+            try:
+                self.poll()
+            except Exception:  # keep polling: one unreadable run must not stop the queue
+                logging.getLogger(__name__).exception("polling runs in %s failed", self.runs_dir)
+
     def poll(self) -> None:
         """Bring every run up to date: reap finished children, mark runs whose process ended
         without recording an end as failed (or cancelled, if a cancel was asked for), send

@@ -1,0 +1,122 @@
+"""The training tab in a real browser: launch a tiny run, watch it, open it, cancel one."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_runs import TINY, tiny_spectra  # noqa: E402  (the run-manager tests' tiny data)
+
+from twinviz.spectra.dataset import save_spectra  # noqa: E402
+
+pytestmark = pytest.mark.ui
+
+N_POINTS_JS = """() => {
+  for (const doc of Bokeh.documents) {
+    const source = doc.get_model_by_name('training-steps');
+    if (source) return source.data.step.length;
+  }
+  return -1;
+}"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    save_spectra(tiny_spectra(20, seed=1), root / "train.nc")
+    save_spectra(tiny_spectra(10, seed=2), root / "val.nc")
+    return root
+
+
+@pytest.fixture
+def tab_server(serve, data_dir, tmp_path):
+    """Serve a TrainingTab (tiny defaults, fast refresh); returns (url, opened calls, runs dir)."""
+    from twinviz.app.training import TrainingTab
+    from twinviz.runs import RunManager
+
+    opened = []
+    runs_dir = tmp_path / "runs"
+
+    def app():
+        return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), defaults=TINY,
+                           on_open=lambda run, model_dir: opened.append((run.name, model_dir)),
+                           poll_period=250)
+
+    url = serve(app)
+    yield url, opened, runs_dir
+    manager = RunManager.shared(runs_dir, data_dir)
+    for run in manager.list_runs():
+        if run.status.get("state") == "running":
+            manager.cancel(run, grace=5, wait=True)
+    manager.stop_background()
+
+
+def wait_for(condition, timeout=60.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_launch_from_the_tab_streams_the_curve_finishes_and_opens_in_the_explorer(
+        page, tab_server, console_errors, server_errors, artifacts):
+    url, opened, runs_dir = tab_server
+    page.goto(url)
+    page.get_by_role("button", name="Launch").wait_for()
+    page.get_by_label("Run name (optional)").fill("browser-run")
+    set_number(page, "Epochs", 150)
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("Launched browser-run").wait_for(timeout=10_000)
+
+    # The loss curve grows in the browser while the run trains.
+    first = wait_for(lambda: page.evaluate(N_POINTS_JS) > 0 and page.evaluate(N_POINTS_JS), timeout=60)
+    assert page.get_by_text("browser-run — running").is_visible()
+    later = wait_for(lambda: page.evaluate(N_POINTS_JS) > first and page.evaluate(N_POINTS_JS), timeout=30)
+    assert later > first
+    page.screenshot(path=str(artifacts / "training_tab_running.png"), full_page=True)
+
+    page.get_by_text("browser-run — done").wait_for(timeout=90_000)
+    written = (runs_dir / "browser-run" / "metrics.jsonl").read_text().count('"kind": "step"')
+    assert page.evaluate(N_POINTS_JS) == written  # every step record reached the browser
+    page.get_by_role("gridcell", name="done").wait_for()
+    page.get_by_text("training done").first.wait_for()  # the log tail
+
+    page.get_by_role("button", name="Open in explorer").click()
+    page.get_by_text("Opened the best model of browser-run").wait_for(timeout=10_000)
+    assert opened == [("browser-run", runs_dir / "browser-run" / "model")]
+    page.screenshot(path=str(artifacts / "training_tab_done.png"), full_page=True)
+
+
+def test_a_run_can_be_cancelled_from_the_tab(page, tab_server, console_errors, server_errors, artifacts):
+    url, opened, runs_dir = tab_server
+    page.goto(url)
+    page.get_by_label("Run name (optional)").fill("to-cancel")
+    set_number(page, "Epochs", 3000)
+    page.get_by_role("button", name="Launch").click()
+    wait_for(lambda: page.evaluate(N_POINTS_JS) > 0, timeout=60)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("to-cancel — cancelled").wait_for(timeout=60_000)
+    assert (runs_dir / "to-cancel" / "checkpoint" / "state.json").is_file()
+    page.screenshot(path=str(artifacts / "training_tab_cancelled.png"), full_page=True)
+
+
+def test_invalid_settings_are_refused_with_the_reason(page, tab_server, console_errors, server_errors):
+    url, opened, runs_dir = tab_server
+    page.goto(url)
+    set_number(page, "Batch size", 0)
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("Not launched").wait_for(timeout=10_000)
+    assert page.get_by_text("batch_size=0 is out of range").is_visible()
+    assert not any(runs_dir.iterdir())
