@@ -1,0 +1,177 @@
+"""The bundled demo: a small trained model in ``data/demo/`` and everything it needs.
+
+What is committed (``data/demo/``): ``recipe.json`` — how the demo is made (dataset sizes,
+seeds, training config) and the metrics it reached when it was made — and ``model/``, the
+trained demo model (safetensors + JSON config).
+
+What is regenerated on first use and cached (``data/cache/``, git-ignored): the demo
+dataset (deterministic: the synthesizer with the recipe's seed), its latents with PCA and
+UMAP projections, and the model's Table-1 report on it. Cache files carry a key made of the
+recipe, the model's weights and the synthesizer's versions, so a changed synthesizer or
+model never serves stale files.
+
+``twinviz demo --rebuild`` re-creates everything from scratch: training data, training, the
+model in ``data/demo/model``, latents, projections, report and the recorded metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
+
+#: How the demo is made when no recipe exists yet (``twinviz demo --rebuild`` writes one).
+DEFAULT_RECIPE = {
+    "dataset": {"pairs": 2000, "group_size": 2, "seed": 2019, "snr": None, "chemistry": "independent",
+                "grid": "apogee-aspcap-dr12"},
+    "training_data": {"pairs": 10000, "seed": 7, "snr": None},
+    "validation_data": {"pairs": 1000, "seed": 8, "snr": None},
+    "train": {"epochs": 12, "batch_size": 256, "seed": 0},
+    "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 42},  # see twinviz.projection.UMAP_DEFAULTS
+}
+
+
+def demo_root() -> Path:
+    """The folder holding ``demo/`` and ``cache/``: ``$TWINVIZ_DATA_DIR`` or the repository's ``data/``."""
+    env = os.environ.get("TWINVIZ_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo's parts are on disk."""
+
+    model: Path
+    data: Path
+    latents: Path
+    report: Path
+    recipe: Path
+
+
+def load_recipe(root: Path | None = None) -> dict:
+    """The committed recipe (``data/demo/recipe.json``), or the default one."""
+    path = (root or demo_root()) / "demo" / "recipe.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return json.loads(json.dumps(DEFAULT_RECIPE))
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _dataset_key(recipe: dict) -> str:
+    from .spectra import synth
+
+    spec = {"dataset": recipe["dataset"], "linelist": synth.LINELIST_VERSION,
+            "generator": getattr(synth, "GENERATOR_VERSION", "")}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _simulate_to(path: Path, spec: dict, grid: str, progress: bool) -> Path:
+    from .spectra.dataset import save_spectra
+    from .spectra.synth import simulate
+
+    ds = simulate(spec["pairs"], group_size=spec.get("group_size", 2), seed=spec["seed"],
+                  snr=spec.get("snr"), chemistry=spec.get("chemistry", "independent"), grid=grid,
+                  progress=progress)
+    return save_spectra(ds, path)
+
+
+def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPaths:
+    """Make sure the demo's dataset, latents and report exist (building what is missing)
+    and return their paths. The first call takes about a minute (synthesis, encoding,
+    UMAP); later calls only check the cache."""
+    root = Path(root or demo_root())
+    recipe = load_recipe(root)
+    model_dir = root / "demo" / "model"
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(
+            f"{model_dir}: the demo model is missing. Fix: run `twinviz demo --rebuild` "
+            "(trains it, about 10 minutes on 2 CPU cores) or restore data/demo from git")
+    cache = root / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    grid = recipe["dataset"].get("grid", "apogee-aspcap-dr12")
+
+    data = cache / f"demo-{_dataset_key(recipe)}.nc"
+    if not data.exists():
+        _simulate_to(data, recipe["dataset"], grid, progress)
+
+    weights_key = _file_digest(next(model_dir.glob("*.safetensors")))[:10]
+    stem = f"demo-{_dataset_key(recipe)}-{weights_key}"
+    latents = cache / f"{stem}-latents.nc"
+    report = cache / f"{stem}-report" / "report.json"
+    if not latents.exists() or not report.exists():
+        _build_latents_and_report(model_dir, data, latents, report.parent, recipe)
+    return DemoPaths(model_dir, data, latents, report, root / "demo" / "recipe.json")
+
+
+def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report_dir: Path,
+                              recipe: dict) -> None:
+    from .embedding import encode_dataset, save_latents
+    from .evaluation import evaluate
+    from .model import FaderNetwork
+    from .projection import add_projections
+    from .spectra.dataset import open_spectra
+
+    model = FaderNetwork.from_pretrained(model_dir)
+    ds = open_spectra(data)
+    lat = encode_dataset(model, ds)
+    umap_opts = recipe.get("umap", {})
+    lat = add_projections(lat, ("pca", "umap"), **umap_opts)
+    save_latents(lat, latents)
+    # the report is written last: its presence marks a complete cache entry
+    evaluate(model, ds).write(report_dir)
+
+
+def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int | None = None) -> dict:
+    """Re-create the whole demo from scratch; returns the metrics recorded in the recipe."""
+    from .training import TrainConfig, train
+
+    root = Path(root or demo_root())
+    recipe = load_recipe(root)
+    if epochs is not None:
+        recipe["train"]["epochs"] = epochs
+    grid = recipe["dataset"].get("grid", "apogee-aspcap-dr12")
+    work = root / "cache" / "demo-build"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    train_path = _simulate_to(work / "train.nc", recipe["training_data"], grid, progress)
+    val_path = _simulate_to(work / "val.nc", recipe["validation_data"], grid, progress)
+    config = TrainConfig(data=str(train_path), val=str(val_path), out=str(work / "run"),
+                         progress=progress, **recipe["train"])
+    run_dir = Path(train(config))
+
+    demo_dir = root / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    new_model = demo_dir / ".model.new"
+    shutil.rmtree(new_model, ignore_errors=True)
+    shutil.copytree(run_dir / "model", new_model)
+    old = demo_dir / ".model.old"
+    if (demo_dir / "model").exists():
+        os.replace(demo_dir / "model", old)
+    os.replace(new_model, demo_dir / "model")
+    shutil.rmtree(old, ignore_errors=True)
+
+    paths = ensure_demo(root, progress=progress)
+    report = json.loads(paths.report.read_text())
+    fader = next(m for m in report["methods"] if m["key"] == "fader")
+    recipe["metrics"] = {k: fader[k] for k in ("mse", "swapped_mse", "rank1", "within_0p1", "within_1")}
+    recipe["metrics"]["n_stars"] = report["n_stars"]
+    _write_json_atomic(demo_dir / "recipe.json", recipe)
+    shutil.rmtree(work, ignore_errors=True)
+    return recipe["metrics"]
