@@ -99,17 +99,49 @@ def test_launch_from_the_tab_streams_the_curve_finishes_and_opens_in_the_explore
     page.screenshot(path=str(artifacts / "training_tab_done.png"), full_page=True)
 
 
-def test_a_run_can_be_cancelled_from_the_tab(page, tab_server, console_errors, server_errors, artifacts):
+def test_another_visitor_sees_the_live_run_and_can_cancel_it(page, context, tab_server, console_errors,
+                                                             server_errors, artifacts):
     url, opened, runs_dir = tab_server
     page.goto(url)
     page.get_by_label("Run name (optional)").fill("to-cancel")
     set_number(page, "Epochs", 3000)
     page.get_by_role("button", name="Launch").click()
     wait_for(lambda: page.evaluate(N_POINTS_JS) > 0, timeout=60)
-    page.get_by_role("button", name="Cancel").click()
+
+    # A second page (another visitor, or the same one reconnecting) sees the run live.
+    other = context.new_page()
+    other.on("pageerror", lambda exc: console_errors.append(f"page error (2nd page): {exc}"))
+    other.on("console", lambda msg: console_errors.append(f"console.error (2nd page): {msg.text}")
+             if msg.type == "error" else None)
+    other.goto(url)
+    other.get_by_text("to-cancel — running").wait_for(timeout=20_000)
+    wait_for(lambda: other.evaluate(N_POINTS_JS) > 0, timeout=20)
+    other.get_by_role("button", name="Cancel").click()
+
     page.get_by_text("to-cancel — cancelled").wait_for(timeout=60_000)
+    other.get_by_text("to-cancel — cancelled").wait_for(timeout=10_000)
     assert (runs_dir / "to-cancel" / "checkpoint" / "state.json").is_file()
     page.screenshot(path=str(artifacts / "training_tab_cancelled.png"), full_page=True)
+
+
+def test_closing_the_page_stops_its_refresh_callback(page, serve, data_dir, tmp_path, console_errors):
+    from twinviz.app.training import TrainingTab
+
+    tabs = []
+
+    def app():
+        tabs.append(TrainingTab(runs_dir=str(tmp_path / "runs"), data_dir=str(data_dir), poll_period=200))
+        return tabs[-1]
+
+    # Bokeh forgets a closed page's session after unused_session_lifetime.
+    url = serve(app, check_unused_sessions_milliseconds=500, unused_session_lifetime_milliseconds=3000)
+    page.goto(url)
+    page.get_by_role("button", name="Launch").wait_for()
+    tab = tabs[-1]
+    assert tab._callback is not None and tab._callback.running
+    page.close()
+    wait_for(lambda: tab._callback is None, timeout=30)
+    tab.manager.stop_background()
 
 
 def test_invalid_settings_are_refused_with_the_reason(page, tab_server, console_errors, server_errors):
