@@ -75,12 +75,14 @@ def bench_search(n, dim, k, rows):
 
     rng = np.random.default_rng(1)
     z = rng.standard_normal((n, dim)).astype(np.float32)
-    t_build, index = timed(lambda: TwinIndex(z, backend="faiss"))
     star = 12345 % n
-    index.search(star, k)  # warm-up
+    # The faiss index is built on the first search; time that once, then the warm searches.
+    t_build, index = timed(lambda: TwinIndex(z, backend="faiss"))
+    t_first, _ = timed(lambda: index.search(star, k))
+    t_build += t_first
     t_ours, (ids, _) = timed(lambda: index.search(star, k), repeat=5)
     rows.append((f"(b) one-star top-{k}, {n} stars, d={dim}", "TwinIndex.search faiss (exact)", t_ours,
-                 f"≤ 50 ms; build {t_build:.2f} s"))
+                 f"≤ 50 ms; build + first search {t_build:.2f} s"))
     index_t = TwinIndex(z, backend="torch")
     index_t.search(star, k)
     t_ours_t, (ids_t, _) = timed(lambda: index_t.search(star, k), repeat=5)

@@ -22,7 +22,7 @@ __all__ = ["polynomial_design", "polynomial_residuals", "raw_flux", "true_abunda
 def _clean_flux(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Flux [N, P] float32 with bad pixels (mask or non-finite) replaced by the pixel's mean
     over good values, and the boolean bad-pixel array. A pixel bad in every star becomes 1."""
-    flux = np.array(ds["flux"].values, dtype=np.float32)
+    flux = np.asarray(ds["flux"].values, dtype=np.float32)  # no copy: never modified in place
     bad = ~np.isfinite(flux)
     if "mask" in ds.variables:
         bad |= np.asarray(ds["mask"].values, dtype=bool)

@@ -55,6 +55,21 @@ def _canonical(a64: np.ndarray, b64: np.ndarray, metric: str) -> np.ndarray:
     return acc
 
 
+def _canonical_pairs(a32: np.ndarray, ia: np.ndarray, b32: np.ndarray, ib: np.ndarray, metric: str,
+                     budget_bytes: int = 32 * 2**20) -> np.ndarray:
+    """Canonical distances between rows a32[ia[p]] and b32[ib[p]] for every pair p, computed in
+    batches of pairs so float64 copies stay within ``budget_bytes`` (high-d flux vectors too)."""
+    n_pairs = ia.size
+    out = np.empty(n_pairs, dtype=np.float64)
+    step = max(1, budget_bytes // (16 * a32.shape[1]))
+    for s in range(0, n_pairs, step):
+        # Fortran order makes each dimension's column contiguous for the fixed-order loop.
+        a = np.asfortranarray(a32[ia[s:s + step]], dtype=np.float64)
+        b = np.asfortranarray(b32[ib[s:s + step]], dtype=np.float64)
+        out[s:s + step] = _canonical(a, b, metric)
+    return out
+
+
 @dataclass(frozen=True)
 class RankFractions:
     """Table-1 twin-rank fractions (SCIENCE.md §2) over the stars that have a twin.
@@ -182,8 +197,17 @@ class _FaissBackend:
         self.metric = metric
         self._metric_id = faiss.METRIC_L1 if metric == "l1" else faiss.METRIC_L2
         self.z32 = z32
-        self.index = faiss.IndexFlat(z32.shape[1], self._metric_id)
-        self.index.add(z32)
+        self._index = None
+
+    @property
+    def index(self):
+        # Built on first search only: twin ranks use pairwise distances and need no index, and
+        # the index holds a second copy of the vectors (large for pixel-space baselines).
+        if self._index is None:
+            index = self._faiss.IndexFlat(self.z32.shape[1], self._metric_id)
+            index.add(self.z32)
+            self._index = index
+        return self._index
 
     def knn(self, q32: np.ndarray, k: int):
         # faiss returns squared distances for L2, as does our canonical L2.
@@ -426,8 +450,8 @@ class TwinIndex:
                 valid &= cand != exclude[todo][:, None]
             safe = np.where(valid, cand, 0)
             t, kp = cand.shape
-            d64 = _canonical(np.repeat(q64, kp, axis=0), self.z32[safe.ravel()].astype(np.float64),
-                             self.metric).reshape(t, kp)
+            d64 = _canonical_pairs(q32[todo], np.repeat(np.arange(t), kp), self.z32, safe.ravel(),
+                                   self.metric).reshape(t, kp)
             d64[~valid] = np.inf
             # Sort by (canonical distance, position); invalid slots last.
             order = np.lexsort((np.where(valid, cand, np.iinfo(np.int64).max), d64), axis=1)[:, :k]
@@ -453,16 +477,21 @@ class TwinIndex:
         twin_pos, twin_c = self._twin_canonical(groups)
         return twin_pos, self._to_distance(twin_c)
 
-    def _twin_canonical(self, groups):
+    def _twin_canonical(self, groups, rows=None):
         groups = np.asarray(groups)
         if groups.shape != (self.n_stars,):
             raise TwinIndexError(f"groups: expected {self.n_stars} group ids (one per star), got shape "
                                  f"{groups.shape}. Fix: pass the dataset's `group` variable")
         i, j = group_twin_pairs(groups)
+        if rows is not None:  # only the twins of these stars are needed
+            wanted = np.zeros(self.n_stars, dtype=bool)
+            wanted[rows] = True
+            keep = wanted[i]
+            i, j = i[keep], j[keep]
         twin_c = np.full(self.n_stars, np.inf)
         twin_pos = np.full(self.n_stars, -1, dtype=np.int64)
         if i.size:
-            d = _canonical(self.z32[i].astype(np.float64), self.z32[j].astype(np.float64), self.metric)
+            d = _canonical_pairs(self.z32, i, self.z32, j, self.metric)
             # Closest group-mate; among equal distances the lowest position (deterministic).
             order = np.lexsort((j, d, i))
             i, j, d = i[order], j[order], d[order]
@@ -482,12 +511,12 @@ class TwinIndex:
 
         Memory: one block of float32 distances of at most ``block_bytes`` at a time.
         """
-        _, twin_c = self._twin_canonical(groups)
         if queries is None:
             queries = np.arange(self.n_stars)
         queries = np.asarray(queries, dtype=np.int64).reshape(-1)
         if queries.size and (queries.min() < 0 or queries.max() >= self.n_stars):
             raise TwinIndexError(f"queries: positions must lie in 0…{self.n_stars - 1}")
+        _, twin_c = self._twin_canonical(groups, rows=queries)
         ranks = np.full(queries.size, -1, dtype=np.int64)
         has_twin = np.isfinite(twin_c[queries])
         active = np.flatnonzero(has_twin)
@@ -517,11 +546,7 @@ class TwinIndex:
         hi = np.nextafter(hi, np.float32(np.inf))
         counts, r, c = self._backend.count_band(self.z32[qpos], lo, hi, c0, c1, qpos)
         if r.size:
-            # Re-decide the doubtful ones with the canonical float64 distance, in bounded batches.
-            step = max(1, (64 * 2**20) // (8 * self.dim))
-            for s in range(0, r.size, step):
-                rr, cc = r[s:s + step], c[s:s + step]
-                d64 = _canonical(self.z32[qpos[rr]].astype(np.float64),
-                                 self.z32[c0 + cc].astype(np.float64), self.metric)
-                np.add.at(counts, rr[d64 < thresh[rr]], 1)
+            # Re-decide the doubtful ones with the canonical float64 distance.
+            d64 = _canonical_pairs(self.z32, qpos[r], self.z32, c0 + c, self.metric)
+            np.add.at(counts, r[d64 < thresh[r]], 1)
         return counts
