@@ -1,5 +1,16 @@
-"""`panel serve app.py`: the twinviz explorer (being built; see the README)."""
-import panel as pn
+"""`panel serve app.py [--args --model DIR --data FILE [--latents FILE]]`: the twinviz explorer.
 
-pn.extension()
-pn.pane.Markdown("# twinviz\n\nThe explorer app is coming (issue 5).").servable(title="twinviz")
+With no arguments it opens the bundled demo (built and cached on the first start). Only builds
+the page; everything else lives in twinviz.app.
+"""
+import sys
+
+from twinviz.app import AppDataError, load_app_data, main_args
+from twinviz.app.layout import build_page, error_page
+
+try:
+    page = build_page(load_app_data(**main_args(sys.argv[1:])))
+except AppDataError as exc:
+    page = error_page(str(exc))
+
+page.servable(title="twinviz")

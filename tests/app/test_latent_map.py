@@ -1,0 +1,44 @@
+"""Latent map: rasterized points coloured by a label; a tap selects the nearest star."""
+import holoviews as hv
+import numpy as np
+import panel as pn
+
+from twinviz.app.latent_map import LatentMap
+
+
+def test_a_tap_selects_the_nearest_star(state):
+    view = LatentMap(state)
+    xy = state.data.projections[state.projection]
+    target = 33
+    view.select_at(float(xy[target, 0]) + 1e-4, float(xy[target, 1]) - 1e-4)
+    assert state.star == target
+
+
+def test_colour_by_offers_labels_abundances_group_size_and_twin_rank(state):
+    view = LatentMap(state)
+    options = view.colour_select.options
+    for name in ("Teff", "logg", "[Fe/H]", "[Mg/Fe]", "group size", "twin rank"):
+        assert name in options
+
+
+def test_points_carry_the_chosen_label(state):
+    view = LatentMap(state)
+    pts = view._points("pca", "[Fe/H]")
+    np.testing.assert_allclose(pts.dimension_values("value"), state.data.fe_h)
+    ranks = view._points("pca", "twin rank").dimension_values("value")
+    assert np.nanmin(ranks) >= 1
+
+
+def test_highlight_shows_the_star_and_its_k_twins(state):
+    view = LatentMap(state)
+    overlay = view._highlight(star=3, k=5, projection="pca", twin=-1)
+    twins, sel = overlay.values()
+    assert len(twins) == 5 and len(sel) == 2
+
+
+def test_the_map_renders_with_datashader(state):
+    view = LatentMap(state)
+    model = pn.panel(view).get_root()
+    assert model is not None
+    img = hv.render(view.plot)  # a bokeh figure with an image glyph (the raster) and a colour bar
+    assert any(type(r.glyph).__name__ == "Image" for r in img.renderers)

@@ -1,0 +1,63 @@
+"""The assembled app: tabs with help text, metrics from the evaluation, notebooks, errors."""
+import json
+
+import panel as pn
+
+import twinviz.app
+from twinviz.app.layout import Explorer, build_page, error_page
+from twinviz.app.metrics import MetricsView, report_frame
+
+
+def test_explore_returns_one_viewer_with_all_tabs(sample_paths):
+    app = twinviz.app.explore(*sample_paths, star=12)
+    assert isinstance(app, pn.viewable.Viewer) and app.state.star == 12
+    names = [t.name for t in app.tabs.objects]
+    assert names[:4] == ["Swap explorer", "Latent map", "Twins", "Metrics"]
+    assert pn.panel(app).get_root() is not None
+
+
+def test_views_share_one_state_per_session(sample_paths):
+    app = twinviz.app.explore(*sample_paths)
+    app.state.star = 30
+    assert app.twins.table.value["star"].iloc[0] != ""
+    assert "star 1030" in app.swap.star_text.object
+
+
+def test_page_uses_the_template_titled_twinviz(app_data):
+    page = build_page(app_data, sync_url=False)
+    assert isinstance(page, pn.template.FastListTemplate) and page.title == "twinviz"
+
+
+def test_error_page_is_readable(app_data):
+    page = error_page("--data x.nc: file: does not exist. Fix: check the path")
+    alert = page.main[0]
+    assert isinstance(alert, pn.pane.Alert) and "does not exist" in alert.object
+
+
+def test_app_arguments_are_parsed():
+    args = twinviz.app.main_args(["--model", "m", "--data", "d.nc"])
+    assert args == {"model": "m", "data": "d.nc", "latents": None}
+
+
+def test_metrics_view_shows_a_cached_report_beside_the_papers(state, tmp_path):
+    report = {"n_stars": 120, "n_with_twin": 120, "thresholds": {"rank_0p1": 0, "rank_1": 1},
+              "methods": [{"key": "fader", "label": "fader network", "mse": 1e-4, "swapped_mse": 2e-4,
+                           "rank1": 0.5, "within_0p1": 0.5, "within_1": 0.6,
+                           "cumulative_rank_curve": {"rank": [1, 2, 10], "fraction": [0.5, 0.6, 0.9]}}],
+              "paper_reference": [{"label": "paper, fader network", "mse": 2.2e-6, "swapped_mse": 3.7e-4,
+                                   "rank1": 0.607, "within_0p1": 0.823, "within_1": 0.937, "note": ""}]}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    state.data.report_path = path
+    try:
+        view = MetricsView(state)
+    finally:
+        state.data.report_path = None
+    frame = report_frame(report)
+    assert list(frame["rank 1"]) == ["50.0 %", "60.7 %"]
+    assert isinstance(view.body.objects[0], pn.widgets.Tabulator)
+
+
+def test_metrics_view_offers_to_compute_a_missing_report(state):
+    view = MetricsView(state)
+    assert view.compute_button in view.body.objects

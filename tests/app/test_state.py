@@ -1,0 +1,63 @@
+"""Shared data are loaded once; each session keeps its own selection."""
+import numpy as np
+import pytest
+
+from twinviz.app.state import AppDataError, ExplorerState, load_app_data
+
+
+def test_app_data_is_loaded_once_per_paths(sample_paths):
+    assert load_app_data(*sample_paths) is load_app_data(*sample_paths)
+
+
+def test_sessions_keep_their_own_selection(app_data):
+    a, b = ExplorerState(app_data), ExplorerState(app_data)
+    a.star = 5
+    assert b.star == 0 and a.data is b.data
+
+
+def test_selecting_a_star_resets_the_sliders_to_its_labels(state):
+    state.star = 7
+    assert state.teff == pytest.approx(float(state.data.teff[7]), abs=1e-3)
+    assert state.logg == pytest.approx(float(state.data.logg[7]), abs=1e-3)
+
+
+def test_a_batched_update_keeps_url_slider_values(state):
+    state.param.update(star=9, teff=4321.0, logg=1.5)
+    assert (state.star, state.teff, state.logg) == (9, 4321.0, 1.5)
+
+
+def test_star_ids_are_looked_up_and_unknown_ids_explained(state):
+    state.select_star_id("1010")
+    assert state.star == 10
+    with pytest.raises(AppDataError, match="no star with id '99999'"):
+        state.select_star_id("99999")
+
+
+def test_compared_twin_defaults_to_the_true_twin(state):
+    state.star = 4
+    assert state.compared_twin() == 5  # pairs are stored next to each other in the sample
+    state.twin = 11
+    assert state.compared_twin() == 11
+
+
+@pytest.mark.parametrize("kind", ["model", "data"])
+def test_bad_paths_give_readable_errors(sample_paths, tmp_path, kind):
+    model, data, _ = sample_paths
+    args = {"model": tmp_path / "nope", "data": data} if kind == "model" else {"model": model, "data": tmp_path / "x.nc"}
+    with pytest.raises(AppDataError) as err:
+        load_app_data(**args)
+    assert f"--{kind}" in str(err.value) and "Fix" in str(err.value)
+
+
+def test_latents_are_computed_and_cached_when_not_given(sample_paths, tmp_path, monkeypatch):
+    import shutil
+
+    model, data, _ = sample_paths
+    local = tmp_path / "copy.nc"
+    shutil.copy(data, local)
+    monkeypatch.setattr("twinviz.projection.add_projections",
+                        lambda lat, umap=True, **kw: lat.assign(pca=(("star", "axis"), lat["z"].values[:, :2])),
+                        raising=False)
+    first = load_app_data(model, local)
+    assert list(tmp_path.glob("copy.latents-*.nc")), "latents cached beside the data"
+    assert first.z.shape == (120, 8) and "pca" in first.projections

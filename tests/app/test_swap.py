@@ -1,0 +1,102 @@
+"""Swap explorer: sliders drive the decoder; the truth curve is the synthesizer's spectrum."""
+import numpy as np
+import param
+import pytest
+
+from twinviz.app.sample import SAMPLE_ELEMENTS, SampleSynthesizer
+from twinviz.app.state import ExplorerState, load_app_data
+from twinviz.app.swap import SwapExplorer
+
+
+def _curve(view, source, column):
+    y = np.asarray(view.sources[source].data[column], dtype=float)
+    return y[np.isfinite(y)]
+
+
+def test_setting_the_teff_slider_updates_the_reconstruction(state):
+    view = SwapExplorer(state)
+    before = _curve(view, "spectrum", "model").copy()
+    with param.edit_constant(view.teff_slider):  # what the browser sends on release
+        view.teff_slider.value_throttled = 4300.0
+    after = _curve(view, "spectrum", "model")
+    assert state.teff == 4300.0
+    assert not np.allclose(before, after)
+    d = state.data
+    np.testing.assert_allclose(after, d.decode(state.star, 4300.0, state.logg), rtol=1e-6)
+
+
+def test_setting_logg_updates_the_reconstruction_and_title(state):
+    view = SwapExplorer(state)
+    state.logg = 1.4
+    assert "logg 1.40" in view.figures["spectrum"].title.text
+    np.testing.assert_allclose(_curve(view, "spectrum", "model"), state.data.decode(state.star, state.teff, 1.4),
+                               rtol=1e-6)
+
+
+def test_chip_gaps_are_drawn_as_gaps(state):
+    view = SwapExplorer(state)
+    x = np.asarray(view.sources["spectrum"].data["x"])
+    assert np.isnan(x).sum() == len(state.data.segments) - 1
+    assert np.isnan(np.asarray(view.sources["spectrum"].data["model"])[np.isnan(x)]).all()
+
+
+def test_the_truth_curve_equals_the_synthesizers_output(state, monkeypatch):
+    d = state.data
+    monkeypatch.setattr(d, "synthesizer", SampleSynthesizer())
+    view = SwapExplorer(state)
+    state.param.update(teff=4600.0, logg=2.9)
+    s = state.star
+    expected = SampleSynthesizer().spectrum(4600.0, 2.9, d.fe_h[s], dict(zip(SAMPLE_ELEMENTS, d.x_fe[s])))
+    np.testing.assert_array_equal(_curve(view, "spectrum", "truth"), expected)
+    assert "synthesizer" in view.truth_label
+
+
+def test_the_truth_curve_with_the_real_synthesizer(synth_paths):
+    from twinviz.spectra.synth import Synthesizer
+
+    d = load_app_data(*synth_paths)
+    assert d.is_synthetic
+    state = ExplorerState(d, star=3)
+    view = SwapExplorer(state)
+    state.param.update(teff=4800.0, logg=2.0)
+    expected = Synthesizer(d.attrs["grid_id"]).spectrum(4800.0, 2.0, float(d.fe_h[3]),
+                                                        dict(zip(d.elements, map(float, d.x_fe[3]))))
+    np.testing.assert_allclose(_curve(view, "spectrum", "truth"), expected, rtol=0, atol=1e-7)
+    assert view.last_update_ms < 200
+
+
+def test_without_a_synthesizer_the_twins_spectrum_is_truth_at_its_labels(state):
+    view = SwapExplorer(state)
+    twin = state.compared_twin()
+    view.twin_button.clicks += 1
+    np.testing.assert_array_equal(_curve(view, "spectrum", "truth"), state.data.flux[twin])
+    state.teff = state.teff + 300 if state.teff < 5000 else state.teff - 300
+    assert _curve(view, "spectrum", "truth").size == 0 and "no truth" in view.truth_label
+
+
+def test_swap_reconstruction_uses_the_twins_latent_at_the_stars_labels(state):
+    view = SwapExplorer(state)
+    state.star = 10
+    d, twin = state.data, state.compared_twin()
+    np.testing.assert_allclose(_curve(view, "swap", "swap"), d.decode(twin, float(d.teff[10]), float(d.logg[10])),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(_curve(view, "swap", "observed"), d.flux[10])
+    assert "MSE" in view.mse_text.object
+
+
+def test_server_side_compute_per_slider_move_is_small(state):
+    view = SwapExplorer(state)
+    times = []
+    for teff in np.linspace(4200, 5300, 12):
+        state.teff = float(teff)
+        times.append(view.last_update_ms)
+    assert np.median(times) < 10.0
+
+
+def test_jumping_to_an_elements_line_zooms_all_panels(state):
+    view = SwapExplorer(state)
+    view.x_range.start, view.x_range.end = 15500.0, 15510.0
+    view.line_select.value = "full"
+    view.line_select.param.trigger("value")
+    assert view.x_range.start < 15200 and view.x_range.end > 16900
+    assert view.figures["spectrum"].x_range is view.figures["residual"].x_range

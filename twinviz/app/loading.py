@@ -1,0 +1,161 @@
+"""Build the shared :class:`~twinviz.app.state.AppData` from a model directory and a spectra
+file: open, check, encode (or read cached latents), project. Every failure a user can cause
+becomes an :class:`~twinviz.app.state.AppDataError` with a readable message.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .state import AppData, AppDataError, default_cache_dir, model_fingerprint
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_app_data", "cached_latents_path", "data_labels"]
+
+
+def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None = None,
+                   report_path: Path | None = None) -> AppData:
+    """Open and check everything the app shows; encode and project the latents when no latent
+    file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only)."""
+    from twinviz.model import FaderNetwork, ModelError
+    from twinviz.spectra.dataset import DatasetError, open_spectra
+    from twinviz.spectra.grid import identify_grid
+
+    model_dir, data_path = Path(model_dir), Path(data_path)
+    if not model_dir.is_dir():
+        raise AppDataError(f"--model {model_dir}: no such directory. Fix: point --model at a model "
+                           "directory (one holding config.json and model.safetensors)")
+    try:
+        model = FaderNetwork.from_pretrained(model_dir)
+    except ModelError as exc:
+        raise AppDataError(f"--model: {exc}") from exc
+    try:
+        ds = open_spectra(data_path)
+    except DatasetError as exc:
+        raise AppDataError(f"--data: {exc}") from exc
+    try:
+        model.check_grid(ds)
+    except ModelError as exc:
+        raise AppDataError(f"--model/--data: {exc}") from exc
+
+    latents = _latents_for(model, model_dir, ds, data_path, latents_path)
+    n = ds.sizes["star"]
+    grid = identify_grid(ds["wavelength"].values)
+    fe_h = np.asarray(ds["fe_h"].values, dtype=np.float32) if "fe_h" in ds else None
+    x_fe = np.asarray(ds["x_fe"].values, dtype=np.float32) if "x_fe" in ds else None
+    elements = tuple(str(e) for e in ds["element"].values) if "element" in ds.coords else ()
+    group = np.asarray(ds["group"].values, dtype=np.int64)
+    projections = {name: np.asarray(latents[name].values, dtype=np.float32)
+                   for name in ("umap", "pca") if name in latents.variables}
+    z = np.ascontiguousarray(latents["z"].values, dtype=np.float32)
+    if not projections:
+        projections = {"pca": pca_2d(z)}
+    teff = np.asarray(ds["teff"].values, dtype=np.float32)
+    logg = np.asarray(ds["logg"].values, dtype=np.float32)
+    data = AppData(
+        model=model, model_dir=model_dir, data_path=data_path, latents_path=latents_path,
+        wavelength=np.asarray(ds["wavelength"].values, dtype=np.float64), segments=tuple(grid.segments),
+        flux=np.asarray(ds["flux"].values, dtype=np.float32), teff=teff, logg=logg, group=group,
+        star_ids=np.asarray(ds["star"].values), z=z, projections=projections,
+        labels=data_labels(teff, logg, group, fe_h, x_fe, elements), fe_h=fe_h, x_fe=x_fe,
+        elements=elements, attrs=dict(ds.attrs), synthesizer=_synthesizer_for(ds, grid),
+    )
+    data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path)
+    if z.shape[0] != n:
+        raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
+                           "Fix: encode this dataset with this model (`twinviz embed`)")
+    return data
+
+
+def data_labels(teff, logg, group, fe_h=None, x_fe=None, elements=()) -> dict:
+    """Colour-by choices of the latent map: name → float array [N] (NaN = unknown)."""
+    labels = {"Teff": np.asarray(teff, np.float32), "logg": np.asarray(logg, np.float32)}
+    if fe_h is not None:
+        labels["[Fe/H]"] = np.asarray(fe_h, np.float32)
+    if x_fe is not None:
+        for j, el in enumerate(elements):
+            labels[f"[{el}/Fe]"] = np.asarray(x_fe[:, j], np.float32)
+    group = np.asarray(group)
+    if np.any(group >= 0):
+        _, inverse, counts = np.unique(group, return_inverse=True, return_counts=True)
+        size = counts[inverse].astype(np.float32)
+        labels["group size"] = np.where(group >= 0, size, np.nan).astype(np.float32)
+    return labels
+
+
+def pca_2d(z: np.ndarray) -> np.ndarray:
+    """First two principal components of z (used when no projection is cached)."""
+    zc = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(zc[:: max(1, len(zc) // 20000)], full_matrices=False)
+    return (zc @ vt[:2].T).astype(np.float32)
+
+
+def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
+    """``<data stem>.latents-<model hash>.nc`` beside the data when writable, else in the cache."""
+    stem = data_path.name.split(".")[0]
+    name = f"{stem}.latents-{model_fingerprint(model_dir)}.nc"
+    beside = data_path.parent / name
+    try:
+        probe = data_path.parent / f".{name}.probe"
+        probe.touch()
+        probe.unlink()
+        return beside
+    except OSError:
+        return default_cache_dir() / name
+
+
+def _latents_for(model, model_dir, ds, data_path, latents_path):
+    from twinviz.embedding import encode_dataset, open_latents, save_latents
+    from twinviz.spectra.dataset import DatasetError
+
+    if latents_path is not None:
+        try:
+            lat = open_latents(latents_path)
+        except DatasetError as exc:
+            raise AppDataError(f"--latents: {exc}") from exc
+        if lat.sizes["star"] != ds.sizes["star"] or not np.array_equal(lat["star"].values, ds["star"].values):
+            raise AppDataError(f"--latents {latents_path}: its stars are not the stars of {data_path}. "
+                               "Fix: encode this dataset with this model (`twinviz embed`), or omit --latents")
+        return lat
+    path = cached_latents_path(data_path, model_dir)
+    if path.exists():
+        try:
+            lat = open_latents(path)
+            if lat.sizes["star"] == ds.sizes["star"]:
+                return lat
+        except DatasetError:
+            pass
+    log.info("encoding %d stars of %s (first start; cached in %s)", ds.sizes["star"], data_path, path)
+    lat = encode_dataset(model, ds)
+    try:
+        from twinviz.projection import add_projections
+
+        lat = add_projections(lat, umap=ds.sizes["star"] <= 200_000)
+    except ImportError:
+        lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
+    try:
+        save_latents(lat, path)
+    except OSError as exc:  # a read-only place only costs the re-encoding next time
+        log.warning("could not cache latents in %s: %s", path, exc)
+    return lat
+
+
+def _report_beside(path: Path) -> Path:
+    stem = Path(path).name.split(".")[0]
+    return Path(path).with_name(f"{stem}.report.json")
+
+
+def _synthesizer_for(ds, grid):
+    """The built-in synthesizer on the data's grid, when the data came from it."""
+    if ds.attrs.get("generator") != "twinviz.synth":
+        return None
+    try:
+        from twinviz.spectra.synth import Synthesizer
+
+        return Synthesizer(grid)
+    except Exception as exc:  # an older/newer synthesizer: the app still works, without truth
+        log.warning("dataset is synthetic but the synthesizer could not be built: %s", exc)
+        return None

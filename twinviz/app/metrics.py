@@ -1,0 +1,160 @@
+"""Metrics view: the loaded model's Table-1 numbers and twin-rank curve beside the paper's.
+
+The numbers come from :func:`twinviz.evaluation.evaluate`; its report is cached as JSON beside
+the latents (the demo ships one), so opening the tab costs nothing. Without a cached report a
+button computes it in a worker thread (seconds to minutes) with a loading indicator.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import HoverTool
+from bokeh.plotting import figure
+
+from . import theme
+from .state import ExplorerState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MetricsView", "load_report", "report_frame"]
+
+HELP = """**Metrics.** Table 1 of de Mijolla, Ness & Viti (2019) for the loaded model on the loaded
+data: reconstruction MSE, swapped MSE (twin's latent, star's labels), and the fraction of stars
+whose twin is their nearest neighbour (rank 1), within the closest 0.1 % and 1 %. The published
+rows used Turbospectrum spectra, 25 000 stars: compare trends, not digits."""
+
+METHOD_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00"]
+
+
+def load_report(path) -> dict | None:
+    """The evaluation report (``EvaluationReport.to_dict()``) at ``path``, or None."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable metrics report %s: %s", path, exc)
+        return None
+
+
+def _pct(v):
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f} %"
+
+
+def _num(v):
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+
+def report_frame(report: dict) -> pd.DataFrame:
+    """Table-1 rows: ours first, then the published ones."""
+    rows = []
+    for m in report.get("methods", []):
+        rows.append({"method": f"{m['label']} (this model/data)", "MSE": _num(m.get("mse")),
+                     "swapped MSE": _num(m.get("swapped_mse")), "rank 1": _pct(m.get("rank1")),
+                     "≤ 0.1 %": _pct(m.get("within_0p1")), "≤ 1 %": _pct(m.get("within_1"))})
+    for r in report.get("paper_reference", []):
+        rows.append({"method": f"{r['label']} (published)", "MSE": _num(r.get("mse")),
+                     "swapped MSE": _num(r.get("swapped_mse")), "rank 1": _pct(r.get("rank1")),
+                     "≤ 0.1 %": _pct(r.get("within_0p1")), "≤ 1 %": _pct(r.get("within_1"))})
+    return pd.DataFrame(rows)
+
+
+def rank_curve_figure(report: dict):
+    """Cumulative fraction of stars with twin rank ≤ r, per method (log r)."""
+    fig = figure(height=320, sizing_mode="stretch_width", x_axis_type="log", y_range=(0, 1.02),
+                 x_axis_label="twin rank r", y_axis_label="fraction of stars with rank ≤ r",
+                 title="cumulative twin-rank curve", tools="pan,wheel_zoom,box_zoom,reset,save")
+    for colour, m in zip(METHOD_COLOURS, report.get("methods", [])):
+        curve = m.get("cumulative_rank_curve") or {}
+        if curve.get("rank"):
+            fig.line(curve["rank"], curve["fraction"], color=colour, line_width=2, legend_label=m["label"])
+    n = report.get("n_stars")
+    if n:
+        for frac, dash in ((0.001, "dashed"), (0.01, "dotted")):
+            if n * frac >= 1:
+                fig.ray(x=n * frac, y=0, length=1.02, angle=math.pi / 2, color="#999999", line_dash=dash)
+    fig.add_tools(HoverTool(tooltips=[("rank", "@x{0}"), ("fraction", "@y{0.000}")]))
+    theme.style_figure(fig)
+    return fig
+
+
+class MetricsView(pn.viewable.Viewer):
+    """Table 1 of the loaded model + rank curve; computes the report on request when missing."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+    computing = param.Boolean(default=False)
+
+    def __init__(self, state: ExplorerState, **params):
+        theme.ensure_extensions()
+        super().__init__(state=state, **params)
+        self.compute_button = pn.widgets.Button(label="compute metrics", color="primary", width=180)
+        self.compute_button.on_click(self._compute)
+        self.status = pn.pane.Markdown("")
+        self.body = pn.Column(sizing_mode="stretch_width")
+        self._render(load_report(state.data.report_path))
+
+    def _render(self, report):
+        if report is None:
+            self.status.object = ("No Table-1 report is cached for this model and dataset yet. Computing "
+                                  "it encodes every star and ranks all twins (the pixel-space baselines on a "
+                                  "sample of 500 stars).")
+            self.body.objects = [self.compute_button]
+            return
+        n = report.get("n_stars")
+        self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin; rank thresholds "
+                              f"{report.get('thresholds', {})}.")
+        table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
+                                     layout="fit_data_stretch", sizing_mode="stretch_width")
+        self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
+
+    def _compute(self, event=None):
+        if self.computing:
+            return
+        self.computing = True
+        self.body.loading = True
+        doc = pn.state.curdoc
+        threading.Thread(target=self._compute_in_thread, args=(doc,), daemon=True).start()
+
+    def _compute_in_thread(self, doc):
+        from twinviz.evaluation import evaluate
+        from twinviz.spectra.dataset import open_spectra
+
+        d = self.state.data
+        try:
+            report = evaluate(d.model, open_spectra(d.data_path), pixel_queries=500).to_dict()
+            _write_json_atomic(d.report_path, report)
+            error = None
+        except Exception as exc:  # shown in the tab; the rest of the app keeps working
+            report, error = None, f"{type(exc).__name__}: {exc}"
+
+        def finish():
+            self.computing = False
+            self.body.loading = False
+            if error:
+                self.status.object = f"Could not compute the metrics: {error}"
+            else:
+                self._render(report)
+
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(finish)
+        else:
+            finish()
+
+    def __panel__(self):
+        return pn.Column(theme.help_pane(HELP), self.status, self.body,
+                         sizing_mode="stretch_width", name="Metrics")
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,107 @@
+"""A tiny, self-contained sample (model + spectra + latents) for the app's tests and benchmarks.
+
+Not science: the spectra come from :class:`SampleSynthesizer`, a few hundred Gaussian lines on
+the real APOGEE grid whose depths depend on four "abundances" and on Teff/logg, and the model is
+an untrained fader network with the data's flux normalisation. It builds in about a second,
+without the real synthesizer or any training, so UI tests stay fast and independent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "make_sample", "synthetic_latents"]
+
+SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
+SAMPLE_GENERATOR = "twinviz.app.sample"
+
+
+class SampleSynthesizer:
+    """Deterministic toy spectra on a wavelength grid: ``spectrum(teff, logg, fe_h, x_fe)``."""
+
+    def __init__(self, grid="apogee-aspcap-dr12", n_lines: int = 300, seed: int = 11):
+        from twinviz.spectra.grid import get_grid
+
+        self.grid = get_grid(grid)
+        rng = np.random.default_rng(seed)
+        wave = self.grid.wavelength
+        self.centre = rng.uniform(wave[0], wave[-1], n_lines)
+        self.width = rng.uniform(0.25, 0.6, n_lines)  # Å, ~ a few APOGEE pixels
+        self.element = rng.integers(0, len(SAMPLE_ELEMENTS) + 1, n_lines)  # last index = Fe
+        self.chi = rng.uniform(0.0, 6.0, n_lines)
+        self.loggf = rng.normal(-0.5, 0.5, n_lines)
+        self.g_sens = rng.normal(0.0, 0.3, n_lines)
+        # Pixels each line touches (±5 widths) — keeps one spectrum a few ms.
+        self._spans = [np.flatnonzero(np.abs(wave - c) < 5 * w) for c, w in zip(self.centre, self.width)]
+
+    def spectrum(self, teff, logg, fe_h, x_fe) -> np.ndarray:
+        """Normalised flux [P] (float32) for Teff (K), logg (dex), [Fe/H] and {element: [X/Fe]}."""
+        theta = 5040.0 / float(teff)
+        ab = np.array([float(x_fe.get(el, 0.0)) for el in SAMPLE_ELEMENTS] + [0.0]) + float(fe_h)
+        log_tau = self.loggf + ab[self.element] - theta * self.chi + 2.2 + self.g_sens * (float(logg) - 2.25)
+        depth = 1.0 - np.exp(-np.exp(np.clip(log_tau * np.log(10), -30, 5)))
+        tau = np.zeros(self.grid.n_pixels)
+        wave = self.grid.wavelength
+        for j, span in enumerate(self._spans):
+            if depth[j] > 1e-4:
+                tau[span] += depth[j] * np.exp(-0.5 * ((wave[span] - self.centre[j]) / self.width[j]) ** 2)
+        return np.exp(-tau).astype(np.float32)
+
+
+def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8) -> tuple[Path, Path, Path]:
+    """Write a sample model dir, spectra file and latents file into ``directory``.
+
+    Returns (model_dir, data_path, latents_path). Stars come in twin pairs (same chemistry,
+    different Teff/logg), with [Fe/H] and [X/Fe] stored, ids 1000, 1001, …
+    """
+    import torch
+
+    from twinviz.embedding import encode_dataset, save_latents
+    from twinviz.model import FaderNetwork, ModelConfig
+    from twinviz.spectra.dataset import make_spectra, save_spectra
+
+    from .loading import pca_2d
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    synth = SampleSynthesizer()
+    rng = np.random.default_rng(seed)
+    n = 2 * n_pairs
+    group = np.repeat(np.arange(n_pairs), 2)
+    fe_h = np.repeat(rng.normal(-0.1, 0.25, n_pairs), 2)
+    x_fe = np.repeat(rng.normal(0.05, 0.1, (n_pairs, len(SAMPLE_ELEMENTS))), 2, axis=0)
+    teff = rng.uniform(4100, 5400, n)
+    logg = rng.uniform(1.2, 3.3, n)
+    flux = np.stack([synth.spectrum(teff[i], logg[i], fe_h[i], dict(zip(SAMPLE_ELEMENTS, x_fe[i])))
+                     for i in range(n)])
+    ds = make_spectra(flux, synth.grid.wavelength, teff, logg, group=group, fe_h=fe_h, x_fe=x_fe,
+                      elements=SAMPLE_ELEMENTS, star=np.arange(1000, 1000 + n),
+                      attrs={"generator": SAMPLE_GENERATOR, "seed": seed})
+    data_path = save_spectra(ds, directory / "sample.nc")
+
+    torch.manual_seed(seed)
+    config = ModelConfig(n_pixels=synth.grid.n_pixels, grid_id=synth.grid.id, latent_dim=latent_dim,
+                         basis_dim=16, hidden=[32], adversary_hidden=[16])
+    model = FaderNetwork(config)
+    scale = float(flux.std()) or 1.0
+    model.set_flux_normalisation(flux.mean(axis=0), scale)
+    # Principal components as the flux basis: the untrained decoder then draws spectrum-like curves.
+    _, _, vt = np.linalg.svd((flux - flux.mean(axis=0)) / scale, full_matrices=False)
+    model.init_basis(vt[:config.basis_dim])
+    model_dir = model.save_pretrained(directory / "model")
+
+    lat = encode_dataset(model, ds)
+    lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
+    latents_path = save_latents(lat, directory / "sample.latents.nc")
+    return model_dir, data_path, latents_path
+
+
+def synthetic_latents(n: int, dim: int = 16, n_clusters: int = 50, seed: int = 0):
+    """Clustered random latents [n, dim] and 2-D map coordinates [n, 2] for scale tests."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (n_clusters, dim)).astype(np.float32)
+    which = rng.integers(0, n_clusters, n)
+    z = centres[which] + rng.normal(0, 0.5, (n, dim)).astype(np.float32)
+    xy = z[:, :2] + 0.3 * z[:, 2:4]
+    return z, xy.astype(np.float32), which

@@ -1,0 +1,329 @@
+"""What the app looks at: the shared, read-only data (loaded once per process) and each
+session's own selection.
+
+Two layers, kept apart on purpose:
+
+* :class:`AppData` — the model, the spectra, the latents, the twin index and the 2-D
+  projections. Loading these is the slow part (seconds), so :func:`load_app_data` caches one
+  ``AppData`` per (model, data, latents) paths for the life of the process; every browser
+  session and notebook cell shares it and never writes to it.
+* :class:`ExplorerState` — what one session is looking at (selected star, slider Teff/logg,
+  compared twin, k, colour-by). Views read and write only these parameters; ``layout.py`` hands
+  the same ``ExplorerState`` to every view of a session, which is how views talk to each other
+  without importing each other.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import param
+
+__all__ = ["AppData", "AppDataError", "ExplorerState", "load_app_data", "clear_cache", "resolve_paths"]
+
+
+class AppDataError(RuntimeError):
+    """The app cannot start on the given model/data/latents; the message says which file and
+    how to fix it (shown to the user as the page's error message)."""
+
+
+# --------------------------------------------------------------------------------------------
+# shared data
+# --------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class AppData:
+    """Everything the views read, shared by all sessions (treat as read-only).
+
+    Arrays are numpy, one row per star in dataset order; a star's *position* (0…N−1) is how the
+    app refers to it internally, ``star_ids`` are what users see and type.
+    """
+
+    model: object                       # twinviz.model.FaderNetwork (eval mode)
+    model_dir: Path | None
+    data_path: Path | None
+    latents_path: Path | None
+    wavelength: np.ndarray              # [P] Å
+    segments: tuple                     # ((start, stop), …) chips of the wavelength grid
+    flux: np.ndarray                    # [N, P] float32 observed flux
+    teff: np.ndarray                    # [N] K
+    logg: np.ndarray                    # [N] dex
+    group: np.ndarray                   # [N] int, −1 unknown
+    star_ids: np.ndarray                # [N]
+    z: np.ndarray                       # [N, d] float32 latents
+    projections: dict                   # name ("umap", "pca") → [N, 2]
+    labels: dict                        # colour-by name → [N] float (NaN = unknown)
+    fe_h: np.ndarray | None = None      # [N] dex
+    x_fe: np.ndarray | None = None      # [N, n_el] dex
+    elements: tuple = ()
+    attrs: dict = field(default_factory=dict)
+    synthesizer: object | None = None   # twinviz.spectra.synth.Synthesizer when the data are synthetic
+    report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
+    _index: object | None = None
+    _trees: dict = field(default_factory=dict)
+    _ranks: np.ndarray | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _z_torch: object | None = None
+
+    # ---- sizes and lookups ----------------------------------------------------------------
+    @property
+    def n_stars(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def teff_range(self) -> tuple[float, float]:
+        return tuple(float(v) for v in self.model.config.teff_range)
+
+    @property
+    def logg_range(self) -> tuple[float, float]:
+        return tuple(float(v) for v in self.model.config.logg_range)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True when the dataset came from the built-in synthesizer (so a truth curve exists)."""
+        return self.synthesizer is not None
+
+    @property
+    def index(self):
+        """The exact L1 :class:`twinviz.twins.TwinIndex` over the latents (built on first use)."""
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    from twinviz.twins import TwinIndex
+
+                    self._index = TwinIndex(self.z, metric="l1", ids=self.star_ids)
+        return self._index
+
+    def position_of(self, star_id) -> int:
+        """Position of a star from the id a user typed (int ids are matched as ints)."""
+        text = str(star_id).strip()
+        for candidate in (text, _as_int(text)):
+            if candidate is None:
+                continue
+            hits = np.flatnonzero(self.star_ids == np.asarray(candidate, dtype=self.star_ids.dtype)) \
+                if _compatible(candidate, self.star_ids) else np.empty(0, int)
+            if hits.size:
+                return int(hits[0])
+        raise AppDataError(f"star: no star with id {text!r} (ids run from {self.star_ids[0]} to "
+                           f"{self.star_ids[-1]}, {self.n_stars} stars). Fix: type an id from the dataset")
+
+    def label_names(self) -> list[str]:
+        """Colour-by choices: the dataset's labels, plus twin rank when groups are known."""
+        names = list(self.labels)
+        if "group size" in self.labels and "twin rank" not in names and (
+                self._ranks is not None or self.n_stars <= 200_000):
+            names.append("twin rank")
+        return names
+
+    def label_values(self, name: str) -> np.ndarray:
+        """Values [N] of a colour-by choice (NaN where unknown)."""
+        if name == "twin rank" and name not in self.labels:
+            ranks = self.twin_ranks().astype(np.float32)
+            return np.where(ranks > 0, ranks, np.nan).astype(np.float32)
+        return self.labels[name]
+
+    # ---- model and truth ---------------------------------------------------------------------
+    def decode(self, position: int, teff: float, logg: float) -> np.ndarray:
+        """D(z_star, u): the decoder's spectrum [P] for the star at ``position`` at (Teff K, logg dex)."""
+        import torch
+
+        if self._z_torch is None:
+            self._z_torch = torch.from_numpy(np.ascontiguousarray(self.z, dtype=np.float32))
+        with torch.inference_mode():
+            out = self.model.decode(self._z_torch[position:position + 1],
+                                    torch.tensor([teff], dtype=torch.float32),
+                                    torch.tensor([logg], dtype=torch.float32))
+        return out[0].numpy().astype(np.float32, copy=False)
+
+    def truth(self, position: int, teff: float, logg: float) -> np.ndarray | None:
+        """The synthesizer's spectrum [P] for the star's own chemistry at (Teff, logg), or None
+        when the data did not come from the built-in synthesizer."""
+        if self.synthesizer is None or self.fe_h is None:
+            return None
+        x_fe = {} if self.x_fe is None else dict(zip(self.elements, (float(v) for v in self.x_fe[position])))
+        return np.asarray(self.synthesizer.spectrum(float(teff), float(logg), float(self.fe_h[position]), x_fe),
+                          dtype=np.float32)
+
+    # ---- twins -------------------------------------------------------------------------
+    def neighbours(self, position: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest stars to ``position`` in latent L1 (positions, distances)."""
+        return self.index.search(int(position), int(k))
+
+    def true_twin(self, position: int) -> int:
+        """Position of the star's nearest group-mate in latent space (−1 when unknown)."""
+        g = self.group[position]
+        if g < 0:
+            return -1
+        mates = np.flatnonzero(self.group == g)
+        mates = mates[mates != position]
+        if mates.size == 0:
+            return -1
+        d = np.abs(self.z[mates] - self.z[position]).sum(axis=1)
+        return int(mates[np.argmin(d)])
+
+    def twin_ranks(self) -> np.ndarray:
+        """Twin rank of every star (−1 without a group-mate); computed once (O(N²)), then kept."""
+        if self._ranks is None:
+            with self._lock:
+                if self._ranks is None:
+                    if "twin rank" in self.labels:
+                        r = self.labels["twin rank"]
+                        self._ranks = np.where(np.isfinite(r), r, -1).astype(np.int64)
+                    else:
+                        self._ranks = self.index.twin_ranks(self.group)
+        return self._ranks
+
+    def nearest_in_projection(self, projection: str, x: float, y: float) -> int:
+        """Position of the star closest to (x, y) on a 2-D map (KD-tree, built once per map)."""
+        tree = self._trees.get(projection)
+        if tree is None:
+            from scipy.spatial import cKDTree
+
+            with self._lock:
+                tree = self._trees.get(projection) or cKDTree(self.projections[projection])
+                self._trees[projection] = tree
+        return int(tree.query([x, y])[1])
+
+
+def _as_int(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _compatible(value, ids) -> bool:
+    if isinstance(value, int):
+        return np.issubdtype(ids.dtype, np.integer)
+    return not np.issubdtype(ids.dtype, np.number)
+
+
+# --------------------------------------------------------------------------------------------
+# per-session state
+# --------------------------------------------------------------------------------------------
+class ExplorerState(param.Parameterized):
+    """One session's selection. Views watch these parameters; the URL mirrors some of them."""
+
+    star = param.Integer(default=0, bounds=(0, None), doc="position of the selected star")
+    teff = param.Number(default=4750.0, doc="slider Teff (K) fed to the decoder")
+    logg = param.Number(default=2.25, doc="slider logg (dex) fed to the decoder")
+    twin = param.Integer(default=-1, doc="position of the star compared with the selected one "
+                                         "(−1: its true twin when known, else its nearest neighbour)")
+    k = param.Integer(default=10, bounds=(1, 200), doc="number of neighbours listed")
+    colour_by = param.String(default="Teff", doc="label colouring the latent map")
+    projection = param.String(default="pca", doc="2-D map shown: umap or pca")
+
+    def __init__(self, data: AppData, **params):
+        self.data = data
+        params.setdefault("projection", "umap" if "umap" in data.projections else next(iter(data.projections)))
+        super().__init__(**params)
+        self.param.star.bounds = (0, data.n_stars - 1)
+        self.param.teff.bounds = data.teff_range
+        self.param.logg.bounds = data.logg_range
+        if "teff" not in params and "logg" not in params:
+            self._reset_sliders()
+        # One watcher for the three, so a batched update (the URL restoring star, teff and logg
+        # together) keeps the URL's slider values instead of resetting them to the star's.
+        self.param.watch(self._on_selection, ["star", "teff", "logg"])
+
+    def _reset_sliders(self):
+        lo, hi = self.data.teff_range
+        self.teff = float(np.clip(self.data.teff[self.star], lo, hi))
+        lo, hi = self.data.logg_range
+        self.logg = float(np.clip(self.data.logg[self.star], lo, hi))
+
+    def _on_selection(self, *events):
+        names = {e.name for e in events}
+        if "star" in names:
+            if not names & {"teff", "logg"}:
+                self._reset_sliders()
+            self.twin = -1
+
+    # ---- derived, cheap --------------------------------------------------------------------
+    @property
+    def star_id(self):
+        return self.data.star_ids[self.star].item()
+
+    def compared_twin(self) -> int:
+        """The star compared with the selected one (explicit choice, true twin, else rank 1)."""
+        if self.twin >= 0 and self.twin != self.star:
+            return self.twin
+        mate = self.data.true_twin(self.star)
+        if mate >= 0:
+            return mate
+        return int(self.data.neighbours(self.star, 1)[0][0])
+
+    def select_star_id(self, star_id) -> None:
+        """Select by the id a user typed; raises AppDataError for an unknown id."""
+        self.star = self.data.position_of(star_id)
+
+
+# --------------------------------------------------------------------------------------------
+# loading (once per process)
+# --------------------------------------------------------------------------------------------
+_CACHE: dict[tuple, AppData] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded AppData (tests; a server keeps them for its lifetime)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def resolve_paths(model=None, data=None, latents=None) -> tuple[Path, Path, Path | None, Path | None]:
+    """(model, data, latents, report) paths: explicit ones as given; with neither model nor
+    data, the bundled demo's (built on first use)."""
+    report = None
+    if model is None and data is None:
+        try:
+            from twinviz import demo
+        except ImportError as exc:
+            raise AppDataError("no model or data given and the bundled demo is not available in this "
+                               "install. Fix: pass --model DIR --data FILE") from exc
+        getter = getattr(demo, "ensure_demo", None) or getattr(demo, "load_demo")
+        try:
+            found = getter()
+        except (OSError, ImportError, ValueError) as exc:
+            raise AppDataError(f"the bundled demo could not be prepared: {exc}") from exc
+        if isinstance(found, dict):
+            found = (found.get("model"), found.get("data"), found.get("latents"), found.get("report"))
+        elif not isinstance(found, (tuple, list)):
+            found = tuple(getattr(found, name, None) for name in ("model", "data", "latents", "report"))
+        model, data, latents, report = (list(found) + [None] * 4)[:4]
+    if model is None or data is None:
+        which = "--model DIR" if model is None else "--data FILE"
+        raise AppDataError(f"{which} is missing: the app needs both a model directory and a spectra file. "
+                           "Fix: pass both, or neither to open the bundled demo")
+    return (Path(model), Path(data), Path(latents) if latents else None,
+            Path(report) if report else None)
+
+
+def load_app_data(model=None, data=None, latents=None) -> AppData:
+    """The shared :class:`AppData` for these paths (loaded on the first call, then cached)."""
+    model, data, latents, report = resolve_paths(model, data, latents)
+    key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            from .loading import build_app_data
+
+            _CACHE[key] = build_app_data(model, data, latents, report)
+        return _CACHE[key]
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Short hash of a model's weights + config: names its cached latents."""
+    h = hashlib.sha1()
+    for name in ("config.json", "model.safetensors"):
+        p = Path(model_dir) / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TWINVIZ_CACHE", Path.home() / ".cache" / "twinviz"))

@@ -1,0 +1,231 @@
+"""Swap explorer: Teff/logg sliders drive the decoder D(z_star, u) live, against the truth.
+
+Three stacked panels on the real wavelength axis (Å, chip gaps drawn as gaps), zoomed and
+panned together:
+
+1. D(z★, u_slider) in blue with the truth in black — the synthesizer's spectrum for the star's
+   own chemistry at the slider's Teff/logg when the data are from the built-in synthesizer;
+   otherwise an observed spectrum when the sliders sit on a star's labels (the star's own, or
+   its twin's: "what would this star look like at its twin's temperature?").
+2. The swap reconstruction D(z_twin, u★) in orange against the star's observed spectrum.
+3. The residuals of both.
+
+Speed: a slider move costs one decoder pass plus one synthesizer spectrum, then only the
+changed columns of the Bokeh ColumnDataSources are sent to the browser; nothing is re-laid out.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource, Range1d
+from bokeh.plotting import figure
+
+from . import theme
+from .lines import element_lines
+from .state import ExplorerState
+
+__all__ = ["SwapExplorer"]
+
+HELP = """**Swap explorer.** The decoder rebuilds the selected star from its latent z★ at any
+Teff/logg you set with the sliders (blue), beside the truth (black). Below, the *swap*: the
+twin's latent decoded at the star's own labels (orange) against the star's observed spectrum — if
+z holds only chemistry, they match. Drag to pan, scroll to zoom (all panels move together); pick
+an element to jump to its strongest lines."""
+
+
+class SwapExplorer(pn.viewable.Viewer):
+    """Sliders → D(z★, u) vs truth; swap reconstruction vs observed; residuals."""
+
+    state = param.ClassSelector(class_=ExplorerState, doc="the session's selection")
+    line_window = param.Number(default=8.0, bounds=(0.5, 200), doc="half-width (Å) of a line jump")
+    last_update_ms = param.Number(default=0.0, doc="server-side compute of the last update (ms)")
+    truth_label = param.String(default="", doc="what the black curve of the top panel is")
+
+    def __init__(self, state: ExplorerState, **params):
+        theme.ensure_extensions()
+        super().__init__(state=state, **params)
+        d = state.data
+        self._gaps = theme.GapLine(d.wavelength, d.segments)
+        x = self._gaps.x
+        nan = np.full(x.size, np.nan, dtype=np.float32)
+        self.sources = {
+            "spectrum": ColumnDataSource({"x": x, "model": nan, "truth": nan}),
+            "swap": ColumnDataSource({"x": x, "observed": nan, "swap": nan}),
+            "residual": ColumnDataSource({"x": x, "model": nan, "swap": nan}),
+        }
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        pad = 0.005 * (hi - lo)
+        self.full_range = (lo - pad, hi + pad)
+        self.x_range = Range1d(*self.full_range, bounds=self.full_range)
+        self.figures = self._make_figures()
+        self._make_widgets()
+        self._swap_cache: tuple | None = None
+        state.param.watch(self._on_labels, ["teff", "logg"])
+        state.param.watch(self._on_star, ["star", "twin"])
+        self._update_all()
+
+    # ---- construction -------------------------------------------------------------------
+    def _make_figures(self):
+        tools = "xpan,xwheel_zoom,box_zoom,reset,save"
+        common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools=tools,
+                      active_drag="xpan", active_scroll="xwheel_zoom", output_backend="webgl")
+        spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", **common)
+        src = self.sources["spectrum"]
+        spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=1.2, legend_label="truth")
+        spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=1.4,
+                  legend_label="D(z★, u slider)")
+        swap = figure(height=220, title="swap: D(z twin, u★) vs observed star", y_axis_label="flux", **common)
+        src = self.sources["swap"]
+        swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=1.2, legend_label="star observed")
+        swap.line("x", "swap", source=src, color=theme.SWAP, line_width=1.4, legend_label="D(z twin, u★)")
+        res = figure(height=170, title="residuals", y_axis_label="Δ flux", x_axis_label="wavelength (Å)", **common)
+        src = self.sources["residual"]
+        res.line("x", "model", source=src, color=theme.RESIDUAL, line_width=1.1, legend_label="D(z★,u) − truth")
+        res.line("x", "swap", source=src, color=theme.RESIDUAL_SWAP, line_width=1.1,
+                 legend_label="D(z twin,u★) − observed")
+        for fig in (spec, swap, res):
+            theme.style_figure(fig)
+        for fig in (spec, swap):
+            fig.xaxis.major_label_text_font_size = "0px"
+        return {"spectrum": spec, "swap": swap, "residual": res}
+
+    def _make_widgets(self):
+        d = self.state.data
+        t0, t1 = d.teff_range
+        g0, g1 = d.logg_range
+        self.teff_slider = pn.widgets.FloatSlider(label="Teff (K)", start=t0, end=t1, step=10,
+                                                  value=self.state.teff, format="0",
+                                                  sizing_mode="stretch_width")
+        self.logg_slider = pn.widgets.FloatSlider(label="logg (dex)", start=g0, end=g1, step=0.01,
+                                                  value=self.state.logg, format="0.00",
+                                                  sizing_mode="stretch_width")
+        # The decoder runs on release (value_throttled); dragging only moves the handle.
+        self.teff_slider.param.watch(lambda e: setattr(self.state, "teff", e.new), "value_throttled")
+        self.logg_slider.param.watch(lambda e: setattr(self.state, "logg", e.new), "value_throttled")
+        self.own_button = pn.widgets.Button(label="star's own Teff/logg", color="light")
+        self.twin_button = pn.widgets.Button(label="twin's Teff/logg", color="light")
+        self.own_button.on_click(lambda e: self._set_labels_of(self.state.star))
+        self.twin_button.on_click(lambda e: self._set_labels_of(self.state.compared_twin()))
+        groups = {"": {"full spectrum": "full"}}
+        for el, waves in element_lines(d).items():
+            groups[el] = {f"{el} {w:.1f} Å": f"{w:.3f}" for w in waves}
+        self.line_select = pn.widgets.Select(label="jump to line", groups=groups, value="full",
+                                             visible=len(groups) > 1, width=200)
+        self.line_select.param.watch(self._on_line, "value")
+        self.mse_text = pn.pane.Markdown("", css_classes=["tv-mse"], margin=(0, 10))
+        self.star_text = pn.pane.Markdown("", margin=(0, 10))
+
+    def _set_labels_of(self, position: int):
+        d = self.state.data
+        self.state.param.update(teff=float(np.clip(d.teff[position], *d.teff_range)),
+                                logg=float(np.clip(d.logg[position], *d.logg_range)))
+
+    # ---- updates ------------------------------------------------------------------------
+    def _on_labels(self, *events):
+        self.teff_slider.value = self.state.teff
+        self.logg_slider.value = self.state.logg
+        self._update_model_curve()
+        self._push()
+
+    def _on_star(self, *events):
+        self._swap_cache = None
+        self._update_all()
+
+    def _update_all(self):
+        self.teff_slider.value = self.state.teff
+        self.logg_slider.value = self.state.logg
+        self._update_swap_curve()
+        self._update_model_curve()
+        self._push()
+
+    def _truth(self, star: int, teff: float, logg: float):
+        """The truth at the slider labels and what it is, or (None, why not)."""
+        d = self.state.data
+        curve = d.truth(star, teff, logg)
+        if curve is not None:
+            return curve, "synthesizer truth (same chemistry)"
+        for pos, who in ((star, "star observed"), (self.state.compared_twin(), "twin observed")):
+            if abs(d.teff[pos] - teff) <= 10.0 and abs(d.logg[pos] - logg) <= 0.01:
+                return d.flux[pos], who
+        return None, "no truth here (move the sliders to the star's or the twin's labels)"
+
+    def _update_model_curve(self):
+        t_start = time.perf_counter()
+        s, d = self.state, self.state.data
+        model = d.decode(s.star, s.teff, s.logg)
+        truth, self.truth_label = self._truth(s.star, s.teff, s.logg)
+        gy = self._gaps.y
+        if truth is None:
+            truth_col = np.full(self._gaps.x.size, np.nan, dtype=np.float32)
+            resid = truth_col
+            err = float("nan")
+        else:
+            truth_col = gy(truth)
+            resid = gy(model - truth)
+            err = theme.mse(model, truth)
+        self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
+        self.sources["residual"].data.update(model=resid)
+        self.last_update_ms = (time.perf_counter() - t_start) * 1e3
+        fig = self.figures["spectrum"]
+        fig.title.text = f"D(z★, Teff {s.teff:.0f} K, logg {s.logg:.2f}) vs {self.truth_label}"
+        self._model_mse = err
+        self._write_mse()
+
+    def _update_swap_curve(self):
+        s, d = self.state, self.state.data
+        twin = s.compared_twin()
+        swap = d.decode(twin, float(d.teff[s.star]), float(d.logg[s.star]))
+        observed = d.flux[s.star]
+        gy = self._gaps.y
+        self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
+        self.sources["residual"].data.update(swap=gy(swap - observed))
+        self._swap_mse = theme.mse(swap, observed)
+        self._twin = twin
+        tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
+        self.figures["swap"].title.text = (f"swap: D(z of star {d.star_ids[twin]}{tag}, u★) vs observed "
+                                           f"star {d.star_ids[s.star]}")
+        self.star_text.object = (
+            f"**star {d.star_ids[s.star]}** · Teff {d.teff[s.star]:.0f} K · logg {d.logg[s.star]:.2f}"
+            f" &nbsp;|&nbsp; compared with **{d.star_ids[twin]}**{tag} · Teff {d.teff[twin]:.0f} K · "
+            f"logg {d.logg[twin]:.2f}")
+
+    def _write_mse(self):
+        m = getattr(self, "_model_mse", float("nan"))
+        model_txt = f"{m:.3g}" if np.isfinite(m) else "–"
+        self.mse_text.object = (f"**MSE** D(z★,u) vs truth: `{model_txt}` &nbsp;·&nbsp; swap vs observed: "
+                                f"`{getattr(self, '_swap_mse', float('nan')):.3g}`")
+
+    def _on_line(self, event):
+        if event.new in (None, "full"):
+            self.x_range.start, self.x_range.end = self.full_range
+        else:
+            w = float(event.new)
+            self.x_range.start, self.x_range.end = w - self.line_window, w + self.line_window
+        self._push()
+
+    def _push(self):
+        # Bokeh models changed in place reach a live server session on their own; a notebook
+        # needs an explicit push over its comm.
+        if getattr(self, "_plot_pane", None) is not None:
+            try:
+                pn.io.push_notebook(self._plot_pane)
+            except Exception:
+                pass
+
+    # ---- view ---------------------------------------------------------------------------
+    def __panel__(self):
+        from bokeh.layouts import column as bk_column
+
+        if getattr(self, "_layout", None) is None:
+            plots = bk_column(list(self.figures.values()), sizing_mode="stretch_width")
+            self._plot_pane = pn.pane.Bokeh(plots, sizing_mode="stretch_width")
+            controls = pn.Row(self.teff_slider, self.logg_slider, self.own_button, self.twin_button,
+                              self.line_select, sizing_mode="stretch_width")
+            self._layout = pn.Column(
+                theme.help_pane(HELP), controls,
+                pn.Row(self.star_text, self.mse_text, sizing_mode="stretch_width"),
+                self._plot_pane, sizing_mode="stretch_width", name="Swap explorer")
+        return self._layout

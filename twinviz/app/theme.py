@@ -1,0 +1,101 @@
+"""Colours and small plotting helpers shared by the views (no view logic here).
+
+Okabe–Ito colours (colour-blind safe): truth/observed black, the decoder's reconstruction
+blue, the swap reconstruction and compared twins orange, residuals green and purple.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+TRUTH = "#000000"
+OBSERVED = "#000000"
+RECONSTRUCTION = "#0072B2"
+SWAP = "#E69F00"
+TWIN = "#E69F00"
+RESIDUAL = "#009E73"
+RESIDUAL_SWAP = "#CC79A7"
+SELECTED = "#D55E00"
+MAP_CMAP = "viridis"
+
+
+class GapLine:
+    """Insert NaN between the chips of a wavelength grid so lines break across chip gaps.
+
+    ``GapLine(wavelength, segments).x`` is the wavelength axis with gaps;
+    ``.y(values)`` puts any per-pixel array on it (vectorised, no copy of the index each call).
+    """
+
+    def __init__(self, wavelength: np.ndarray, segments):
+        starts = [int(a) for a, _ in segments][1:]
+        self._where = np.asarray(starts, dtype=np.int64)
+        self.x = self.y(np.asarray(wavelength, dtype=np.float64))
+
+    def y(self, values) -> np.ndarray:
+        values = np.asarray(values)
+        if values.dtype.kind != "f":
+            values = values.astype(np.float32)
+        if self._where.size == 0:
+            return values
+        return np.insert(values, self._where, np.nan)
+
+
+def mse(a, b) -> float:
+    """Mean squared difference over finite pixels."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d = d[np.isfinite(d)]
+    return float(np.mean(d * d)) if d.size else float("nan")
+
+
+def style_figure(fig) -> None:
+    """Common look of the spectrum panels."""
+    fig.toolbar.logo = None
+    fig.xaxis.axis_label_text_font_style = "normal"
+    fig.yaxis.axis_label_text_font_style = "normal"
+    fig.title.text_font_style = "normal"
+    fig.title.text_font_size = "13px"
+    fig.grid.grid_line_alpha = 0.35
+    fig.min_border_left = 60
+    if fig.legend:
+        fig.legend.click_policy = "hide"
+        fig.legend.location = "bottom_right"
+        fig.legend.background_fill_alpha = 0.75
+        fig.legend.label_text_font_size = "11px"
+        fig.legend.spacing = 0
+        fig.legend.padding = 4
+
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+HELP_STYLE = {"color": "#3d4a55", "font-size": "0.92em", "border-left": "3px solid #56B4E9",
+              "padding-left": "0.6em", "max-width": "72em"}
+
+
+def help_pane(text: str):
+    """The short how-to-read-this text at the top of each tab."""
+    import panel as pn
+
+    return pn.pane.Markdown(text, styles=HELP_STYLE, sizing_mode="stretch_width", margin=(0, 10, 5, 10))
+
+
+def asset_text(name: str) -> str | None:
+    """Contents of a file in the repository's ``assets/`` (None in an install without it)."""
+    path = ASSETS / name
+    return path.read_text() if path.is_file() else None
+
+
+def logo_path() -> str | None:
+    """Path of the logo SVG (the template embeds local files), None in an install without assets/."""
+    path = ASSETS / "logo.svg"
+    return str(path) if path.is_file() else None
+
+
+def ensure_extensions() -> None:
+    """Load Panel's JS for the widgets used (Tabulator) and HoloViews' Bokeh backend, once."""
+    import holoviews as hv
+    import panel as pn
+
+    if "tabulator" not in pn.extension._loaded_extensions:
+        pn.extension("tabulator", notifications=True, loading_indicator=True)
+    if hv.Store.current_backend != "bokeh" or not hv.Store.renderers:
+        hv.extension("bokeh", logo=False)

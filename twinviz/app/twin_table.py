@@ -1,0 +1,142 @@
+"""Twin lookup: the selected star's top-k L1 neighbours in latent space, and a comparison.
+
+Choosing a row sets the session's compared twin (which the swap explorer also uses) and draws
+that neighbour's observed spectrum over the star's, with their difference underneath.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource, Range1d
+from bokeh.plotting import figure
+
+from . import theme
+from .state import ExplorerState
+
+__all__ = ["TwinTable", "neighbour_table"]
+
+HELP = """**Twins.** The stars whose latents are closest to the selected star's (L1 distance).
+If the model stripped Teff and logg from z, they share its chemistry whatever their temperature.
+Click a row to compare that star's spectrum with the selected one (and use it in the swap
+explorer); ✓ marks a known true twin (same chemistry group)."""
+
+
+def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
+    """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin."""
+    pos, dist = data.neighbours(star, k)
+    table = pd.DataFrame({
+        "rank": np.arange(1, pos.size + 1),
+        "star": [str(v) for v in data.star_ids[pos]],
+        "distance": np.round(dist.astype(float), 4),
+        "Teff": np.round(data.teff[pos]).astype(int),
+        "logg": np.round(data.logg[pos].astype(float), 2),
+    })
+    if data.fe_h is not None:
+        table["Δ[Fe/H]"] = np.round((data.fe_h[pos] - data.fe_h[star]).astype(float), 3)
+    if np.any(data.group >= 0):
+        same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
+        table["true twin"] = np.where(same, "✓", "")
+    table.attrs["positions"] = pos
+    return table
+
+
+class TwinTable(pn.viewable.Viewer):
+    """Tabulator of neighbours + the chosen neighbour's spectrum over the star's + CSV export."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+
+    def __init__(self, state: ExplorerState, **params):
+        theme.ensure_extensions()
+        super().__init__(state=state, **params)
+        self._positions = np.empty(0, dtype=np.int64)
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(), selectable=1, disabled=True, show_index=False, layout="fit_data_stretch",
+            height=330, sizing_mode="stretch_width", theme="simple", name="twins",
+            text_align={"true twin": "center"})
+        self.table.param.watch(self._on_selection, "selection")
+        self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
+                                                color="light", width=140)
+        self._make_figures()
+        state.param.watch(self._refresh, ["star", "k"])
+        state.param.watch(self._on_twin, ["twin"])
+        self._refresh()
+
+    # ---- table ----------------------------------------------------------------------------
+    def _refresh(self, *events):
+        frame = neighbour_table(self.state.data, self.state.star, self.state.k)
+        self._positions = frame.attrs.pop("positions")
+        self.table.value = frame
+        self.download.filename = f"twins_of_star_{self.state.star_id}.csv"
+        self._sync_selection()
+        self._draw()
+
+    def _on_selection(self, event):
+        if event.new:
+            row = event.new[0]
+            if row < self._positions.size and self.state.twin != int(self._positions[row]):
+                self.state.twin = int(self._positions[row])
+
+    def _on_twin(self, *events):
+        self._sync_selection()
+        self._draw()
+
+    def _sync_selection(self):
+        hit = np.flatnonzero(self._positions == self.state.compared_twin())
+        want = [int(hit[0])] if hit.size else []
+        if self.table.selection != want:
+            self.table.selection = want
+
+    def _csv(self):
+        buf = io.StringIO()
+        self.table.value.to_csv(buf, index=False)
+        buf.seek(0)
+        return buf
+
+    # ---- comparison plot ----------------------------------------------------------------------
+    def _make_figures(self):
+        d = self.state.data
+        self._gaps = theme.GapLine(d.wavelength, d.segments)
+        x = self._gaps.x
+        nan = np.full(x.size, np.nan, dtype=np.float32)
+        self.source = ColumnDataSource({"x": x, "star": nan, "twin": nan, "difference": nan})
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        self.x_range = Range1d(lo, hi, bounds=(lo, hi))
+        common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset",
+                      active_drag="xpan", active_scroll="xwheel_zoom", output_backend="webgl")
+        spec = figure(height=230, title="", y_axis_label="flux", **common)
+        spec.line("x", "star", source=self.source, color=theme.OBSERVED, line_width=1.2, legend_label="selected star")
+        spec.line("x", "twin", source=self.source, color=theme.TWIN, line_width=1.2, legend_label="neighbour")
+        diff = figure(height=150, y_axis_label="Δ flux", x_axis_label="wavelength (Å)", **common)
+        diff.line("x", "difference", source=self.source, color=theme.RESIDUAL_SWAP, line_width=1.0,
+                  legend_label="neighbour − star")
+        for fig in (spec, diff):
+            theme.style_figure(fig)
+        spec.xaxis.major_label_text_font_size = "0px"
+        self.figures = {"spectrum": spec, "difference": diff}
+
+    def _draw(self):
+        d, s = self.state.data, self.state.star
+        twin = self.state.compared_twin()
+        gy = self._gaps.y
+        self.source.data.update(star=gy(d.flux[s]), twin=gy(d.flux[twin]), difference=gy(d.flux[twin] - d.flux[s]))
+        dist = float(np.abs(d.z[twin] - d.z[s]).sum())
+        self.figures["spectrum"].title.text = (
+            f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
+            f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
+        if getattr(self, "_plot_pane", None) is not None:
+            pn.io.push_notebook(self._plot_pane)
+
+    def __panel__(self):
+        from bokeh.layouts import column as bk_column
+
+        if getattr(self, "_layout", None) is None:
+            self._plot_pane = pn.pane.Bokeh(bk_column(list(self.figures.values()), sizing_mode="stretch_width"),
+                                            sizing_mode="stretch_width")
+            self._layout = pn.Column(theme.help_pane(HELP),
+                                     pn.Row(self.table, sizing_mode="stretch_width"),
+                                     self.download, self._plot_pane, sizing_mode="stretch_width", name="Twins")
+        return self._layout
