@@ -77,6 +77,9 @@ def test_launched_run_runs_streams_metrics_and_ends_done_with_a_loadable_model(m
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 2 and steps and "recon" in steps[0] and "val_rank1" in epochs[-1]
     assert run.progress == 1.0 and run.duration is not None and run.best
+    summary = manager.summaries(max_age=0)[0]
+    assert summary["name"] == "tiny" and summary["state"] == "done" and summary["devices"] == ["cpu"]
+    assert summary["best"] == run.best and summary["eta"] is None
     from twinviz.model import FaderNetwork
 
     model = FaderNetwork.from_pretrained(run.model_for_explorer())

@@ -16,6 +16,7 @@ Public API (docs/runs.md)
     ``cancel(run, grace=30.0, wait=False)``   SIGTERM the process group, SIGKILL after grace
     ``wait(run, timeout=None) -> str``        block until the run ends (tests, scripts)
     ``metrics(run) -> list[dict]``            all records so far (read incrementally, shared)
+    ``summaries() -> list[dict]``             ``Run.summary()`` of all runs (cached briefly)
     ``validate(config, devices) -> (TrainConfig, list[str])``  raises :class:`RunError`
     ``data_files() -> list[str]``             dataset files under the data directory
 ``devices() -> list[Device]``   CUDA devices (name, memory) or one "CPU only" entry
@@ -364,33 +365,29 @@ class Run:
     @property
     def duration(self) -> float | None:
         """Seconds from start to end (or to now while running)."""
-        start = self.started
-        if start is None:
-            return None
-        end = self.finished
-        if end is None:
-            end = time.time() if self.status.get("state") == "running" else start
-        return max(0.0, end - start)
+        return _duration_of(self.status)
 
     @property
     def progress(self) -> float:
         """Fraction of the planned optimisation steps done, 0 … 1."""
-        st = self.status
-        if st.get("state") == "done":
-            return 1.0
-        total, step = st.get("total_steps") or 0, st.get("step") or 0
-        return min(1.0, step / total) if total else 0.0
+        return _progress_of(self.status)
 
     @property
     def eta(self) -> float | None:
         """Estimated seconds left, from the average step rate so far; None if unknown."""
+        return _eta_of(self.status)
+
+    def summary(self) -> dict:
+        """What a runs table shows, from a single read of each file: name, state, lost,
+        started / finished (Unix s), duration, eta (s), progress (0…1), step, total_steps,
+        epoch, devices, best, error."""
         st = self.status
-        if st.get("state") != "running":
-            return None
-        total, step, elapsed = st.get("total_steps") or 0, st.get("step") or 0, self.duration
-        if not total or not step or not elapsed:
-            return None
-        return elapsed * (total - step) / step
+        return {"name": self.name, "state": st.get("state") or "unknown", "lost": bool(st.get("lost")),
+                "started": _parse_time(st.get("started")), "finished": _parse_time(st.get("finished")),
+                "duration": _duration_of(st), "eta": _eta_of(st), "progress": _progress_of(st),
+                "step": st.get("step") or 0, "total_steps": st.get("total_steps"),
+                "epoch": st.get("epoch"), "devices": self.devices, "best": st.get("best") or {},
+                "error": st.get("error")}
 
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.path / "train.log", lines)
@@ -445,6 +442,32 @@ class Run:
         return None
 
 
+def _duration_of(status: dict) -> float | None:
+    start = _parse_time(status.get("started"))
+    if start is None:
+        return None
+    end = _parse_time(status.get("finished"))
+    if end is None:
+        end = time.time() if status.get("state") == "running" else start
+    return max(0.0, end - start)
+
+
+def _progress_of(status: dict) -> float:
+    if status.get("state") == "done":
+        return 1.0
+    total, step = status.get("total_steps") or 0, status.get("step") or 0
+    return min(1.0, step / total) if total else 0.0
+
+
+def _eta_of(status: dict) -> float | None:
+    if status.get("state") != "running":
+        return None
+    total, step, elapsed = status.get("total_steps") or 0, status.get("step") or 0, _duration_of(status)
+    if not total or not step or not elapsed:
+        return None
+    return elapsed * (total - step) / step
+
+
 def read_status_safe(path: Path) -> dict:
     try:
         return read_status(path) or {}
@@ -475,7 +498,7 @@ class RunManager:
         self._children: dict[str, subprocess.Popen] = {}
         self._followers: dict[str, MetricsFollower] = {}
         self._records: dict[str, list[dict]] = {}
-        self._last_poll = 0.0
+        self._summaries: tuple[float, list[dict]] | None = None
         self._thread: threading.Thread | None = None
         self._stop_background = threading.Event()
 
@@ -899,6 +922,15 @@ class RunManager:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run.name} still {state} after {timeout} s")
             time.sleep(interval)
+
+    def summaries(self, max_age: float = 0.5) -> list[dict]:
+        """``Run.summary()`` of every run, newest first, recomputed at most every ``max_age``
+        seconds: many app sessions refreshing their tables share one pass over the files."""
+        with self._lock:
+            now = time.monotonic()
+            if self._summaries is None or now - self._summaries[0] > max_age:
+                self._summaries = (now, [run.summary() for run in self._scan()])
+            return self._summaries[1]
 
     # --- metrics -----------------------------------------------------------------------------
     def metrics(self, run: Run | str) -> list[dict]:

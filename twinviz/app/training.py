@@ -352,17 +352,14 @@ class TrainingTab(pn.viewable.Viewer):
 
     def _refresh_table(self) -> None:
         rows = []
-        for run in self.manager.list_runs(refresh=False):
-            st = run.status
-            state = st.get("state") or "unknown"
-            if st.get("lost"):
-                state = "failed (lost)"
-            started = run.started
-            rows.append({"run": run.name, "state": state,
+        for info in self.manager.summaries():
+            started = info["started"]
+            rows.append({"run": info["name"],
+                         "state": "failed (lost)" if info["lost"] else info["state"],
                          "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
-                         "duration": _duration(run.duration),
-                         "progress": f"{run.progress:.0%}" if st.get("total_steps") else "",
-                         "devices": ", ".join(run.devices), "best": _best_text(run.best)})
+                         "duration": _duration(info["duration"]),
+                         "progress": f"{info['progress']:.0%}" if info["total_steps"] else "",
+                         "devices": ", ".join(info["devices"]), "best": _best_text(info["best"])})
         df = pd.DataFrame(rows, columns=["run", "state", "started", "duration", "progress", "devices", "best"])
         key = df.to_json()
         if key == self._table_key:
@@ -414,26 +411,25 @@ class TrainingTab(pn.viewable.Viewer):
             self.progress.value, self.progress_text.object = 0, ""
             self.cancel_button.disabled = self.open_button.disabled = True
             return
-        st = run.status
-        state = st.get("state") or "unknown"
-        self.title.object = f"### {html.escape(run.name)} — {state}" + (" (process lost)" if st.get("lost") else "")
-        self.progress.value = int(round(run.progress * 1000))
-        step, total = st.get("step") or 0, st.get("total_steps")
+        info = run.summary()
+        state = info["state"]
+        self.title.object = f"### {html.escape(run.name)} — {state}" + (" (process lost)" if info["lost"] else "")
+        self.progress.value = int(round(info["progress"] * 1000))
+        step, total = info["step"], info["total_steps"]
         parts = [f"step {step} / {total}" if total else ("waiting for a free device" if state == "queued"
                                                           else "starting…" if state == "running" else "")]
-        if st.get("epoch") is not None and total:
-            parts.append(f"epoch {st.get('epoch')}")
-        if run.duration is not None:
-            parts.append(f"elapsed {_duration(run.duration)}")
-        eta = run.eta
-        if eta is not None:
-            parts.append(f"ETA {_duration(eta)}")
+        if info["epoch"] is not None and total:
+            parts.append(f"epoch {info['epoch']}")
+        if info["duration"] is not None:
+            parts.append(f"elapsed {_duration(info['duration'])}")
+        if info["eta"] is not None:
+            parts.append(f"ETA {_duration(info['eta'])}")
         self.progress_text.object = " · ".join(p for p in parts if p)
         self.cancel_button.disabled = state not in ("queued", "running")
         self.open_button.disabled = not ((run.model_dir / "config.json").is_file()
                                          or (run.checkpoint_dir / "state.json").is_file())
-        if state == "failed" and st.get("error") and not self.run_message.visible:
-            error = st["error"].strip().splitlines()
+        if state == "failed" and info["error"] and not self.run_message.visible:
+            error = info["error"].strip().splitlines()
             self.run_message.param.update(
                 object=f"**Failed:** {html.escape(error[0])}" + (
                     f"<pre style='white-space:pre-wrap;font-size:11px'>{html.escape(chr(10).join(error[1:])[-1500:])}</pre>"
