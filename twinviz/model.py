@@ -47,6 +47,11 @@ class ModelConfig:
     grid_id : wavelength-grid id (``twinviz.spectra.grid.grid_id``) of that grid
     latent_dim : size of z
     basis_dim : width of the linear flux↔basis layers (0: the first hidden layer reads flux directly)
+    basis_trainable : train the basis layers with the rest (False: they stay the PCA basis they
+        were initialised with, which lets the trainer work on precomputed coefficients)
+    basis_whiten : divide the encoder's basis coefficients by their training standard deviation
+        (``basis_scale`` buffer), so low-variance components — where weak lines live — are not
+        drowned by the strong ones; the decoder predicts whitened coefficients likewise
     hidden : widths of the encoder's hidden layers after the basis (the decoder mirrors them)
     adversary_hidden : widths of the adversary's hidden layers
     activation : "silu" | "leaky_relu" | "gelu"
@@ -63,6 +68,8 @@ class ModelConfig:
     grid_id: str = "unknown"
     latent_dim: int = 32
     basis_dim: int = 256
+    basis_trainable: bool = False
+    basis_whiten: bool = True
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "silu"
@@ -172,6 +179,10 @@ class FaderNetwork(nn.Module):
             # No bias: the per-pixel mean already sits in flux_offset.
             self.to_basis = nn.Linear(p, c.basis_dim, bias=False)
             self.from_basis = nn.Linear(c.basis_dim, p, bias=False)
+            self.register_buffer("basis_scale", torch.ones(c.basis_dim))
+            if not c.basis_trainable:
+                self.to_basis.weight.requires_grad_(False)
+                self.from_basis.weight.requires_grad_(False)
         self.encoder = _MLP([first, *c.hidden, c.latent_dim], c.activation)
         self.decoder = _MLP([c.latent_dim, *reversed(c.hidden), first], c.activation)
         # The adversary sees z only: it must predict u from it.
@@ -194,16 +205,23 @@ class FaderNetwork(nn.Module):
         self.flux_offset.copy_(offset)
         self.flux_scale.copy_(scale)
 
-    def init_basis(self, components) -> None:
-        """Initialise the flux↔basis layers from orthonormal components [basis_dim, n_pixels]
-        (e.g. the leading principal components of the normalised training flux)."""
+    def init_basis(self, components, coefficient_std=None) -> None:
+        """Initialise the flux↔basis layers from orthonormal components [k, n_pixels]
+        (the leading principal components of the normalised training flux), and the whitening
+        scale from the coefficients' standard deviations [k]. Rows beyond k stay zero."""
         if not self.config.basis_dim:
             return
         comp = torch.as_tensor(np.asarray(components, dtype=np.float32))
         k = min(comp.shape[0], self.config.basis_dim)
         with torch.no_grad():
+            self.to_basis.weight.zero_()
+            self.from_basis.weight.zero_()
             self.to_basis.weight[:k].copy_(comp[:k])
             self.from_basis.weight[:, :k].copy_(comp[:k].T)
+            if coefficient_std is not None and self.config.basis_whiten:
+                std = torch.as_tensor(np.asarray(coefficient_std, dtype=np.float32))[:k]
+                # Floor: a component with (almost) no training variance must not be blown up.
+                self.basis_scale[:k].copy_(std.clamp_min(1e-6 * float(std.max())))
 
     def normalise_flux(self, flux: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Dataset flux → network units; masked or non-finite pixels become 0 (the training
@@ -242,12 +260,23 @@ class FaderNetwork(nn.Module):
     # --- the three networks ---------------------------------------------------------------
     def encode_normalised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """E on network units: x [B, P] normalised flux, u [B, 2] scaled labels → z [B, latent]."""
-        h = self.to_basis(x) if self.config.basis_dim else x
-        return self.encoder(h, u)
+        return self.encode_basis(self.to_basis(x), u) if self.config.basis_dim else self.encoder(x, u)
+
+    def encode_basis(self, coef: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """E from basis coefficients ``to_basis(x_n)`` [B, basis_dim] (what the trainer
+        precomputes when the basis is frozen) → z [B, latent]."""
+        return self.encoder(coef / self.basis_scale.to(coef.dtype), u)
+
+    def decode_basis(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """D up to the basis: z [B, latent], u [B, 2] → coefficients [B, basis_dim] (or, with
+        no basis, normalised flux [B, P]). The network predicts whitened coefficients, scaled
+        back here, so its outputs are all of order one."""
+        h = self.decoder(z, u)
+        return h * self.basis_scale.to(h.dtype) if self.config.basis_dim else h
 
     def decode_normalised(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """D on network units: z [B, latent], u [B, 2] → normalised flux [B, P]."""
-        h = self.decoder(z, u)
+        h = self.decode_basis(z, u)
         return self.from_basis(h) if self.config.basis_dim else h
 
     def adversary_logits(self, z: torch.Tensor) -> torch.Tensor:

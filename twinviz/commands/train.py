@@ -24,6 +24,8 @@ _HELP = {
     "out": "run directory to write",
     "latent_dim": "size of the latent z",
     "basis_dim": "width of the learned linear flux↔basis layers, initialised by PCA (0: none)",
+    "basis_trainable": "train the PCA basis layers too (slower; off: training runs on precomputed coefficients)",
+    "basis_whiten": "whiten the basis coefficients (each PCA component scaled to unit variance)",
     "hidden": "encoder hidden widths after the basis, comma-separated (the decoder mirrors them)",
     "adversary_hidden": "adversary hidden widths, comma-separated",
     "activation": "activation function",

@@ -22,7 +22,7 @@ class TrainConfig:
     Data
       data: training spectra (.nc or .zarr); val: validation spectra (optional); out: run dir.
     Model (see twinviz.model.ModelConfig)
-      latent_dim, basis_dim, hidden, adversary_hidden, activation, adversary_mode
+      latent_dim, basis_dim, basis_trainable, basis_whiten, hidden, adversary_hidden, activation, adversary_mode
       ("joint"|"separate"), teff_bins / logg_bins (number of adversary bins), bin_edges
       ("quantile": equal-count bins of the training labels, so chance accuracy ≈ 1/bins;
       "uniform": equal-width), flux_scaling ("global"|"pixel").
@@ -49,6 +49,8 @@ class TrainConfig:
     # model
     latent_dim: int = 32
     basis_dim: int = 256
+    basis_trainable: bool = False
+    basis_whiten: bool = True
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "silu"

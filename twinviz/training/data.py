@@ -23,7 +23,8 @@ __all__ = ["ArraySource", "StreamSource", "pixel_weights", "make_source"]
 
 
 def pixel_weights(flux_err, mask, flux, floor: float):
-    """Per-pixel loss weights (see module doc) as float32, or None when all would be 1."""
+    """Per-pixel loss weights (see module doc) as float32, or None when all are equal (the
+    loss is a weighted *mean*, so equal weights are the same as none)."""
     bad = ~np.isfinite(flux)
     if mask is not None:
         bad |= mask
@@ -34,6 +35,8 @@ def pixel_weights(flux_err, mask, flux, floor: float):
     err = np.nan_to_num(np.asarray(flux_err, dtype=np.float32), nan=np.inf)
     w = floor ** 2 / (err ** 2 + floor ** 2)
     w[bad] = 0.0
+    if w.size and np.all(w == w.flat[0]) and w.flat[0] > 0:
+        return None
     return w.astype(np.float32)
 
 
@@ -67,6 +70,36 @@ class ArraySource:
             raise ValueError(f"{n} training stars cannot feed {world} ranks")
         self.rank, self.world, self.seed = rank, world, seed
         self.steps_per_epoch = n // self.global_batch  # the last partial batch is dropped
+        self.coef = self.resid = None
+
+    @torch.no_grad()
+    def project(self, model, chunk: int = 2048) -> bool:
+        """Precompute the frozen-basis coefficients of every spectrum (and the squared norm of
+        what the basis leaves out), so training never touches the n_pixels-wide layers.
+
+        Only valid when the loss weights are uniform: then the pixel MSE of x̂ = Vᵀĉ equals
+        (‖ĉ − c‖² + ‖x − Vᵀc‖²)/P for the orthonormal basis V. Returns whether it projected.
+        """
+        if self.weight is not None or not model.config.basis_dim or model.config.basis_trainable:
+            return False
+        n = len(self.teff)
+        coef = np.empty((n, model.config.basis_dim), dtype=np.float32)
+        resid = np.empty(n, dtype=np.float32)
+        w = model.to_basis.weight.detach().cpu().double()
+        offset, scale = model.flux_offset.cpu(), model.flux_scale.cpu()
+        for a in range(0, n, chunk):
+            flux = torch.from_numpy(self.flux[a:a + chunk])
+            mask = None if self.bad is None else torch.from_numpy(self.bad[a:a + chunk])
+            x = ((flux - offset) / scale)
+            if mask is not None:
+                x = x.masked_fill(mask, 0.0)
+            x = x.double()  # the residual is a small difference of large sums
+            c = x @ w.T
+            coef[a:a + chunk] = c.float().numpy()
+            resid[a:a + chunk] = ((x * x).sum(1) - (c * c).sum(1)).clamp_min(0).float().numpy()
+        self.coef, self.resid = coef, resid
+        self.flux = None  # the pixels are no longer needed: free the memory
+        return True
 
     def batches(self, epoch: int, skip: int = 0):
         """Yield this rank's batches of ``epoch``, skipping the first ``skip`` (for resume)."""
@@ -77,6 +110,9 @@ class ArraySource:
             yield self._take(idx)
 
     def _take(self, idx):
+        if self.coef is not None:
+            return {"coef": torch.from_numpy(self.coef[idx]), "resid": torch.from_numpy(self.resid[idx]),
+                    "teff": torch.from_numpy(self.teff[idx]), "logg": torch.from_numpy(self.logg[idx])}
         return {
             "flux": torch.from_numpy(self.flux[idx]),
             "teff": torch.from_numpy(self.teff[idx]),

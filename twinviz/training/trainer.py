@@ -62,9 +62,13 @@ class _Autoencoder(nn.Module):
             self.to_basis, self.from_basis = model.to_basis, model.from_basis
         self.encoder, self.decoder = model.encoder, model.decoder
 
-    def forward(self, x_n, u):
+    def forward(self, inp, u, in_basis: bool = False):
+        """inp: normalised flux [B, P], or frozen-basis coefficients [B, K] when in_basis."""
         model = self.model_ref[0]
-        z = model.encode_normalised(x_n, u)
+        if in_basis:
+            z = model.encode_basis(inp, u)
+            return z, model.decode_basis(z, u)
+        z = model.encode_normalised(inp, u)
         return z, model.decode_normalised(z, u)
 
 
@@ -77,7 +81,8 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
     logg = ds["logg"].values.astype(np.float64)
     mc = ModelConfig(
         n_pixels=int(ds.sizes["wavelength"]), grid_id=grid_id(ds["wavelength"].values),
-        latent_dim=config.latent_dim, basis_dim=config.basis_dim, hidden=config.hidden,
+        latent_dim=config.latent_dim, basis_dim=config.basis_dim, basis_trainable=config.basis_trainable,
+        basis_whiten=config.basis_whiten, hidden=config.hidden,
         adversary_hidden=config.adversary_hidden, activation=config.activation,
         teff_range=[float(teff.min()), float(max(teff.max(), teff.min() + 1.0))],
         logg_range=[float(logg.min()), float(max(logg.max(), logg.min() + 0.01))],
@@ -98,10 +103,11 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
         scale = np.full(mc.n_pixels, global_scale)
     model.set_flux_normalisation(offset, scale)
     if mc.basis_dim:
-        x = torch.from_numpy((centred / scale).astype(np.float32)[:4096])
+        x = torch.from_numpy((centred / scale).astype(np.float32)[:8192])
         q = min(mc.basis_dim + 8, *x.shape)
-        _, _, v = torch.svd_lowrank(x, q=q, niter=3, M=None)
-        model.init_basis(v[:, :mc.basis_dim].T.numpy())
+        _, s, v = torch.svd_lowrank(x, q=q, niter=3, M=None)
+        k = min(mc.basis_dim, q)
+        model.init_basis(v[:, :k].T.numpy(), (s[:k] / math.sqrt(x.shape[0])).numpy())
     if logger:
         logger.info("model: %d px on grid %s, latent %d, basis %d, hidden %s; flux scale %.4g; "
                     "%d parameters", mc.n_pixels, mc.grid_id, mc.latent_dim, mc.basis_dim, mc.hidden,
@@ -225,11 +231,17 @@ class Trainer:
         if config.val and self.is_main:
             self.model.check_grid(self.val_wavelength(config.val))
 
+        if hasattr(self.source, "project") and self.source.project(self.model):
+            self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
+                     self.model.config.basis_dim)
         ae = _Autoencoder(self.model)
-        self.ae_params = list(ae.parameters())
-        self.opt_ae = torch.optim.Adam(self.ae_params, lr=config.lr, weight_decay=config.weight_decay)
+        self.ae_params = [q for q in ae.parameters() if q.requires_grad]
+        # Fused Adam: on CPU the per-parameter update of the wide basis layers otherwise costs
+        # about a third of a step.
+        self.opt_ae = torch.optim.Adam(self.ae_params, lr=config.lr, weight_decay=config.weight_decay,
+                                       fused=True)
         self.opt_adv = torch.optim.Adam(self.model.adversary.parameters(), lr=config.adversary_lr,
-                                        betas=(0.5, 0.999))
+                                        betas=(0.5, 0.999), fused=True)
         if opt_states:
             self.opt_ae.load_state_dict(opt_states["ae"])
             self.opt_adv.load_state_dict(opt_states["adversary"])
@@ -277,17 +289,23 @@ class Trainer:
     def train_step(self, batch: dict, step: int) -> dict:
         """One alternating update (adversary_steps × A, then E/D); returns float metrics."""
         c, m, dev = self.config, self.model, self.device
-        flux = batch["flux"].to(dev, non_blocking=True)
         teff, logg = batch["teff"].to(dev), batch["logg"].to(dev)
-        mask = None if batch.get("mask") is None else batch["mask"].to(dev)
-        weight = None if batch.get("weight") is None else batch["weight"].to(dev)
-        x_n = m.normalise_flux(flux, mask)
         u = m.scale_labels(teff, logg)
         bins = m.label_bins(teff, logg)
         lam = self.lambda_at(step)
         amp = self.autocast or nullcontext
+        in_basis = "coef" in batch
+        if in_basis:
+            target = batch["coef"].to(dev, non_blocking=True)
+            resid = batch["resid"].to(dev)
+            weight = None
+        else:
+            flux = batch["flux"].to(dev, non_blocking=True)
+            mask = None if batch.get("mask") is None else batch["mask"].to(dev)
+            weight = None if batch.get("weight") is None else batch["weight"].to(dev)
+            target = m.normalise_flux(flux, mask)
         with amp():
-            z, x_hat = self.ae(x_n, u)
+            z, out = self.ae(target, u, in_basis)
         for _ in range(c.adversary_steps):
             with amp():
                 logits = self.adv(z.detach())
@@ -304,8 +322,13 @@ class Trainer:
             with amp():
                 logits = m.adversary_logits(z)
             adv_ce = m.adversary_loss(logits, bins)
-            sq = (x_hat.float() - x_n) ** 2
-            recon = sq.mean() if weight is None else (sq * weight).sum() / weight.sum().clamp_min(1e-12)
+            sq = (out.float() - target) ** 2
+            if in_basis:  # pixel MSE through the orthonormal basis (see ArraySource.project)
+                recon = (sq.sum(1) + resid).mean() / m.config.n_pixels
+            elif weight is None:
+                recon = sq.mean()
+            else:
+                recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
             loss = recon - lam * adv_ce
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
