@@ -128,6 +128,7 @@ def test_twinviz_embed_then_twins(tmp_path, capsys):
     assert main(["twins", "--latents", str(tmp_path / "val.latents.nc"), "--star", "17", "-k", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["query"]["star"] == 17 and len(out["twins"]) == 5
+    assert out["true_twin"]["star"] in (7, 27) and out["true_twin"]["twin_rank"] >= 1
     assert 17 not in [t["star"] for t in out["twins"]]
     distances = [t["distance"] for t in out["twins"]]
     assert distances == sorted(distances)

@@ -65,12 +65,26 @@ def main(args) -> int:
         row["same_group"] = bool(groups[pos] >= 0 and groups[p] == groups[pos])
         rows.append(row)
     me = {"star": args.star, **{n: latents[n].values[pos].item() for n in ("teff", "logg", "group") if n in latents}}
+    twin = None
+    if groups[pos] >= 0 and np.count_nonzero(groups == groups[pos]) > 1:
+        twin_pos, twin_dist = index.twin_distances(groups)
+        rank = int(index.twin_ranks(groups, queries=[pos])[0])
+        twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
-        print(json.dumps({"query": me, "metric": args.metric, "twins": rows}, indent=2))
+        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin}, indent=2))
         return 0
-    print(f"star {args.star}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in me.items() if k != "star"))
-    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'teff K':>8} {'logg':>6} {'group':>8}  twin?")
+    labels = []
+    if "teff" in me:
+        labels.append(f"Teff {me['teff']:.0f} K")
+    if "logg" in me:
+        labels.append(f"logg {me['logg']:.2f} dex")
+    if "group" in me:
+        labels.append(f"group {me['group']}")
+    print(f"star {args.star}: " + ", ".join(labels))
+    if twin is not None:
+        print(f"its closest true twin (same group): star {twin['star']}, {args.metric} distance "
+              f"{twin['distance']:.5g}, twin rank {twin['twin_rank']} of {len(ids)}")
+    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8}  twin?")
     for r in rows:
         print(f"{r['rank']:>4} {r['star']:>10} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
               f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8}  {'yes' if r['same_group'] else ''}")
