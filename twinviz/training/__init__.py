@@ -7,7 +7,8 @@ same code runs DistributedDataParallel.
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, TrainConfigError
 from .rundir import RunDirectory, read_status, write_json_atomic
-from .trainer import Trainer, build_model, resolve_device, train
+from .model_init import build_model
+from .trainer import Trainer, resolve_device, train
 
 __all__ = ["CheckpointError", "RunDirectory", "TrainConfig", "TrainConfigError", "Trainer", "build_model",
            "load_checkpoint", "read_status", "resolve_device", "save_checkpoint", "train",

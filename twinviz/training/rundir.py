@@ -15,12 +15,15 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
 from pathlib import Path
 
-__all__ = ["RunDirectory", "write_json_atomic", "read_status"]
+from .config import TrainConfigError
+
+__all__ = ["RunDirectory", "prepare_fresh_run", "read_status", "truncate_metrics", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -138,3 +141,35 @@ def _same_file(stream, path: Path) -> bool:
         return path.exists() and os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def prepare_fresh_run(out: Path, overwrite: bool) -> None:
+    leftovers = [n for n in ("metrics.jsonl", "checkpoint", "status.json", "model") if (out / n).exists()]
+    if not leftovers:
+        return
+    if not overwrite:
+        raise TrainConfigError(f"{out} already holds a run ({', '.join(leftovers)}). Fix: continue it "
+                               "with --resume, choose another --out, or pass --overwrite")
+    for name in leftovers + ["train.log", "config.json"]:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop records logged after the checkpoint's step (they will be redone)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if rec.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
