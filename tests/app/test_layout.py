@@ -25,7 +25,7 @@ def test_views_share_one_state_per_session(sample_paths):
 
 def test_page_uses_the_template_titled_twinviz(app_data):
     page = build_page(app_data, sync_url=False)
-    assert isinstance(page, pn.template.FastListTemplate) and page.title == "twinviz"
+    assert isinstance(page, pn.template.BootstrapTemplate) and page.title == "twinviz"
 
 
 def test_error_page_is_readable(app_data):

@@ -97,3 +97,80 @@ def server_errors():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# --- `panel serve app.py` in a real subprocess (the explorer's browser tests) -------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedApp:
+    """A running ``panel serve app.py --args …``: ``url``, ``log()`` (its output so far),
+    ``tracebacks()`` (server tracebacks / ERROR lines in it), ``stop()``."""
+
+    def __init__(self, args, log_path: Path, timeout: float = 120.0):
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.port = _free_port()
+        self.url = f"http://localhost:{self.port}/app"
+        self.log_path = log_path
+        cmd = [sys.executable, "-m", "panel", "serve", str(REPO / "app.py"), "--port", str(self.port),
+               "--allow-websocket-origin", f"localhost:{self.port}", "--args", *map(str, args)]
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"panel serve exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=timeout) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"panel serve did not answer within {timeout} s:\n{self.log()}")
+                time.sleep(0.5)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def tracebacks(self) -> list[str]:
+        return [line for line in self.log().splitlines()
+                if "Traceback" in line or " ERROR " in line or "Error running application handler" in line]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def panel_serve(tmp_path_factory):
+    """``panel_serve(*args) -> ServedApp`` for ``panel serve app.py --args *args``; stopped at
+    the end of the module. Tests assert ``not app.tracebacks()`` themselves."""
+    started = []
+
+    def _start(*args, timeout: float = 120.0) -> ServedApp:
+        app = ServedApp(args, tmp_path_factory.mktemp("served") / "panel.log", timeout)
+        started.append(app)
+        return app
+
+    yield _start
+    for app in started:
+        app.stop()

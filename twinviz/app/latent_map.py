@@ -48,7 +48,7 @@ class LatentMap(pn.viewable.Viewer):
                                        colour_by=state.param.colour_by))
         raster = rasterize(points, aggregator=dsh.mean("value"), width=500, height=400, dynamic=True)
         # Few stars would be single pixels: spread isolated ones up to 4 px (no-op when dense).
-        self.raster = dynspread(raster, threshold=0.6, max_px=4).opts(
+        self.raster = dynspread(raster, threshold=0.6, max_px=4, how="max").opts(
             cmap=theme.MAP_CMAP, colorbar=True, tools=["hover", "tap"], responsive=True,
             height=self.height, min_width=400, active_tools=["wheel_zoom"],
             framewise=False, default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"])

@@ -81,10 +81,12 @@ def _training_tab(data):
 
 def _template(main, sidebar=()):
     css = theme.asset_text("twinviz.css")
-    return pn.template.FastListTemplate(
+    # Bootstrap: its resources are all served by Panel itself (the Fast design pulls a Google
+    # font), so the page works offline and shows no failed requests.
+    return pn.template.BootstrapTemplate(
         title=TITLE, logo=theme.logo_path(), favicon=theme.logo_path(), main=[main],
-        sidebar=list(sidebar), header_background=ACCENT, accent_base_color=ACCENT, sidebar_width=320,
-        raw_css=[css] if css else [], main_layout=None, theme_toggle=False)
+        sidebar=list(sidebar), header_background=ACCENT, sidebar_width=320,
+        raw_css=[css] if css else [])
 
 
 def build_page(data: AppData, sync_url: bool = True):

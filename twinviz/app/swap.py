@@ -52,9 +52,10 @@ class SwapExplorer(pn.viewable.Viewer):
         x = self._gaps.x
         nan = np.full(x.size, np.nan, dtype=np.float32)
         self.sources = {
-            "spectrum": ColumnDataSource({"x": x, "model": nan, "truth": nan}),
-            "swap": ColumnDataSource({"x": x, "observed": nan, "swap": nan}),
-            "residual": ColumnDataSource({"x": x, "model": nan, "swap": nan}),
+            # Named so browser tests and the benchmark can find them in the Bokeh document.
+            "spectrum": ColumnDataSource({"x": x, "model": nan, "truth": nan}, name="tv-spectrum"),
+            "swap": ColumnDataSource({"x": x, "observed": nan, "swap": nan}, name="tv-swap"),
+            "residual": ColumnDataSource({"x": x, "model": nan, "swap": nan}, name="tv-residual"),
         }
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         pad = 0.005 * (hi - lo)
@@ -62,7 +63,6 @@ class SwapExplorer(pn.viewable.Viewer):
         self.x_range = Range1d(*self.full_range, bounds=self.full_range)
         self.figures = self._make_figures()
         self._make_widgets()
-        self._swap_cache: tuple | None = None
         state.param.watch(self._on_labels, ["teff", "logg"])
         state.param.watch(self._on_star, ["star", "twin"])
         self._update_all()
@@ -127,18 +127,19 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_labels(self, *events):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        self._update_model_curve()
+        with pn.io.unlocked():  # raw Bokeh model changes: dispatch them safely from any callback
+            self._update_model_curve()
         self._push()
 
     def _on_star(self, *events):
-        self._swap_cache = None
         self._update_all()
 
     def _update_all(self):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        self._update_swap_curve()
-        self._update_model_curve()
+        with pn.io.unlocked():
+            self._update_swap_curve()
+            self._update_model_curve()
         self._push()
 
     def _truth(self, star: int, teff: float, logg: float):
@@ -200,10 +201,12 @@ class SwapExplorer(pn.viewable.Viewer):
 
     def _on_line(self, event):
         if event.new in (None, "full"):
-            self.x_range.start, self.x_range.end = self.full_range
+            start, end = self.full_range
         else:
             w = float(event.new)
-            self.x_range.start, self.x_range.end = w - self.line_window, w + self.line_window
+            start, end = w - self.line_window, w + self.line_window
+        with pn.io.unlocked():
+            self.x_range.update(start=start, end=end)
         self._push()
 
     def _push(self):

@@ -102,7 +102,8 @@ class TwinTable(pn.viewable.Viewer):
         self._gaps = theme.GapLine(d.wavelength, d.segments)
         x = self._gaps.x
         nan = np.full(x.size, np.nan, dtype=np.float32)
-        self.source = ColumnDataSource({"x": x, "star": nan, "twin": nan, "difference": nan})
+        self.source = ColumnDataSource({"x": x, "star": nan, "twin": nan, "difference": nan},
+                                       name="tv-compare")
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         self.x_range = Range1d(lo, hi, bounds=(lo, hi))
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset",
@@ -122,11 +123,13 @@ class TwinTable(pn.viewable.Viewer):
         d, s = self.state.data, self.state.star
         twin = self.state.compared_twin()
         gy = self._gaps.y
-        self.source.data.update(star=gy(d.flux[s]), twin=gy(d.flux[twin]), difference=gy(d.flux[twin] - d.flux[s]))
         dist = float(np.abs(d.z[twin] - d.z[s]).sum())
-        self.figures["spectrum"].title.text = (
-            f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
-            f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
+        with pn.io.unlocked():  # raw Bokeh model changes: dispatch them safely from any callback
+            self.source.data.update(star=gy(d.flux[s]), twin=gy(d.flux[twin]),
+                                    difference=gy(d.flux[twin] - d.flux[s]))
+            self.figures["spectrum"].title.text = (
+                f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
+                f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
         if getattr(self, "_plot_pane", None) is not None:
             pn.io.push_notebook(self._plot_pane)
 
