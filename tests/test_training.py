@@ -53,7 +53,8 @@ def lambda_runs(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     runs = {}
     for lam in (0.0, 0.05):
-        runs[lam] = train(_config(data, root / f"lambda{lam}", epochs=40, adversary_weight=lam))
+        runs[lam] = train(_config(data, root / f"lambda{lam}", epochs=40, adversary_weight=lam, lr=1e-3,
+                                  grad_clip=0.0))
     return runs
 
 
@@ -289,3 +290,26 @@ def test_bad_input_gives_a_readable_error(tmp_path):
                           env=_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
     shutil.rmtree(tmp_path / "r", ignore_errors=True)
+
+
+def test_training_on_frozen_basis_coefficients_is_the_pixel_space_objective(data, tmp_path):
+    from twinviz.spectra.dataset import open_spectra
+    from twinviz.training.trainer import _Autoencoder
+
+    trainer = Trainer(_config(data, tmp_path / "r", epochs=1, val=None))
+    model = trainer.model.eval()
+    source = ArraySource(open_spectra(data["train"]), batch_size=64, seed=0)
+    pixels = next(source.batches(0))
+    assert source.project(model)
+    coefs = next(source.batches(0))
+    ae = _Autoencoder(model)
+    with torch.no_grad():
+        u = model.scale_labels(pixels["teff"], pixels["logg"])
+        x_n = model.normalise_flux(pixels["flux"])
+        z_pix, out_pix = ae(x_n, u)
+        z_coef, out_coef = ae(coefs["coef"], u, True)
+        loss_pix = ((out_pix - x_n) ** 2).mean()
+        loss_coef = (((out_coef - coefs["coef"]) ** 2).sum(1) + coefs["resid"]).mean() / model.config.n_pixels
+    torch.testing.assert_close(z_coef, z_pix, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(loss_coef, loss_pix, rtol=1e-3, atol=1e-7)
+    trainer.run.close()

@@ -70,7 +70,7 @@ class ModelConfig:
     basis_dim: int = 256
     basis_trainable: bool = False
     basis_whiten: bool = True
-    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    hidden: list[int] = field(default_factory=lambda: [1024, 512])
     adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "silu"
     teff_range: list[float] = field(default_factory=lambda: [4000.0, 5500.0])

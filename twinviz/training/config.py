@@ -51,7 +51,7 @@ class TrainConfig:
     basis_dim: int = 256
     basis_trainable: bool = False
     basis_whiten: bool = True
-    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    hidden: list[int] = field(default_factory=lambda: [1024, 512])
     adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "silu"
     adversary_mode: str = "joint"
@@ -67,13 +67,13 @@ class TrainConfig:
     # optimisation
     epochs: int = 30
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 3e-3
     adversary_lr: float = 1e-3
     lr_schedule: str = "cosine"
     lr_min_factor: float = 0.05
     warmup_steps: int = 100
     weight_decay: float = 0.0
-    grad_clip: float = 0.0
+    grad_clip: float = 1.0
     max_steps: int = 0
     # runtime
     device: str = "auto"

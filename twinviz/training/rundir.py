@@ -144,13 +144,15 @@ def _same_file(stream, path: Path) -> bool:
 
 
 def prepare_fresh_run(out: Path, overwrite: bool) -> None:
+    """Refuse to start a new run over an old one unless ``overwrite`` (then clear it)."""
     leftovers = [n for n in ("metrics.jsonl", "checkpoint", "status.json", "model") if (out / n).exists()]
     if not leftovers:
         return
     if not overwrite:
         raise TrainConfigError(f"{out} already holds a run ({', '.join(leftovers)}). Fix: continue it "
                                "with --resume, choose another --out, or pass --overwrite")
-    for name in leftovers + ["train.log", "config.json"]:
+    # train.log stays (a run manager may hold it open as our stdout); config.json is rewritten.
+    for name in leftovers:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
