@@ -3,7 +3,10 @@
 Times the real training step (``Trainer.train_step``: one adversary update + one autoencoder
 update per batch) on CPU, and on CUDA when a GPU is present, after a warm-up.
 
-    python benchmarks/bench_train.py [--batch-size 256] [--steps 30] [--threads N] [--device cpu|cuda|all]
+    python benchmarks/bench_train.py [--batch-size 256] [--steps 30] [--threads N] [--device cpu|cuda|all] [--pixels]
+
+By default the basis is frozen, so the trainer works on precomputed basis coefficients
+("coefficients"); --pixels adds the same network with a trainable basis ("pixels").
 
 Data: 2 048 random absorption-line spectra on the 7 214-pixel grid (throughput does not depend
 on what the spectra look like, only on their size).
@@ -60,7 +63,8 @@ def bench(device: str, batch_size: int, steps: int, data: Path, out: Path, **ove
     trainer.run.close()
     name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else \
         f"CPU ({torch.get_num_threads()} threads)"
-    return {"device": name, "batch": batch_size, "ms_per_step": 1e3 * dt / steps,
+    path = "coefficients" if "coef" in batches[0] else "pixels"
+    return {"device": name, "path": path, "batch": batch_size, "ms_per_step": 1e3 * dt / steps,
             "spectra_per_s": steps * batch_size / dt}
 
 
@@ -70,6 +74,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--pixels", action="store_true",
+                        help="also time a trainable basis (training through the 7214-px layers)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,9 +91,12 @@ def main() -> int:
         data = _data(Path(tmp) / "bench.nc")
         for device in devices:
             rows.append(bench(device, args.batch_size, args.steps, data, Path(tmp) / f"run-{device}"))
-    print(f"{'device':<40} {'batch':>6} {'ms/step':>9} {'spectra/s':>10}")
+            if args.pixels:  # the same network trained through its 7214-px layers
+                rows.append(bench(device, args.batch_size, args.steps, data, Path(tmp) / f"pix-{device}",
+                                  basis_trainable=True))
+    print(f"{'device':<34} {'trains on':<13} {'batch':>6} {'ms/step':>9} {'spectra/s':>10}")
     for r in rows:
-        print(f"{r['device']:<40} {r['batch']:>6} {r['ms_per_step']:>9.1f} {r['spectra_per_s']:>10.0f}")
+        print(f"{r['device']:<34} {r['path']:<13} {r['batch']:>6} {r['ms_per_step']:>9.1f} {r['spectra_per_s']:>10.0f}")
     return 0
 
 
