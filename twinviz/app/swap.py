@@ -71,7 +71,7 @@ class SwapExplorer(pn.viewable.Viewer):
     def _make_figures(self):
         tools = "xpan,xwheel_zoom,box_zoom,reset,save"
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools=tools,
-                      active_drag="xpan", active_scroll="xwheel_zoom", output_backend="webgl")
+                      active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", **common)
         src = self.sources["spectrum"]
         spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=1.2, legend_label="truth")
@@ -127,8 +127,10 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_labels(self, *events):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        with pn.io.unlocked():  # raw Bokeh model changes: dispatch them safely from any callback
-            self._update_model_curve()
+        theme.apply_bokeh_changes(self._model_changes)
+
+    def _model_changes(self):
+        self._update_model_curve()
         self._push()
 
     def _on_star(self, *events):
@@ -137,9 +139,11 @@ class SwapExplorer(pn.viewable.Viewer):
     def _update_all(self):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        with pn.io.unlocked():
-            self._update_swap_curve()
-            self._update_model_curve()
+        theme.apply_bokeh_changes(self._all_changes)
+
+    def _all_changes(self):
+        self._update_swap_curve()
+        self._update_model_curve()
         self._push()
 
     def _truth(self, star: int, teff: float, logg: float):
@@ -205,8 +209,7 @@ class SwapExplorer(pn.viewable.Viewer):
         else:
             w = float(event.new)
             start, end = w - self.line_window, w + self.line_window
-        with pn.io.unlocked():
-            self.x_range.update(start=start, end=end)
+        theme.apply_bokeh_changes(lambda: self.x_range.update(start=start, end=end))
         self._push()
 
     def _push(self):

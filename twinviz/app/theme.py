@@ -99,3 +99,20 @@ def ensure_extensions() -> None:
         pn.extension("tabulator", notifications=True, loading_indicator=True)
     if hv.Store.current_backend != "bokeh" or not hv.Store.renderers:
         hv.extension("bokeh", logo=False)
+
+
+def apply_bokeh_changes(fn) -> None:
+    """Run ``fn`` (which edits raw Bokeh models) so that the edits reach the browser promptly.
+
+    In a served session the edits are made in a next-tick callback, which Bokeh runs holding the
+    document lock: edits made from a Panel callback that runs without the lock (Panel processes
+    some browser events asynchronously) would otherwise fail, and ``pn.io.unlocked`` defers them
+    by hundreds of ms while a message is being written. Elsewhere (tests, notebooks) ``fn`` runs now.
+    """
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is not None and getattr(doc, "session_context", None) is not None:
+        doc.add_next_tick_callback(fn)
+    else:
+        fn()

@@ -107,7 +107,7 @@ class TwinTable(pn.viewable.Viewer):
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         self.x_range = Range1d(lo, hi, bounds=(lo, hi))
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset",
-                      active_drag="xpan", active_scroll="xwheel_zoom", output_backend="webgl")
+                      active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=230, title="", y_axis_label="flux", **common)
         spec.line("x", "star", source=self.source, color=theme.OBSERVED, line_width=1.2, legend_label="selected star")
         spec.line("x", "twin", source=self.source, color=theme.TWIN, line_width=1.2, legend_label="neighbour")
@@ -124,12 +124,15 @@ class TwinTable(pn.viewable.Viewer):
         twin = self.state.compared_twin()
         gy = self._gaps.y
         dist = float(np.abs(d.z[twin] - d.z[s]).sum())
-        with pn.io.unlocked():  # raw Bokeh model changes: dispatch them safely from any callback
-            self.source.data.update(star=gy(d.flux[s]), twin=gy(d.flux[twin]),
-                                    difference=gy(d.flux[twin] - d.flux[s]))
-            self.figures["spectrum"].title.text = (
-                f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
-                f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
+        title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
+                 f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
+        star_flux, twin_flux = d.flux[s], d.flux[twin]
+
+        def changes():
+            self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux))
+            self.figures["spectrum"].title.text = title
+
+        theme.apply_bokeh_changes(changes)
         if getattr(self, "_plot_pane", None) is not None:
             pn.io.push_notebook(self._plot_pane)
 
