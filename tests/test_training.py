@@ -313,3 +313,24 @@ def test_training_on_frozen_basis_coefficients_is_the_pixel_space_objective(data
     torch.testing.assert_close(z_coef, z_pix, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(loss_coef, loss_pix, rtol=1e-3, atol=1e-7)
     trainer.run.close()
+
+
+def test_masked_pixels_and_flux_err_train_in_pixel_space_without_nans(tmp_path):
+    from twinviz.spectra.dataset import make_spectra, save_spectra
+
+    from _toy import toy_arrays
+
+    flux, wave, teff, logg, group, _ = toy_arrays(n_groups=100, noise=0.01, seed=0)
+    rng = np.random.default_rng(0)
+    err = rng.uniform(0.005, 0.03, flux.shape).astype(np.float32)
+    mask = rng.random(flux.shape) < 0.05
+    flux[mask] = np.nan  # bad pixels may hold anything, even NaN
+    path = save_spectra(make_spectra(flux, wave, teff, logg, group=group, flux_err=err, mask=mask),
+                        tmp_path / "masked.nc")
+    trainer = Trainer(TrainConfig(data=str(path), val=str(path), out=str(tmp_path / "r"), epochs=8,
+                                  **{**SMALL, "basis_trainable": True}))
+    assert trainer.source.coef is None  # non-uniform weights: the pixel-space loss
+    trainer.fit()
+    epochs = _epochs(tmp_path / "r")
+    assert all(np.isfinite(e["train_recon"]) and np.isfinite(e["val_mse"]) for e in epochs)
+    assert epochs[-1]["train_recon"] < 0.5 * epochs[0]["train_recon"]
