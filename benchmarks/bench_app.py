@@ -92,7 +92,7 @@ def browser_numbers(inputs, moves: int, extra_sessions: int) -> dict:
             except Exception:
                 log.seek(0)
                 print(log.read()[-3000:])
-                page.screenshot(path=str(REPO / "test-artifacts" / "bench_failed.png"))
+                proc.terminate()  # never leave a server behind
                 raise
             cold = time.perf_counter() - t0
             if attempt == 0:
