@@ -292,6 +292,8 @@ class Trainer:
             raise
         self.stop.restore()
         if self.is_main:
+            if not (self.run.model_dir / "config.json").exists():  # no epoch ever improved
+                self.model.save_pretrained(self.run.model_dir)
             self.run.finish(state)
             self.log("training %s at step %d", state, self.progress["step"])
             self.run.close()
@@ -399,7 +401,8 @@ class Trainer:
 def _best_metric(rec: dict) -> tuple[str, bool]:
     """The metric that picks the best model: twin rank-1 when the validation set has groups,
     else validation MSE, else the training reconstruction loss. Returns (name, higher_is_better)."""
-    if rec.get("val_rank1") is not None:
+    rank1 = rec.get("val_rank1")
+    if rank1 is not None and math.isfinite(rank1):
         return "val_rank1", True
     if "val_mse" in rec:
         return "val_mse", False
