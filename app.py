@@ -1,15 +1,17 @@
-"""`panel serve app.py [--args --model DIR --data FILE [--latents FILE]]`: the twinviz explorer.
+"""`panel serve app.py [--args --model DIR --data FILE [--latents FILE] [--runs DIR] [--data-dir DIR]]`:
+the twinviz explorer.
 
 With no arguments it opens the bundled demo (built and cached on the first start). Only builds
 the page; everything else lives in twinviz.app.
 """
 import sys
 
-from twinviz.app import AppDataError, load_app_data, main_args
+from twinviz.app import AppDataError, load_app_data, main_args, split_args
 from twinviz.app.layout import build_page, error_page
 
 try:
-    page = build_page(load_app_data(**main_args(sys.argv[1:])))
+    inputs, training = split_args(main_args(sys.argv[1:]))
+    page = build_page(load_app_data(**inputs), training=training)
 except AppDataError as exc:
     page = error_page(str(exc))
 

@@ -35,8 +35,11 @@ def test_error_page_is_readable(app_data):
 
 
 def test_app_arguments_are_parsed():
-    args = twinviz.app.main_args(["--model", "m", "--data", "d.nc"])
-    assert args == {"model": "m", "data": "d.nc", "latents": None}
+    args = twinviz.app.main_args(["--model", "m", "--data", "d.nc", "--runs", "r"])
+    assert args == {"model": "m", "data": "d.nc", "latents": None, "runs": "r", "data_dir": None}
+    inputs, training = twinviz.app.split_args(args)
+    assert inputs == {"model": "m", "data": "d.nc", "latents": None}
+    assert training == {"runs": "r", "data_dir": None}
 
 
 def test_metrics_view_shows_a_cached_report_beside_the_papers(state, tmp_path):
@@ -61,3 +64,27 @@ def test_metrics_view_shows_a_cached_report_beside_the_papers(state, tmp_path):
 def test_metrics_view_offers_to_compute_a_missing_report(state):
     view = MetricsView(state)
     assert view.compute_button in view.body.objects
+
+
+def test_open_model_swaps_this_sessions_views_to_another_model(app_data, synth_paths, tmp_path):
+    """"Open in explorer" (the Training tab's callback) loads another model + dataset into the
+    session's tabs, keeping the Training tab, without touching other sessions."""
+    from twinviz.app.layout import Explorer
+
+    explorer = Explorer(app_data, training={"runs": str(tmp_path / "runs"), "data_dir": str(tmp_path)})
+    other = Explorer(app_data, training=False)
+    n_tabs = len(explorer.tabs)
+    model_dir, data_path, _ = synth_paths
+    explorer.open_model(model_dir=model_dir, data_path=data_path).join(timeout=120)
+    assert explorer.state.data.data_path == data_path
+    assert explorer.swap.state is explorer.state and explorer.twins.state is explorer.state
+    assert len(explorer.tabs) == n_tabs and explorer.tabs.loading is False
+    assert other.state.data is app_data
+
+
+def test_open_model_with_a_bad_path_keeps_the_current_model(app_data, tmp_path):
+    from twinviz.app.layout import Explorer
+
+    explorer = Explorer(app_data, training=False)
+    explorer.open_model(model_dir=tmp_path / "missing", data_path=tmp_path / "none.nc").join(timeout=60)
+    assert explorer.state.data is app_data and explorer.tabs.loading is False

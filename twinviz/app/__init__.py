@@ -6,14 +6,15 @@ In a notebook::
     twinviz.app.explore()                                  # the bundled demo
     twinviz.app.explore(model="runs/x/model", data="val.nc")
 
-Served: ``panel serve app.py [--args --model DIR --data FILE [--latents FILE]]``.
+Served: ``panel serve app.py [--args --model DIR --data FILE [--latents FILE] [--runs DIR]
+[--data-dir DIR]]``.
 Every component also works on its own, e.g. ``SwapExplorer(ExplorerState(load_app_data(...)))``.
 """
 from __future__ import annotations
 
 from .state import AppData, AppDataError, ExplorerState, load_app_data
 
-__all__ = ["AppData", "AppDataError", "ExplorerState", "explore", "load_app_data", "main_args"]
+__all__ = ["AppData", "AppDataError", "ExplorerState", "explore", "load_app_data", "main_args", "split_args"]
 
 
 def explore(model=None, data=None, latents=None, **selection):
@@ -37,8 +38,18 @@ def main_args(argv) -> dict:
     parser.add_argument("--model", default=None, help="model directory")
     parser.add_argument("--data", default=None, help="spectra dataset (.nc or .zarr)")
     parser.add_argument("--latents", default=None, help="latents of the dataset (twinviz embed)")
+    parser.add_argument("--runs", default=None, help="training runs folder of the Training tab (default: ./runs)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder whose datasets the Training tab may train on (default: the --data file's folder)")
     known, unknown = parser.parse_known_args(list(argv))
     if unknown:
         raise AppDataError(f"unknown app options {' '.join(unknown)}. Fix: use --model DIR --data FILE "
-                           "[--latents FILE]")
+                           "[--latents FILE] [--runs DIR] [--data-dir DIR]")
     return vars(known)
+
+
+def split_args(args: dict) -> tuple[dict, dict]:
+    """Split :func:`main_args`' result into (load_app_data arguments, Training-tab folders)."""
+    args = dict(args)
+    training = {"runs": args.pop("runs", None), "data_dir": args.pop("data_dir", None)}
+    return args, training

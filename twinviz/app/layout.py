@@ -18,7 +18,7 @@ from .theme import ensure_extensions
 from .controls import StarPicker
 from .latent_map import LatentMap
 from .metrics import MetricsView
-from .state import AppData, ExplorerState
+from .state import AppData, ExplorerState, load_app_data
 from .swap import SwapExplorer
 from .twin_table import TwinTable
 
@@ -39,41 +39,121 @@ and the page address is a permalink to what you see."""
 
 
 class Explorer(pn.viewable.Viewer):
-    """The twinviz explorer: sidebar (star picker) + tabs (swap, map, twins, metrics, training)."""
+    """The twinviz explorer: sidebar (star picker) + tabs (swap, map, twins, metrics, training).
+
+    ``training`` gives the Training tab's folders (``{"runs": DIR, "data_dir": DIR}``; defaults
+    ``./runs`` and the data file's folder); ``training=False`` leaves the tab out.
+    """
 
     state = param.ClassSelector(class_=ExplorerState, doc="this view's selection")
 
-    def __init__(self, data: AppData, state: ExplorerState | None = None, **params):
+    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None, **params):
         ensure_extensions()
         super().__init__(state=state or ExplorerState(data), **params)
+        self._sidebar = pn.Column(sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(dynamic=False, sizing_mode="stretch_width", name="views")
+        self._build_views()
+        self.training = None if training is False else _training_tab(data, training or {}, self.open_model)
+        if self.training is not None:
+            self.tabs.append(("Training", self.training))
+        self._url_synced = False
+
+    def _build_views(self):
         s = self.state
         self.picker = StarPicker(s)
         self.swap = SwapExplorer(s)
         self.latent_map = LatentMap(s)
         self.twins = TwinTable(s)
         self.metrics = MetricsView(s)
-        tabs = [("Swap explorer", self.swap), ("Latent map", self.latent_map), ("Twins", self.twins),
-                ("Metrics", self.metrics)]
-        training = _training_tab(data)
-        if training is not None:
-            tabs.append(("Training", training))
-        self.tabs = pn.Tabs(*tabs, dynamic=False, sizing_mode="stretch_width", name="views")
+        views = [("Swap explorer", self.swap), ("Latent map", self.latent_map), ("Twins", self.twins),
+                 ("Metrics", self.metrics)]
+        if len(self.tabs) >= len(views):
+            for i, (_, view) in enumerate(views):
+                self.tabs[i] = view
+        else:
+            self.tabs.extend(views)
+        self._sidebar.objects = [theme.help_pane(SIDEBAR_HELP), self.picker]
+
+    def sync_url(self) -> None:
+        """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
+        if pn.state.location is None:
+            return
+        pn.state.location.sync(self.state, URL_PARAMETERS)
+        if not self._url_synced:
+            pn.state.location.sync(self.tabs, {"active": "tab"})
+        self._url_synced = True
+
+    def open_model(self, run=None, model_dir=None, data_path=None):
+        """Show another model (e.g. a training run's) in this session's explorer tabs.
+
+        Loading (encoding the dataset, its 2-D maps) runs in a worker thread so the server
+        stays responsive; the tabs show a loading indicator meanwhile. Other sessions are
+        not affected. Returns the worker thread.
+        """
+        import threading
+
+        if data_path is None and run is not None:
+            data_path = run.config.get("val") or run.config.get("data")
+        self.tabs.loading = True
+
+        def work():
+            try:
+                new_data = load_app_data(model=model_dir, data=data_path)
+            except Exception as exc:  # show the reason, keep the current model
+                message = f"could not open {model_dir} with {data_path}: {exc}"
+                log.warning(message)
+                self._schedule(lambda: self._open_failed(message))
+                return
+            self._schedule(lambda: self._swap_in(new_data))
+
+        thread = threading.Thread(target=work, name="twinviz-open-model", daemon=True)
+        thread.start()
+        return thread
+
+    def _schedule(self, callback):
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(callback)
+        else:  # notebook or plain Python: no server loop to hand over to
+            callback()
+
+    def _swap_in(self, new_data: AppData):
+        old = self.state
+        if self._url_synced and pn.state.location is not None:
+            pn.state.location.unsync(old)
+        self.state = ExplorerState(new_data)
+        self._build_views()
+        if self._url_synced:
+            self.sync_url()
+        self.tabs.loading = False
+        self.tabs.active = 0
+
+    def _open_failed(self, message: str):
+        self.tabs.loading = False
+        if pn.state.notifications is not None:
+            pn.state.notifications.error(message, duration=0)
 
     def sidebar(self) -> list:
-        return [theme.help_pane(SIDEBAR_HELP), self.picker]
+        return [self._sidebar]
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar(), width=300), self.tabs, sizing_mode="stretch_width")
 
 
-def _training_tab(data):
-    """The training tab (twinviz.app.training, built separately) when it is installed."""
+def _training_tab(data: AppData, folders: dict, on_open):
+    """The training tab (twinviz.app.training) for this session, or None when unavailable."""
     try:
         from .training import TrainingTab
     except ImportError:
         return None
+    runs_dir = folders.get("runs") or "runs"
+    data_dir = folders.get("data_dir") or (data.data_path.parent if data.data_path else "data")
+
+    def open_in_explorer(run, model_dir):
+        on_open(run, model_dir)
+
     try:
-        return TrainingTab()
+        return TrainingTab(runs_dir=runs_dir, data_dir=data_dir, on_open=open_in_explorer)
     except Exception as exc:  # the explorer must not fail because of this tab
         log.warning("training tab unavailable: %s", exc)
         return None
@@ -89,12 +169,12 @@ def _template(main, sidebar=()):
         raw_css=[css] if css else [])
 
 
-def build_page(data: AppData, sync_url: bool = True):
-    """The served page for one session; with ``sync_url`` the selection lives in the URL."""
-    explorer = Explorer(data)
-    if sync_url and pn.state.location is not None:
-        pn.state.location.sync(explorer.state, URL_PARAMETERS)
-        pn.state.location.sync(explorer.tabs, {"active": "tab"})
+def build_page(data: AppData, sync_url: bool = True, training=None):
+    """The served page for one session; with ``sync_url`` the selection lives in the URL.
+    ``training``: the Training tab's folders (see :class:`Explorer`)."""
+    explorer = Explorer(data, training=training)
+    if sync_url:
+        explorer.sync_url()
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
     return page

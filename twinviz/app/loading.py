@@ -133,7 +133,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
     try:
         from twinviz.projection import add_projections
 
-        lat = add_projections(lat, umap=ds.sizes["star"] <= 200_000)
+        lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
     except ImportError:
         lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
     try:
