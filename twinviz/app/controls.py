@@ -1,5 +1,8 @@
-"""The session-wide controls of the sidebar: which star, how many neighbours."""
+"""The session-wide controls of the sidebar: which model and data, which star, how many neighbours."""
 from __future__ import annotations
+
+import html
+from pathlib import Path
 
 import numpy as np
 import panel as pn
@@ -7,7 +10,37 @@ import param
 
 from .state import AppDataError, ExplorerState
 
-__all__ = ["StarPicker"]
+__all__ = ["StarPicker", "source_pane", "source_text"]
+
+# Model folders whose own name says nothing: a training run's best model and its exported
+# checkpoints live in runs/NAME/model and runs/NAME/snapshot-stepN, so the run name is shown too.
+_GENERIC_MODEL_DIRS = ("model", "checkpoint")
+
+
+def _model_name(model_dir) -> str:
+    if model_dir is None:
+        return "(in memory)"
+    path = Path(model_dir)
+    if path.name in _GENERIC_MODEL_DIRS or path.name.startswith("snapshot-"):
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
+def source_text(data) -> str:
+    """One line of HTML naming what the explorer shows: model folder, data file, star count
+    (``model: <b>my-run/model</b> · data: <b>val.nc</b> · <b>40</b> stars``)."""
+    data_name = Path(data.data_path).name if data.data_path is not None else "(in memory)"
+    return (f"model: <b>{html.escape(_model_name(data.model_dir))}</b> · "
+            f"data: <b>{html.escape(data_name)}</b> · <b>{data.n_stars:,}</b> stars")
+
+
+def source_pane(data):
+    """The sidebar line of :func:`source_text` (CSS class ``tv-source``). HTML, not Markdown:
+    Markdown would turn a file name such as ``val.nc`` into a web link."""
+    return pn.pane.HTML(f'<div class="tv-source-line">{source_text(data)}</div>', sizing_mode="stretch_width",
+                        margin=(0, 10, 5, 10), css_classes=["tv-source"],
+                        styles={"font-size": "12.5px", "color": "#333", "background": "#eef3f6",
+                                "border-left": "3px solid #0b3d5c", "padding": "3px 6px"})
 
 
 class StarPicker(pn.viewable.Viewer):
@@ -53,7 +86,9 @@ class StarPicker(pn.viewable.Viewer):
             rows.append(f"[Fe/H] **{d.fe_h[s]:+.2f}**")
         if d.group[s] >= 0:
             rows.append(f"chemistry group **{d.group[s]}**")
-        self.summary.object = f"#### Selected star {self.state.star_id}\n\n" + " · ".join(rows)
+        # Bold text, not a Markdown heading: the template sizes headings of panes added after the
+        # page loaded (a model opened from the Training tab) differently from the first ones.
+        self.summary.object = f"**Selected star {self.state.star_id}**\n\n" + " · ".join(rows)
 
     def __panel__(self):
         return pn.Column(self.id_input, self.message, self.random_button, self.k_input, self.summary,

@@ -15,7 +15,7 @@ import param
 
 from . import theme
 from .theme import ensure_extensions
-from .controls import StarPicker
+from .controls import StarPicker, source_pane
 from .latent_map import LatentMap
 from .metrics import MetricsView
 from .state import AppData, ExplorerState, load_app_data
@@ -68,11 +68,15 @@ class Explorer(pn.viewable.Viewer):
         views = [("Swap explorer", self.swap), ("Latent map", self.latent_map), ("Twins", self.twins),
                  ("Metrics", self.metrics)]
         if len(self.tabs) >= len(views):
-            for i, (_, view) in enumerate(views):
-                self.tabs[i] = view
+            # (title, view): a bare view would be titled by its object name ("SwapExplorer01234").
+            for i, item in enumerate(views):
+                self.tabs[i] = item
         else:
             self.tabs.extend(views)
-        self._sidebar.objects = [theme.help_pane(SIDEBAR_HELP), self.picker]
+        # Which model and data are shown: after "Open in explorer" this line is how a user
+        # sees that the tabs switched.
+        self.source = source_pane(s.data)
+        self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
 
     def sync_url(self) -> None:
         """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
@@ -94,6 +98,9 @@ class Explorer(pn.viewable.Viewer):
 
         if data_path is None and run is not None:
             data_path = run.config.get("val") or run.config.get("data")
+        # The session's document, taken here: in the worker thread pn.state.curdoc is None
+        # (Panel keeps it in a context variable), so the thread could not find it later.
+        doc = pn.state.curdoc
         self.tabs.loading = True
 
         def work():
@@ -102,18 +109,27 @@ class Explorer(pn.viewable.Viewer):
             except Exception as exc:  # show the reason, keep the current model
                 message = f"could not open {model_dir} with {data_path}: {exc}"
                 log.warning(message)
-                self._schedule(lambda: self._open_failed(message))
+                self._schedule(doc, lambda: self._open_failed(message))
                 return
-            self._schedule(lambda: self._swap_in(new_data))
+            self._schedule(doc, lambda: self._swap_in(new_data))
 
         thread = threading.Thread(target=work, name="twinviz-open-model", daemon=True)
         thread.start()
         return thread
 
-    def _schedule(self, callback):
-        doc = pn.state.curdoc
+    @staticmethod
+    def _schedule(doc, callback):
+        """Run ``callback`` on the session's event loop with its document locked (Bokeh models
+        may only change there) and with ``pn.state.curdoc`` set, which ``pn.state.location``
+        and ``pn.state.notifications`` need to find this session's objects."""
         if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(callback)
+            from panel.io.state import set_curdoc
+
+            def locked():
+                with set_curdoc(doc):
+                    callback()
+
+            doc.add_next_tick_callback(locked)
         else:  # notebook or plain Python: no server loop to hand over to
             callback()
 
