@@ -282,7 +282,7 @@ def test_train_help_documents_every_option():
 
     for f in dataclasses.fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in done.stdout
-    assert "--resume" in done.stdout and "(default: 30)" in done.stdout
+    assert "--resume" in done.stdout and "(default: 60)" in done.stdout
 
 
 def test_bad_input_gives_a_readable_error(tmp_path):

@@ -65,7 +65,7 @@ class TrainConfig:
     adversary_steps: int = 1
     flux_err_floor: float = 0.005
     # optimisation
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 256
     lr: float = 3e-3
     adversary_lr: float = 1e-3
