@@ -22,6 +22,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_json_atomic
+
 __all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
 
 #: How the demo is made when no recipe exists yet (``twinviz demo --rebuild`` writes one).
@@ -30,7 +32,7 @@ DEFAULT_RECIPE = {
                 "grid": "apogee-aspcap-dr12"},
     "training_data": {"pairs": 10000, "seed": 7, "snr": None},
     "validation_data": {"pairs": 1000, "seed": 8, "snr": None},
-    "train": {"epochs": 12, "batch_size": 256, "seed": 0},
+    "train": {"epochs": 60, "seed": 0},  # other hyperparameters: TrainConfig's defaults
     "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 42},  # see twinviz.projection.UMAP_DEFAULTS
 }
 
@@ -58,12 +60,6 @@ def load_recipe(root: Path | None = None) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     return json.loads(json.dumps(DEFAULT_RECIPE))
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _file_digest(path: Path) -> str:
@@ -161,6 +157,11 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
     new_model = demo_dir / ".model.new"
     shutil.rmtree(new_model, ignore_errors=True)
     shutil.copytree(run_dir / "model", new_model)
+    # the full training config (paths made relative), so the demo can be re-made exactly
+    train_config = json.loads((run_dir / "config.json").read_text())
+    for key in ("data", "val", "out"):
+        train_config[key] = Path(train_config[key]).name if train_config.get(key) else None
+    write_json_atomic(new_model / "train_config.json", train_config)
     old = demo_dir / ".model.old"
     if (demo_dir / "model").exists():
         os.replace(demo_dir / "model", old)
@@ -172,6 +173,6 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
     fader = next(m for m in report["methods"] if m["key"] == "fader")
     recipe["metrics"] = {k: fader[k] for k in ("mse", "swapped_mse", "rank1", "within_0p1", "within_1")}
     recipe["metrics"]["n_stars"] = report["n_stars"]
-    _write_json_atomic(demo_dir / "recipe.json", recipe)
+    write_json_atomic(demo_dir / "recipe.json", recipe)
     shutil.rmtree(work, ignore_errors=True)
     return recipe["metrics"]

@@ -21,14 +21,12 @@ Coordinates ``star`` (the spectra's star ids), ``latent`` (0…d−1), ``axis`` 
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from .atomic import write_dataset_atomic
 from .spectra.dataset import DatasetError
 
 __all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks", "open_latents", "save_latents",
@@ -123,30 +121,7 @@ def save_latents(latents: xr.Dataset, path) -> Path:
     if "z" not in latents.variables:
         raise DatasetError(f"{path}: z: the dataset to save has no latents. Fix: build it with "
                            "twinviz.embedding.encode_dataset")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    latents = latents.copy()
-    latents.attrs = {k: v for k, v in latents.attrs.items() if v is not None}
-    for var in latents.variables.values():
-        var.encoding = {}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if fmt == "zarr":
-            latents.chunk({"star": min(latents.sizes["star"], 65536)}).to_zarr(
-                tmp, mode="w", zarr_format=2, consolidated=True)
-            if path.exists():
-                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        else:
-            latents.to_netcdf(tmp, engine="h5netcdf")
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
-    return path
+    return write_dataset_atomic(latents, path, fmt, star_chunk=65536)
 
 
 def open_latents(path) -> xr.Dataset:

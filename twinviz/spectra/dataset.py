@@ -22,14 +22,12 @@ schema version, the grid id and provenance (generator, version, seed, line-list 
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from ..atomic import write_dataset_atomic
 from .grid import WavelengthGrid, get_grid, identify_grid
 
 __all__ = [
@@ -305,38 +303,13 @@ def save_spectra(ds: xr.Dataset, path, *, validate_first: bool = True) -> Path:
     fmt = _format_of(path)
     if validate_first:
         validate(ds, source=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy()
     ds.attrs.setdefault("twinviz_schema", SCHEMA_VERSION)
-    ds.attrs = {k: v for k, v in ds.attrs.items() if v is not None}
-    for var in ds.variables.values():
-        var.encoding = {}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if fmt == "zarr":
-            n_star = ds.sizes["star"]
-            ds = ds.chunk({"star": min(n_star, 1024)})
-            # zarr v2 layout: readable by every zarr implementation (v3 has no stable string dtype yet)
-            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-            if path.exists():
-                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        else:
-            n_star = ds.sizes["star"]
-            enc = {name: {"chunksizes": (min(n_star, 512), ds.sizes["wavelength"])}
-                   for name in _PIXEL_VARS if name in ds.variables}
-            # uncertainties and masks are often constant or sparse: cheap gzip shrinks them
-            # many-fold (a constant 1/SNR flux_err otherwise doubles the file)
-            for name in ("flux_err", "mask"):
-                if name in enc:
-                    enc[name].update(zlib=True, complevel=1)
-            ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
-    return path
+    enc = {name: {"chunksizes": (min(ds.sizes["star"], 512), ds.sizes["wavelength"])}
+           for name in _PIXEL_VARS if name in ds.variables}
+    # uncertainties and masks are often constant or sparse: cheap gzip shrinks them
+    # many-fold (a constant 1/SNR flux_err otherwise doubles the file)
+    for name in ("flux_err", "mask"):
+        if name in enc:
+            enc[name].update(zlib=True, complevel=1)
+    return write_dataset_atomic(ds, path, fmt, star_chunk=1024, encoding=enc)
