@@ -59,6 +59,9 @@ _HELP = {
     "memory_limit_gb": "above this size of flux (GB) --stream auto streams",
     "progress": "show a progress bar (on a terminal)",
 }
+_CHOICES = {"activation": ("silu", "leaky_relu", "gelu"), "adversary_mode": ("joint", "separate"),
+            "bin_edges": ("quantile", "uniform"), "flux_scaling": ("global", "pixel"),
+            "lr_schedule": ("cosine", "constant"), "stream": ("auto", "always", "never")}
 # Fields a resumed run may change; the rest define the model/run and come from its config.json.
 _RESUMABLE = {"epochs", "max_steps", "device", "num_threads", "log_every", "checkpoint_every",
               "progress", "val", "val_max_stars", "stream", "stream_block", "memory_limit_gb"}
@@ -68,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one option per TrainConfig field plus --config, --resume and --overwrite."""
     from twinviz.training.config import TrainConfig
 
+    # Keep the examples in the description as written (every option states its own default).
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = TrainConfig()
     parser.add_argument("--config", metavar="JSON", default=argparse.SUPPRESS,
                         help="read settings from a config.json (options given here override it)")
@@ -87,8 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 default=argparse.SUPPRESS, help=help_)
         else:
             kind = type(default) if default is not None else str
+            metavar = f.name.split("_")[-1].upper() if kind is not str else None
             parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_,
-                                metavar=f.name.split("_")[-1].upper() if kind is not str else None)
+                                choices=_CHOICES.get(f.name), metavar=None if f.name in _CHOICES else metavar)
 
 
 def _show(value) -> str:
