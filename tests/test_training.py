@@ -334,3 +334,21 @@ def test_masked_pixels_and_flux_err_train_in_pixel_space_without_nans(tmp_path):
     epochs = _epochs(tmp_path / "r")
     assert all(np.isfinite(e["train_recon"]) and np.isfinite(e["val_mse"]) for e in epochs)
     assert epochs[-1]["train_recon"] < 0.5 * epochs[0]["train_recon"]
+
+
+def test_a_failing_run_records_failed_with_the_error(data, tmp_path, monkeypatch):
+    trainer = Trainer(_config(data, tmp_path / "r", epochs=2, val=None))
+    real_step = trainer.train_step
+
+    def flaky(batch, step):
+        if step == 3:
+            raise RuntimeError("simulated failure at step 3")
+        return real_step(batch, step)
+
+    monkeypatch.setattr(trainer, "train_step", flaky)
+    with pytest.raises(RuntimeError):
+        trainer.fit()
+    status = read_status(tmp_path / "r")
+    assert status["state"] == "failed" and "simulated failure at step 3" in status["error"]
+    assert status["finished"]
+    assert "simulated failure" in (tmp_path / "r" / "train.log").read_text()
