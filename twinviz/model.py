@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,9 +345,10 @@ class FaderNetwork(nn.Module):
         tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
         meta = {"format": "twinviz-fader", "format_version": str(MODEL_FORMAT_VERSION)}
         config = {"format": "twinviz-fader", "format_version": MODEL_FORMAT_VERSION, **self.config.to_dict()}
-        tag = uuid.uuid4().hex[:8]
-        tmp_w = directory / f".{WEIGHTS_FILE}.{tag}.tmp"
-        tmp_c = directory / f".{CONFIG_FILE}.{tag}.tmp"
+        from twinviz.atomic import temporary_sibling
+
+        tmp_w = temporary_sibling(directory / WEIGHTS_FILE)
+        tmp_c = temporary_sibling(directory / CONFIG_FILE)
         try:
             save_file(tensors, str(tmp_w), metadata=meta)
             tmp_c.write_text(json.dumps(config, indent=2) + "\n")

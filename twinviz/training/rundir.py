@@ -18,8 +18,9 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
+
+from twinviz.atomic import write_json_atomic as _write_json_atomic
 
 from .config import TrainConfigError
 
@@ -27,14 +28,8 @@ __all__ = ["RunDirectory", "prepare_fresh_run", "read_status", "truncate_metrics
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary name in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write JSON atomically (twinviz.atomic), turning numpy/torch scalars into numbers."""
+    _write_json_atomic(path, obj, default=_json_default)
 
 
 def _json_default(value):
