@@ -92,7 +92,8 @@ def test_app_loads_and_a_slider_changes_the_reconstruction(page, served, console
     page.wait_for_function(f"() => {{ const s = ({CHECKSUM_JS})(['tv-spectrum', 'model']); "
                            f"return s !== null && Math.abs(s - {before}) > 1e-9; }}", timeout=10_000)
     assert title.inner_text() != start
-    assert "teff" in _query(page)  # the permalink follows the slider
+    # the permalink follows the slider (the URL sync may arrive after the plot's data)
+    page.wait_for_function("() => new URLSearchParams(window.location.search).has('teff')", timeout=10_000)
     page.screenshot(path=artifacts / "app_swap_after_slider.png", full_page=True)
 
 
@@ -106,6 +107,8 @@ def test_picking_a_twin_row_shows_the_comparison(page, served, console_errors, n
     row.click()
     page.wait_for_function(f"() => Math.abs(({CHECKSUM_JS})(['tv-compare', 'twin']) - {before}) > 1e-9",
                            timeout=10_000)
+    # the URL is synced by a separate message that may arrive after the plot's data
+    page.wait_for_function("() => new URLSearchParams(window.location.search).has('twin')", timeout=10_000)
     assert int(_query(page)["twin"]) == int(star_id) - 1000  # sample ids are 1000 + position
     page.screenshot(path=artifacts / "app_twins_row_selected.png", full_page=True)
 
