@@ -88,3 +88,14 @@ def test_open_model_with_a_bad_path_keeps_the_current_model(app_data, tmp_path):
     explorer = Explorer(app_data, training=False)
     explorer.open_model(model_dir=tmp_path / "missing", data_path=tmp_path / "none.nc").join(timeout=60)
     assert explorer.state.data is app_data and explorer.tabs.loading is False
+
+
+def test_training_tab_is_present_with_default_folders(app_data, tmp_path, monkeypatch):
+    """With no --runs/--data-dir the tab uses ./runs and the data file's folder (a Path)."""
+    from twinviz.app.layout import Explorer
+
+    monkeypatch.chdir(tmp_path)
+    explorer = Explorer(app_data, training={})
+    assert explorer.training is not None
+    assert explorer.tabs._names[-1] == "Training"
+    assert explorer.training.data_dir == str(app_data.data_path.parent)

@@ -169,7 +169,7 @@ def _training_tab(data: AppData, folders: dict, on_open):
         on_open(run, model_dir)
 
     try:
-        return TrainingTab(runs_dir=runs_dir, data_dir=data_dir, on_open=open_in_explorer)
+        return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), on_open=open_in_explorer)
     except Exception as exc:  # the explorer must not fail because of this tab
         log.warning("training tab unavailable: %s", exc)
         return None
