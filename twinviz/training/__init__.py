@@ -3,13 +3,28 @@
 ``train(TrainConfig(data="train.nc", val="val.nc", out="runs/NAME"))`` writes the run
 directory described in docs/training.md and returns its path. Launched by ``torchrun`` the
 same code runs DistributedDataParallel.
-"""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import TrainConfig, TrainConfigError
-from .rundir import RunDirectory, read_status, write_json_atomic
-from .model_init import build_model
-from .trainer import Trainer, resolve_device, train
 
-__all__ = ["CheckpointError", "RunDirectory", "TrainConfig", "TrainConfigError", "Trainer", "build_model",
-           "load_checkpoint", "read_status", "resolve_device", "save_checkpoint", "train",
-           "write_json_atomic"]
+Names are imported on first use (PEP 562), so ``from twinviz.training.config import
+TrainConfig`` — which ``twinviz --help`` and the app's form need — does not import torch.
+"""
+from importlib import import_module
+
+_HOMES = {
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "TrainConfig": "config", "TrainConfigError": "config",
+    "RunDirectory": "rundir", "read_status": "rundir", "write_json_atomic": "rundir",
+    "build_model": "model_init",
+    "Trainer": "trainer", "resolve_device": "trainer", "train": "trainer",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
