@@ -103,16 +103,27 @@ def browser_numbers(inputs, moves: int, extra_sessions: int) -> dict:
         page.wait_for_timeout(1000)
         rss_one = _rss_mb(proc.pid)
         # Slider → updated data in the browser's document, then one animation frame (painted).
-        handle = page.locator(".noUi-handle").nth(1)
+        # The Teff slider, found by its title (the sidebar's k slider comes first in the page);
+        titles = page.locator(".bk-slider-title")
+        teff_index = next(i for i in range(titles.count()) if titles.nth(i).inner_text().startswith("Teff"))
+        handle = page.locator(".noUi-handle").nth(teff_index)
         handle.focus()
+        # alternate single steps, starting away from the nearer bound, so every move changes the value
+        start_teff = float(titles.nth(teff_index).inner_text().split(":")[1])
+        first, other = ("ArrowRight", "ArrowLeft") if start_teff < 4750 else ("ArrowLeft", "ArrowRight")
         latencies = []
         for i in range(moves):
             before = page.evaluate(CHECKSUM_JS, "tv-spectrum")
-            key = "ArrowLeft" if (i // 10) % 2 == 0 else "ArrowRight"
+            key = first if i % 2 == 0 else other
             t0 = time.perf_counter()
             page.keyboard.press(key)
-            page.wait_for_function(f"(b) => {{ const s = ({CHECKSUM_JS})('tv-spectrum'); return s !== null && s !== b; }}",
-                                   arg=before, polling="raf", timeout=10_000)
+            try:
+                page.wait_for_function(f"(b) => {{ const s = ({CHECKSUM_JS})('tv-spectrum'); return s !== null && s !== b; }}",
+                                       arg=before, polling="raf", timeout=10_000)
+            except Exception:
+                print(f"move {i} ({key}) did not change the plot; slider title now: "
+                      f"{titles.nth(teff_index).inner_text()!r}; checksum {before}")
+                raise
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
             latencies.append((time.perf_counter() - t0) * 1e3)
         out["slider→plot p50 (ms)"] = float(np.percentile(latencies, 50))
