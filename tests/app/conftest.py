@@ -33,7 +33,6 @@ def _panel_clean():
 @pytest.fixture(scope="session")
 def synth_paths(tmp_path_factory):
     """A small dataset from the real built-in synthesizer, with a matching (untrained) model."""
-    pytest.importorskip("twinviz.spectra.synth")
     import torch
 
     from twinviz.embedding import encode_dataset, save_latents
