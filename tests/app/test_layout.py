@@ -59,6 +59,7 @@ def test_metrics_view_shows_a_cached_report_beside_the_papers(state, tmp_path):
     frame = report_frame(report)
     assert list(frame["rank 1"]) == ["50.0 %", "60.7 %"]
     assert isinstance(view.body.objects[0], pn.widgets.Tabulator)
+    assert "twin rank ≤ 0" in view.status.object and "rank ≤ 1." in view.status.object
 
 
 def test_metrics_view_offers_to_compute_a_missing_report(state):

@@ -109,8 +109,10 @@ class MetricsView(pn.viewable.Viewer):
             self.body.objects = [self.compute_button]
             return
         n = report.get("n_stars")
-        self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin; rank thresholds "
-                              f"{report.get('thresholds', {})}.")
+        limits = report.get("thresholds", {})
+        self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin; "
+                              f"≤ 0.1 % means twin rank ≤ {limits.get('rank_0p1', '?')}, "
+                              f"≤ 1 % means rank ≤ {limits.get('rank_1', '?')}.")
         table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
                                      layout="fit_data_stretch", sizing_mode="stretch_width")
         self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
