@@ -11,13 +11,11 @@ update, cold start ≤ 15 s once the first run's cache exists. Prints one table.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np

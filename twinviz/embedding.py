@@ -129,7 +129,7 @@ def open_latents(path) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file: does not exist. Fix: make it with "
-                           "`twinviz embed --model DIR --data FILE --out {path}`")
+                           f"`twinviz embed --model DIR --data FILE --out {path}`")
     fmt = _format_of(path)
     try:
         ds = xr.open_zarr(path) if fmt == "zarr" else xr.open_dataset(path, engine="h5netcdf")

@@ -1,10 +1,9 @@
 """Fixtures of the app's Python-level tests: a tiny sample model + dataset (built once)."""
-import numpy as np
 import panel as pn
 import pytest
 
 from twinviz.app.sample import make_sample
-from twinviz.app.state import ExplorerState, clear_cache, load_app_data
+from twinviz.app.state import ExplorerState, load_app_data
 
 
 @pytest.fixture(scope="session")

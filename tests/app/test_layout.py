@@ -70,8 +70,6 @@ def test_metrics_view_offers_to_compute_a_missing_report(state):
 def test_open_model_swaps_this_sessions_views_to_another_model(app_data, synth_paths, tmp_path):
     """"Open in explorer" (the Training tab's callback) loads another model + dataset into the
     session's tabs, keeping the Training tab, without touching other sessions."""
-    from twinviz.app.layout import Explorer
-
     explorer = Explorer(app_data, training={"runs": str(tmp_path / "runs"), "data_dir": str(tmp_path)})
     other = Explorer(app_data, training=False)
     n_tabs = len(explorer.tabs)
@@ -84,8 +82,6 @@ def test_open_model_swaps_this_sessions_views_to_another_model(app_data, synth_p
 
 
 def test_open_model_with_a_bad_path_keeps_the_current_model(app_data, tmp_path):
-    from twinviz.app.layout import Explorer
-
     explorer = Explorer(app_data, training=False)
     explorer.open_model(model_dir=tmp_path / "missing", data_path=tmp_path / "none.nc").join(timeout=60)
     assert explorer.state.data is app_data and explorer.tabs.loading is False
@@ -93,8 +89,6 @@ def test_open_model_with_a_bad_path_keeps_the_current_model(app_data, tmp_path):
 
 def test_training_tab_is_present_with_default_folders(app_data, tmp_path, monkeypatch):
     """With no --runs/--data-dir the tab uses ./runs and the data file's folder (a Path)."""
-    from twinviz.app.layout import Explorer
-
     monkeypatch.chdir(tmp_path)
     explorer = Explorer(app_data, training={})
     assert explorer.training is not None

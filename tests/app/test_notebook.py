@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import nbformat
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "explore.ipynb"
 

@@ -1,5 +1,4 @@
 """Shared data are loaded once; each session keeps its own selection."""
-import numpy as np
 import pytest
 
 from twinviz.app.state import AppDataError, ExplorerState, load_app_data

@@ -1,7 +1,6 @@
 """Swap explorer: sliders drive the decoder; the truth curve is the synthesizer's spectrum."""
 import numpy as np
 import param
-import pytest
 
 from twinviz.app.sample import SAMPLE_ELEMENTS, SampleSynthesizer
 from twinviz.app.state import ExplorerState, load_app_data

@@ -24,7 +24,6 @@ import dataclasses
 import html
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 import panel as pn

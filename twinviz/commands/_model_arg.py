@@ -1,6 +1,8 @@
-"""Shared handling of ``--model`` for the evaluate/embed/twins commands."""
+"""Shared handling of ``--model`` (and the encoding options) for the evaluate/embed/twins commands."""
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 WEIGHTS_AND_CONFIG = ("config.json", "model.safetensors")
@@ -39,3 +41,22 @@ def load_model(path, device: str = "auto"):
     from twinviz.model import FaderNetwork
 
     return FaderNetwork.from_pretrained(resolve_model_dir(path), device=pick_device(device))
+
+
+def add_encoding_arguments(parser) -> None:
+    """``--device``, ``--batch-size`` and ``--chunk``: how a command runs the encoder."""
+    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=1024, help="stars per forward pass")
+    parser.add_argument("--chunk", type=int, default=8192, help="stars read from the file at a time")
+
+
+def elapsed_printer():
+    """A ``say(message)`` that prints to stderr with the seconds since it was made, and that
+    start time (``say.start``, from ``time.perf_counter``)."""
+    start = time.perf_counter()
+
+    def say(message):
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    say.start = start
+    return say

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
+from ._model_arg import add_encoding_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--umap-fit-stars", type=int, default=UMAP_DEFAULTS["fit_stars"],
                         help="fit UMAP on at most this many stars (the rest are transformed)")
     parser.add_argument("--seed", type=int, default=UMAP_DEFAULTS["seed"], help="UMAP random seed")
-    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
-    parser.add_argument("--batch-size", type=int, default=1024, help="stars per forward pass")
-    parser.add_argument("--chunk", type=int, default=8192, help="stars read from the file at a time")
+    add_encoding_arguments(parser)
 
 
 def main(args) -> int:
@@ -46,12 +45,9 @@ def main(args) -> int:
     from twinviz.projection import add_projections
     from twinviz.spectra.dataset import open_spectra
 
-    from ._model_arg import load_model, resolve_model_dir
+    from ._model_arg import elapsed_printer, load_model, resolve_model_dir
 
-    start = time.perf_counter()
-
-    def say(message):
-        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+    say = elapsed_printer()
 
     methods = tuple(m.strip() for m in args.projections.split(",") if m.strip())
     unknown = set(methods) - {"pca", "umap"}

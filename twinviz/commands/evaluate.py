@@ -13,6 +13,8 @@ import argparse
 import sys
 import time
 
+from ._model_arg import add_encoding_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
@@ -33,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=("l1", "l2"), default="l1", help="twin-search distance")
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto",
                         help="twin-search backend (results are identical)")
-    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
-    parser.add_argument("--batch-size", type=int, default=1024, help="stars per forward pass")
-    parser.add_argument("--chunk", type=int, default=8192, help="stars read from the file at a time")
+    add_encoding_arguments(parser)
 
 
 def main(args) -> int:
@@ -46,12 +46,10 @@ def main(args) -> int:
     from twinviz.spectra.dataset import open_spectra
     from twinviz.twins import TwinIndexError
 
-    from ._model_arg import load_model, resolve_model_dir, run_dir_of
+    from ._model_arg import elapsed_printer, load_model, resolve_model_dir, run_dir_of
 
-    start = time.perf_counter()
-
-    def say(message):
-        print(f"[{time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+    say = elapsed_printer()
+    start = say.start
 
     try:
         model_dir = resolve_model_dir(args.model)

@@ -74,7 +74,7 @@ class ValidationSet:
         n = len(self)
         z = np.empty((n, model.config.latent_dim), dtype=np.float32)
         sq_err, n_pix = 0.0, 0
-        correct, logits_all = 0, []
+        correct = 0
         for a in range(0, n, batch_size):
             b = min(n, a + batch_size)
             flux = torch.from_numpy(self.flux[a:b]).to(device)
