@@ -39,7 +39,7 @@ def _inputs(which: str, workdir: Path):
             return "demo", [model, data, latents]
         except AppDataError as exc:
             print(f"(demo unavailable: {exc}; using the sample)")
-    from twinviz.app.sample import make_sample
+    from twinviz.testing import make_sample
 
     return "sample", list(make_sample(workdir / "sample"))
 
@@ -163,7 +163,7 @@ def map_numbers(n: int) -> dict:
 
     from twinviz.app.latent_map import LatentMap
     from twinviz.app.loading import data_labels
-    from twinviz.app.sample import synthetic_latents
+    from twinviz.testing import synthetic_latents
     from twinviz.app.state import AppData, ExplorerState
 
     class _Config:

@@ -52,8 +52,7 @@ def plain_cdist_ranks(z, groups, block=1024):
 
 
 def bench_ranks(n, dim, rows):
-    from twinviz.twins import TwinIndex
-
+    from twinviz.twins.index import TwinIndex
     rng = np.random.default_rng(0)
     z = rng.standard_normal((n, dim)).astype(np.float32)
     groups = np.repeat(np.arange(n // 2), 2)
@@ -71,8 +70,7 @@ def bench_ranks(n, dim, rows):
 def bench_search(n, dim, k, rows):
     import torch
 
-    from twinviz.twins import TwinIndex
-
+    from twinviz.twins.index import TwinIndex
     rng = np.random.default_rng(1)
     z = rng.standard_normal((n, dim)).astype(np.float32)
     star = 12345 % n
@@ -111,7 +109,7 @@ def bench_search(n, dim, k, rows):
 def bench_encode(n, rows):
     import torch
 
-    from twinviz.embedding import encode_dataset
+    from twinviz.latents.encode import encode_dataset
     from twinviz.model import FaderNetwork, ModelConfig, encode_arrays
     from twinviz.spectra.dataset import make_spectra, open_spectra, save_spectra
     from twinviz.spectra.grid import get_grid

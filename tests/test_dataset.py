@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from twinviz.spectra.dataset import DatasetError, make_spectra, open_spectra, save_spectra, validate
+from twinviz.spectra.dataset import DatasetError, make_spectra, load_spectra, open_spectra, save_spectra, validate
 from twinviz.spectra.grid import get_grid
 
 
@@ -35,7 +35,7 @@ def test_make_spectra_follows_the_schema():
 def test_round_trip_preserves_everything(tmp_path, suffix):
     ds = small_dataset()
     path = save_spectra(ds, tmp_path / f"spectra{suffix}")
-    back = open_spectra(path)
+    back = load_spectra(path)
     xr.testing.assert_identical(ds, back)
     assert back.attrs == ds.attrs
 
@@ -45,14 +45,14 @@ def test_lazy_open_uses_dask_chunks(tmp_path, suffix):
     path = save_spectra(small_dataset(n_star=10), tmp_path / f"spectra{suffix}")
     lazy = open_spectra(path, chunks={"star": 4})
     assert lazy["flux"].chunks is not None
-    xr.testing.assert_equal(lazy.load(), open_spectra(path))
+    xr.testing.assert_equal(lazy.load(), load_spectra(path))
 
 
 def test_save_is_atomic_and_overwrites(tmp_path):
     path = tmp_path / "d.zarr"
     save_spectra(small_dataset(n_star=4), path)
     save_spectra(small_dataset(n_star=8), path)
-    assert open_spectra(path).sizes["star"] == 8
+    assert load_spectra(path).sizes["star"] == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.zarr"]
 
 
@@ -63,7 +63,7 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path):
     bad["teff"][0] = -5
     with pytest.raises(DatasetError):
         save_spectra(bad, path)
-    assert open_spectra(path).sizes["star"] == 4
+    assert load_spectra(path).sizes["star"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.nc"]
 
 
@@ -127,13 +127,13 @@ def test_empty_data_is_rejected():
 
 def test_missing_and_unreadable_files_give_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        open_spectra(tmp_path / "nope.nc")
+        load_spectra(tmp_path / "nope.nc")
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"not a netcdf file")
     with pytest.raises(DatasetError, match="junk.nc.*cannot be read"):
-        open_spectra(junk)
+        load_spectra(junk)
     with pytest.raises(DatasetError, match="unknown format"):
-        open_spectra(junk.rename(tmp_path / "junk.txt"))
+        load_spectra(junk.rename(tmp_path / "junk.txt"))
 
 
 def test_validation_error_on_open_names_the_file(tmp_path):
@@ -142,4 +142,4 @@ def test_validation_error_on_open_names_the_file(tmp_path):
     path = tmp_path / "bad.nc"
     save_spectra(ds, path, validate_first=False)
     with pytest.raises(DatasetError, match=r"bad\.nc: logg"):
-        open_spectra(path)
+        load_spectra(path)

@@ -31,8 +31,8 @@ def test_committed_demo_model_still_finds_twins_on_current_synthesizer_data(demo
 
 
 def test_demo_cache_has_latents_with_both_projections(demo):
-    from twinviz.embedding import open_latents
+    from twinviz.latents import load_latents
 
-    lat = open_latents(demo.latents)
+    lat = load_latents(demo.latents)
     assert {"z", "pca", "umap"} <= set(lat.data_vars)
     assert lat.sizes["star"] == load_recipe()["metrics"]["n_stars"]

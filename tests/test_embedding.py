@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from twinviz.embedding import default_latents_path, encode_dataset, open_latents, save_latents
+from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
 from twinviz.model import FaderNetwork, ModelConfig, encode_arrays
-from twinviz.projection import add_projections, pca_projection
+from twinviz.latents.projection import add_projections, pca_projection
 from twinviz.spectra.dataset import DatasetError, make_spectra, open_spectra, save_spectra
 from twinviz.spectra.grid import grid_id
 
@@ -64,7 +64,7 @@ def test_latents_round_trip(tmp_path, suffix):
     ds = small_dataset()
     latents = add_projections(encode_dataset(tiny_model(ds), ds), ("pca",))
     path = save_latents(latents, tmp_path / f"val.latents{suffix}")
-    back = open_latents(path)
+    back = load_latents(path)
     np.testing.assert_array_equal(back["z"].values, latents["z"].values)
     np.testing.assert_array_equal(back["pca"].values, latents["pca"].values)
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary file is gone
@@ -73,7 +73,7 @@ def test_latents_round_trip(tmp_path, suffix):
 def test_open_latents_rejects_a_spectra_file(tmp_path):
     path = save_spectra(small_dataset(), tmp_path / "spectra.nc")
     with pytest.raises(DatasetError, match="no latent variable z"):
-        open_latents(path)
+        load_latents(path)
 
 
 def test_default_latents_path_sits_beside_the_data():
@@ -121,7 +121,7 @@ def test_twinviz_embed_then_twins(tmp_path, capsys):
     tiny_model(ds).save_pretrained(tmp_path / "run" / "model")
     assert main(["embed", "--model", str(tmp_path / "run"), "--data", str(data), "--projections", "pca",
                  "--chunk", "16"]) == 0
-    latents = open_latents(tmp_path / "val.latents.nc")
+    latents = load_latents(tmp_path / "val.latents.nc")
     assert latents.sizes == {"star": 80, "latent": 3, "axis": 2, "element": 2}
     assert "pca" in latents and "umap" not in latents
     capsys.readouterr()

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from twinviz.baselines import polynomial_design, polynomial_residuals, raw_flux, true_abundances
-from twinviz.evaluation import (PAPER_REFERENCE, evaluate, evaluate_representation, model_errors,
-                                swap_partners)
+from twinviz.evaluation.baselines import polynomial_design, polynomial_residuals, raw_flux, true_abundances
+from twinviz.evaluation.compute import evaluate, evaluate_representation, model_errors
+from twinviz.evaluation.report import write_report
+from twinviz.evaluation.results import PAPER_REFERENCE
+from twinviz.twins.groups import swap_partners
 from twinviz.model import FaderNetwork, ModelConfig
 from twinviz.spectra.dataset import DatasetError, make_spectra
 from twinviz.spectra.grid import grid_id
@@ -145,7 +147,7 @@ def test_evaluate_refuses_data_without_twins():
 def test_report_files(tmp_path):
     ds = additive_dataset(n_groups=30)
     report = evaluate(tiny_model(ds), ds, pixel_queries=None)
-    paths = report.write(tmp_path / "eval")
+    paths = write_report(report, tmp_path / "eval")
     data = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [m["key"] for m in data["methods"]] == ["fader", "polynomial", "raw_flux", "oracle"]
     assert data["thresholds"] == {"rank_0p1": 0, "rank_1": 0}

@@ -1,4 +1,4 @@
-"""The run manager (twinviz.runs): real `twinviz train` child processes on tiny data."""
+"""The run manager (twinviz.runs.manager): real `twinviz train` child processes on tiny data."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from twinviz.runs import MetricsFollower, Run, RunError, RunManager, devices, log_tail
+from twinviz.runs.manager import MetricsFollower, Run, RunError, RunManager, devices, log_tail
 from twinviz.spectra.dataset import make_spectra, save_spectra
 
 # A run small enough to finish in a few seconds on one CPU core.

@@ -167,7 +167,7 @@ def test_stored_linelist_is_rebuilt_exactly_from_its_seed():
 
 
 def test_simulate_cli_writes_a_dataset_that_opens(tmp_path):
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import load_spectra
 
     out = tmp_path / "twins.nc"
     result = subprocess.run(
@@ -175,7 +175,7 @@ def test_simulate_cli_writes_a_dataset_that_opens(tmp_path):
          "--chemistry", "galactic", "--out", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     assert ds.sizes["star"] == 10 and ds.sizes["wavelength"] == 7214
     assert ds.attrs["generator"] == "twinviz.synth" and ds.attrs["linelist_version"] == LINELIST_VERSION
     assert ds.attrs["chemistry"] == "galactic" and int(ds.attrs["seed"]) == 3

@@ -265,9 +265,9 @@ def test_twinviz_train_end_to_end_on_tiny_data(data, tmp_path):
     assert "done:" in done.stdout
     assert TrainConfig.load(out / "config.json").epochs == 3
     model = FaderNetwork.from_pretrained(out / "model")
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import load_spectra
 
-    model.check_grid(open_spectra(data["val"]))
+    model.check_grid(load_spectra(data["val"]))
     # --resume with more epochs continues the same run
     more = subprocess.run(_cli("--out", str(out), "--resume", "--epochs", "4"), env=_env(),
                           capture_output=True, text=True, timeout=300)
@@ -293,12 +293,12 @@ def test_bad_input_gives_a_readable_error(tmp_path):
 
 
 def test_training_on_frozen_basis_coefficients_is_the_pixel_space_objective(data, tmp_path):
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import load_spectra
     from twinviz.training.trainer import _Autoencoder
 
     trainer = Trainer(_config(data, tmp_path / "r", epochs=1, val=None))
     model = trainer.model.eval()
-    source = ArraySource(open_spectra(data["train"]), batch_size=64, seed=0)
+    source = ArraySource(load_spectra(data["train"]), batch_size=64, seed=0)
     pixels = next(source.batches(0))
     assert source.project(model)
     coefs = next(source.batches(0))

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from twinviz.twins import (TwinIndex, TwinIndexError, cumulative_rank_curve, group_twin_pairs,
-                           rank_fractions)
+from twinviz.twins.groups import group_twin_pairs
+from twinviz.twins.index import TwinIndex, TwinIndexError
+from twinviz.twins.ranks import cumulative_rank_curve, rank_fractions
 
 BACKENDS = ["faiss", "torch"]
 

@@ -4,9 +4,10 @@ An implementation of the adversarial-disentanglement method of de Mijolla, Ness 
 (2019), with a built-in spectral synthesizer, training on CPU/GPU, exact L1 twin search,
 Table-1 evaluation and an interactive Panel app.
 """
-from .spectra import (
+from twinviz.spectra import (
     DatasetError,
     get_grid,
+    load_spectra,
     make_spectra,
     open_spectra,
     save_spectra,
@@ -15,5 +16,5 @@ from .spectra import (
 
 __version__ = "0.1.0"
 
-__all__ = ["DatasetError", "__version__", "get_grid", "make_spectra", "open_spectra", "save_spectra",
+__all__ = ["DatasetError", "__version__", "get_grid", "load_spectra", "make_spectra", "open_spectra", "save_spectra",
            "validate"]

@@ -1,7 +1,7 @@
 """`python -m twinviz …` runs the command-line interface."""
 import sys
 
-from .cli import main
+from twinviz.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,11 +9,12 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import xarray as xr
 
-__all__ = ["temporary_sibling", "write_dataset_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "temporary_sibling", "write_dataset_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def temporary_sibling(path: Path, suffix: str = "tmp") -> Path:
@@ -21,20 +22,34 @@ def temporary_sibling(path: Path, suffix: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{suffix}")
 
 
-def write_json_atomic(path, obj, default=None) -> Path:
-    """Write ``obj`` as indented JSON, fsync, then move it into place."""
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary sibling of ``path`` to write a file to; on success it replaces ``path``
+    in one rename, on any error it is removed and ``path`` is left as it was."""
     path = Path(path)
     tmp = temporary_sibling(path)
     try:
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(obj, indent=2, default=default) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8), fsync, then move it into place."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
     return path
+
+
+def write_json_atomic(path, obj, default=None) -> Path:
+    """Write ``obj`` as indented JSON, fsync, then move it into place."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, default=default) + "\n")
 
 
 def write_dataset_atomic(ds: xr.Dataset, path, fmt: str, *, star_chunk: int, encoding: dict | None = None) -> Path:

@@ -31,7 +31,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from twinviz import __version__
 
     parser = argparse.ArgumentParser(
         prog="twinviz", description="Find chemically identical stars from their spectra (fader networks).")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .spectra.dataset import DatasetError
+    from twinviz.spectra.dataset import DatasetError
 
     try:
         return int(args._module.main(args) or 0)

@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_json_atomic
+from twinviz.atomic import write_json_atomic
 
 __all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
 
@@ -33,7 +33,7 @@ DEFAULT_RECIPE = {
     "training_data": {"pairs": 10000, "seed": 7, "snr": None},
     "validation_data": {"pairs": 1000, "seed": 8, "snr": None},
     "train": {"epochs": 60, "seed": 0},  # other hyperparameters: TrainConfig's defaults
-    "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 42},  # see twinviz.projection.UMAP_DEFAULTS
+    "umap": {"n_neighbors": 15, "min_dist": 0.1, "seed": 42},  # see twinviz.latents.projection.UMAP_DEFAULTS
 }
 
 
@@ -71,7 +71,7 @@ def _file_digest(path: Path) -> str:
 
 
 def _dataset_key(recipe: dict) -> str:
-    from .spectra import synth
+    from twinviz.spectra import synth
 
     spec = {"dataset": recipe["dataset"], "linelist": synth.LINELIST_VERSION,
             "generator": getattr(synth, "GENERATOR_VERSION", "")}
@@ -79,8 +79,8 @@ def _dataset_key(recipe: dict) -> str:
 
 
 def _simulate_to(path: Path, spec: dict, grid: str, progress: bool) -> Path:
-    from .spectra.dataset import save_spectra
-    from .spectra.synth import simulate
+    from twinviz.spectra.dataset import save_spectra
+    from twinviz.spectra.synth import simulate
 
     ds = simulate(spec["pairs"], group_size=spec.get("group_size", 2), seed=spec["seed"],
                   snr=spec.get("snr"), chemistry=spec.get("chemistry", "independent"), grid=grid,
@@ -118,25 +118,25 @@ def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPath
 
 def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report_dir: Path,
                               recipe: dict) -> None:
-    from .embedding import encode_dataset, save_latents
-    from .evaluation import evaluate
-    from .model import FaderNetwork
-    from .projection import add_projections
-    from .spectra.dataset import open_spectra
+    from twinviz.latents import encode_dataset, save_latents
+    from twinviz.evaluation import evaluate, write_report
+    from twinviz.model import FaderNetwork
+    from twinviz.latents.projection import add_projections
+    from twinviz.spectra.dataset import load_spectra
 
     model = FaderNetwork.from_pretrained(model_dir)
-    ds = open_spectra(data)
+    ds = load_spectra(data)
     lat = encode_dataset(model, ds)
     umap_opts = recipe.get("umap", {})
     lat = add_projections(lat, ("pca", "umap"), **umap_opts)
     save_latents(lat, latents)
     # the report is written last: its presence marks a complete cache entry
-    evaluate(model, ds).write(report_dir)
+    write_report(evaluate(model, ds), report_dir)
 
 
 def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int | None = None) -> dict:
     """Re-create the whole demo from scratch; returns the metrics recorded in the recipe."""
-    from .training import TrainConfig, train
+    from twinviz.training import TrainConfig, train
 
     root = Path(root or demo_root())
     recipe = load_recipe(root)

@@ -2,7 +2,7 @@
 import panel as pn
 import pytest
 
-from twinviz.app.sample import make_sample
+from twinviz.testing import make_sample
 from twinviz.app.state import ExplorerState, load_app_data
 
 
@@ -34,7 +34,7 @@ def synth_paths(tmp_path_factory):
     """A small dataset from the real built-in synthesizer, with a matching (untrained) model."""
     import torch
 
-    from twinviz.embedding import encode_dataset, save_latents
+    from twinviz.latents import encode_dataset, save_latents
     from twinviz.model import FaderNetwork, ModelConfig
     from twinviz.spectra.dataset import save_spectra
     from twinviz.spectra.synth import simulate

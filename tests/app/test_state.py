@@ -54,7 +54,7 @@ def test_latents_are_computed_and_cached_when_not_given(sample_paths, tmp_path, 
     model, data, _ = sample_paths
     local = tmp_path / "copy.nc"
     shutil.copy(data, local)
-    monkeypatch.setattr("twinviz.projection.add_projections",
+    monkeypatch.setattr("twinviz.latents.projection.add_projections",
                         lambda lat, umap=True, **kw: lat.assign(pca=(("star", "axis"), lat["z"].values[:, :2])),
                         raising=False)
     first = load_app_data(model, local)

@@ -2,7 +2,7 @@
 import numpy as np
 import param
 
-from twinviz.app.sample import SAMPLE_ELEMENTS, SampleSynthesizer
+from twinviz.testing import SAMPLE_ELEMENTS, SampleSynthesizer
 from twinviz.app.state import ExplorerState, load_app_data
 from twinviz.app.swap import SwapExplorer
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from twinviz.app.sample import make_sample
+from twinviz.testing import make_sample
 
 pytestmark = pytest.mark.ui
 

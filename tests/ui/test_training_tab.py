@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
 def tab_server(serve, data_dir, tmp_path):
     """Serve a TrainingTab (tiny defaults, fast refresh); returns (url, opened calls, runs dir)."""
     from twinviz.app.training import TrainingTab
-    from twinviz.runs import RunManager
+    from twinviz.runs.manager import RunManager
 
     opened = []
     runs_dir = tmp_path / "runs"

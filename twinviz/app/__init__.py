@@ -12,7 +12,7 @@ Every component also works on its own, e.g. ``SwapExplorer(ExplorerState(load_ap
 """
 from __future__ import annotations
 
-from .state import AppData, AppDataError, ExplorerState, load_app_data
+from twinviz.app.state import AppData, AppDataError, ExplorerState, load_app_data
 
 __all__ = ["AppData", "AppDataError", "ExplorerState", "explore", "load_app_data", "main_args", "split_args"]
 
@@ -24,7 +24,7 @@ def explore(model=None, data=None, latents=None, **selection):
     latents : optional latent file (``twinviz embed``); with neither model nor data, the bundled
     demo. ``selection`` sets the initial state, e.g. ``star=12, teff=4800``.
     """
-    from .layout import Explorer
+    from twinviz.app.layout import Explorer
 
     app_data = load_app_data(model, data, latents)
     return Explorer(app_data, ExplorerState(app_data, **selection))

@@ -8,7 +8,7 @@ import numpy as np
 import panel as pn
 import param
 
-from .state import AppDataError, ExplorerState
+from twinviz.app.state import AppDataError, ExplorerState
 
 __all__ = ["StarPicker", "source_pane", "source_text"]
 

@@ -14,8 +14,8 @@ import panel as pn
 import param
 from holoviews.operation.datashader import dynspread, rasterize
 
-from . import theme
-from .state import ExplorerState
+from twinviz.app import theme
+from twinviz.app.state import ExplorerState
 
 __all__ = ["LatentMap"]
 

@@ -13,14 +13,14 @@ import logging
 import panel as pn
 import param
 
-from . import theme
-from .theme import ensure_extensions
-from .controls import StarPicker, source_pane
-from .latent_map import LatentMap
-from .metrics import MetricsView
-from .state import AppData, ExplorerState, load_app_data
-from .swap import SwapExplorer
-from .twin_table import TwinTable
+from twinviz.app import theme
+from twinviz.app.theme import ensure_extensions
+from twinviz.app.controls import StarPicker, source_pane
+from twinviz.app.latent_map import LatentMap
+from twinviz.app.metrics import MetricsView
+from twinviz.app.state import AppData, ExplorerState, load_app_data
+from twinviz.app.swap import SwapExplorer
+from twinviz.app.twin_table import TwinTable
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class Explorer(pn.viewable.Viewer):
 def _training_tab(data: AppData, folders: dict, on_open):
     """The training tab (twinviz.app.training) for this session, or None when unavailable."""
     try:
-        from .training import TrainingTab
+        from twinviz.app.training import TrainingTab
     except ImportError:
         return None
     runs_dir = folders.get("runs") or "runs"

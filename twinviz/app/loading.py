@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .state import AppData, AppDataError, default_cache_dir, model_fingerprint
+from twinviz.app.state import AppData, AppDataError, default_cache_dir, model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     """Open and check everything the app shows; encode and project the latents when no latent
     file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only)."""
     from twinviz.model import FaderNetwork, ModelError
-    from twinviz.spectra.dataset import DatasetError, open_spectra
+    from twinviz.spectra.dataset import DatasetError, load_spectra
     from twinviz.spectra.grid import identify_grid
 
     model_dir, data_path = Path(model_dir), Path(data_path)
@@ -33,7 +33,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     except ModelError as exc:
         raise AppDataError(f"--model: {exc}") from exc
     try:
-        ds = open_spectra(data_path)
+        ds = load_spectra(data_path)
     except DatasetError as exc:
         raise AppDataError(f"--data: {exc}") from exc
     try:
@@ -108,12 +108,12 @@ def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
 
 
 def _latents_for(model, model_dir, ds, data_path, latents_path):
-    from twinviz.embedding import encode_dataset, open_latents, save_latents
+    from twinviz.latents import encode_dataset, load_latents, save_latents
     from twinviz.spectra.dataset import DatasetError
 
     if latents_path is not None:
         try:
-            lat = open_latents(latents_path)
+            lat = load_latents(latents_path)
         except DatasetError as exc:
             raise AppDataError(f"--latents: {exc}") from exc
         if lat.sizes["star"] != ds.sizes["star"] or not np.array_equal(lat["star"].values, ds["star"].values):
@@ -123,7 +123,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
     path = cached_latents_path(data_path, model_dir)
     if path.exists():
         try:
-            lat = open_latents(path)
+            lat = load_latents(path)
             if lat.sizes["star"] == ds.sizes["star"]:
                 return lat
         except DatasetError:
@@ -131,7 +131,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
     log.info("encoding %d stars of %s (first start; cached in %s)", ds.sizes["star"], data_path, path)
     lat = encode_dataset(model, ds)
     try:
-        from twinviz.projection import add_projections
+        from twinviz.latents.projection import add_projections
 
         lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
     except ImportError:

@@ -1,6 +1,6 @@
 """Metrics view: the loaded model's Table-1 numbers and twin-rank curve beside the paper's.
 
-The numbers come from :func:`twinviz.evaluation.evaluate`; its report is cached as JSON beside
+The numbers come from :func:`twinviz.evaluation.compute.evaluate`; its report is cached as JSON beside
 the latents (the demo ships one), so opening the tab costs nothing. Without a cached report a
 button computes it in a worker thread (seconds to minutes) with a loading indicator.
 """
@@ -19,8 +19,8 @@ import param
 from bokeh.models import HoverTool
 from bokeh.plotting import figure
 
-from . import theme
-from .state import ExplorerState
+from twinviz.app import theme
+from twinviz.app.state import ExplorerState
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,12 @@ class MetricsView(pn.viewable.Viewer):
         threading.Thread(target=self._compute_in_thread, args=(doc,), daemon=True).start()
 
     def _compute_in_thread(self, doc):
-        from twinviz.evaluation import evaluate
-        from twinviz.spectra.dataset import open_spectra
+        from twinviz.evaluation.compute import evaluate
+        from twinviz.spectra.dataset import load_spectra
 
         d = self.state.data
         try:
-            report = evaluate(d.model, open_spectra(d.data_path), pixel_queries=500).to_dict()
+            report = evaluate(d.model, load_spectra(d.data_path), pixel_queries=500).to_dict()
             _write_json_atomic(d.report_path, report)
             error = None
         except Exception as exc:  # shown in the tab; the rest of the app keeps working

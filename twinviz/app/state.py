@@ -88,12 +88,11 @@ class AppData:
 
     @property
     def index(self):
-        """The exact L1 :class:`twinviz.twins.TwinIndex` over the latents (built on first use)."""
+        """The exact L1 :class:`twinviz.twins.index.TwinIndex` over the latents (built on first use)."""
         if self._index is None:
             with self._lock:
                 if self._index is None:
-                    from twinviz.twins import TwinIndex
-
+                    from twinviz.twins.index import TwinIndex
                     self._index = TwinIndex(self.z, metric="l1", ids=self.star_ids)
         return self._index
 
@@ -308,7 +307,7 @@ def load_app_data(model=None, data=None, latents=None) -> AppData:
     key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            from .loading import build_app_data
+            from twinviz.app.loading import build_app_data
 
             _CACHE[key] = build_app_data(model, data, latents, report)
         return _CACHE[key]

@@ -23,9 +23,9 @@ import param
 from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
-from . import theme
-from .lines import element_lines
-from .state import ExplorerState
+from twinviz.app import theme
+from twinviz.app.lines import element_lines
+from twinviz.app.state import ExplorerState
 
 __all__ = ["SwapExplorer"]
 

@@ -6,13 +6,13 @@ Public API (for ``layout.py``)::
     tab.servable()   # or add it to the layout's tabs: pn.Tabs(("Training", tab), ...)
 
 ``on_open(run, model_dir)`` is called when the user presses "Open in explorer": ``run`` is a
-:class:`twinviz.runs.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
+:class:`twinviz.runs.manager.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
 ``model_dir`` a directory ``FaderNetwork.from_pretrained`` (and ``load_app_data(model=...)``)
 can open — the best model of a finished run, or the latest checkpoint of a running one. The
 same event also sets the ``opened`` parameter (``{"run", "model", "data"}``) for code that
 prefers ``tab.param.watch``. ``selected`` is the name of the run this session looks at.
 
-Sharing: the :class:`~twinviz.runs.RunManager` (one per runs/data folder per process) and
+Sharing: the :class:`~twinviz.runs.manager.RunManager` (one per runs/data folder per process) and
 its single background polling thread are shared by every session, so runs are global and go
 on when browsers close. Each session has one periodic callback (``poll_period`` ms) that only
 reads files and pushes what changed to its own widgets; it is stopped when the session ends.
@@ -31,7 +31,7 @@ import param
 from bokeh.models import ColumnDataSource, Range1d, Span
 from bokeh.plotting import figure
 
-from twinviz.runs import Run, RunError, RunManager, devices
+from twinviz.runs.manager import Run, RunError, RunManager, devices
 from twinviz.training.config import TrainConfig
 
 __all__ = ["TrainingTab", "field_help"]

@@ -14,8 +14,8 @@ import param
 from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
-from . import theme
-from .state import ExplorerState
+from twinviz.app import theme
+from twinviz.app.state import ExplorerState
 
 __all__ = ["TwinTable", "neighbour_table"]
 

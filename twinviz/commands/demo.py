@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import json
 
-    from ..demo import ensure_demo, rebuild_demo
+    from twinviz.demo import ensure_demo, rebuild_demo
 
     if args.rebuild:
         metrics = rebuild_demo(args.root, epochs=args.epochs)

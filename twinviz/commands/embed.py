@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._model_arg import add_encoding_arguments
+from twinviz.commands._model_arg import add_encoding_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from twinviz.projection import UMAP_DEFAULTS
+    from twinviz.latents.projection import UMAP_DEFAULTS
 
     parser.add_argument("--model", metavar="DIR", help="model or run directory (runs/NAME)")
     parser.add_argument("--data", metavar="FILE", help="spectra to encode (.nc/.zarr, read lazily)")
@@ -40,12 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from pathlib import Path
 
-    from twinviz.embedding import default_latents_path, encode_dataset, open_latents, save_latents
+    from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
     from twinviz.model import ModelError
-    from twinviz.projection import add_projections
+    from twinviz.latents.projection import add_projections
     from twinviz.spectra.dataset import open_spectra
 
-    from ._model_arg import elapsed_printer, load_model, resolve_model_dir
+    from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir
 
     say = elapsed_printer()
 
@@ -59,7 +59,7 @@ def main(args) -> int:
         if args.latents:
             if args.model or args.data:
                 raise ModelError("--latents re-maps an existing latent file; give either it or --model/--data")
-            latents = open_latents(args.latents)
+            latents = load_latents(args.latents)
             out = Path(args.out or args.latents)
         else:
             if not (args.model and args.data):

@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from ._model_arg import add_encoding_arguments
+from twinviz.commands._model_arg import add_encoding_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from pathlib import Path
 
-    from twinviz.evaluation import evaluate
+    from twinviz.evaluation import evaluate, write_report
+    from twinviz.evaluation.report import report_markdown
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
-    from twinviz.twins import TwinIndexError
-
-    from ._model_arg import elapsed_printer, load_model, resolve_model_dir, run_dir_of
+    from twinviz.twins.index import TwinIndexError
+    from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir, run_dir_of
 
     say = elapsed_printer()
     start = say.start
@@ -72,7 +72,7 @@ def main(args) -> int:
     report.settings.update(model=str(model_dir), baseline_model=args.baseline_model,
                            seconds=round(time.perf_counter() - start, 1))
     out = Path(args.out) if args.out else run_dir_of(model_dir) / "evaluation"
-    paths = report.write(out)
-    print(report.markdown(plot_name=None))
+    paths = write_report(report, out)
+    print(report_markdown(report, plot_name=None))
     print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}, {paths['ranks']}")
     return 0

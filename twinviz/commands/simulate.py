@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import time
 
-    from ..spectra.dataset import save_spectra
-    from ..spectra.synth import simulate
+    from twinviz.spectra.dataset import save_spectra
+    from twinviz.spectra.synth import simulate
 
     if args.pairs < 1 or args.group_size < 1:
         raise SystemExit("twinviz simulate: error: --pairs and --group-size must be at least 1")

@@ -25,14 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _latents_from_args(args):
-    from twinviz.embedding import encode_dataset, open_latents
+    from twinviz.latents import encode_dataset, load_latents
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
 
-    from ._model_arg import load_model
+    from twinviz.commands._model_arg import load_model
 
     if args.latents:
-        return open_latents(args.latents)
+        return load_latents(args.latents)
     if args.model and args.data:
         model = load_model(args.model, args.device)
         return encode_dataset(model, open_spectra(args.data, chunks={}))
@@ -44,8 +44,7 @@ def main(args) -> int:
     import numpy as np
 
     from twinviz.model import ModelError
-    from twinviz.twins import TwinIndex, TwinIndexError
-
+    from twinviz.twins.index import TwinIndex, TwinIndexError
     try:
         latents = _latents_from_args(args)
         ids = latents["star"].values

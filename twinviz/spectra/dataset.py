@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..atomic import write_dataset_atomic
-from .grid import WavelengthGrid, get_grid, identify_grid
+from twinviz.atomic import write_dataset_atomic
+from twinviz.spectra.grid import WavelengthGrid, get_grid, identify_grid
 
 __all__ = [
     "SCHEMA_VERSION",
     "DatasetError",
+    "file_format",
+    "load_spectra",
     "make_spectra",
     "open_spectra",
     "save_spectra",
@@ -248,30 +250,45 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
 _validate = validate  # open_spectra's keyword argument `validate` shadows the function
 
 
-def _format_of(path: Path) -> str:
+def file_format(path: Path, what: str = "datasets") -> str:
+    """"zarr" or "netcdf" for a dataset path, from its extension (or an existing zarr folder);
+    raises :class:`DatasetError` naming ``what`` the file was meant to hold otherwise."""
+    path = Path(path)
     name = path.name.lower()
     if name.endswith(".zarr") or (path.is_dir() and ((path / ".zgroup").exists() or (path / "zarr.json").exists())):
         return "zarr"
     if name.endswith((".nc", ".nc4", ".h5", ".hdf5", ".netcdf")):
         return "netcdf"
     raise DatasetError(f"{path}: file: unknown format (extension '{path.suffix}'). "
-                       "Fix: use a '.nc' (netCDF) or '.zarr' path")
+                       f"Fix: use a '.nc' (netCDF) or '.zarr' path for {what}")
 
 
 def open_spectra(path, *, chunks=None, validate: bool = True) -> xr.Dataset:
-    """Open a spectra dataset from netCDF (``.nc``) or zarr (``.zarr``).
+    """Open a spectra dataset from netCDF (``.nc``) or zarr (``.zarr``) lazily, with dask.
 
-    ``chunks`` (e.g. ``{"star": 4096}`` or ``"auto"``) opens it lazily with dask, for files
-    larger than memory; without it the data are read into memory and the file is closed.
+    Nothing but the labels and coordinates is read until used, so files larger than memory
+    stream through training and encoding. ``chunks`` (default: the file's own chunks; e.g.
+    ``{"star": 4096}``) sets the dask chunking. The file stays open while the dataset is used.
+    See :func:`load_spectra` to read everything into memory.
     """
+    return _read_spectra(path, chunks={} if chunks is None else chunks, validate=validate)
+
+
+def load_spectra(path, *, validate: bool = True) -> xr.Dataset:
+    """Read a spectra dataset from netCDF (``.nc``) or zarr (``.zarr``) into memory and close
+    the file (xarray's ``load_*`` convention; :func:`open_spectra` opens lazily)."""
+    return _read_spectra(path, chunks=None, validate=validate)
+
+
+def _read_spectra(path, *, chunks, validate: bool) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file: does not exist. Fix: check the path "
                            "(make one with `twinviz simulate --out FILE`)")
-    fmt = _format_of(path)
+    fmt = file_format(path)
     try:
         if fmt == "zarr":
-            ds = xr.open_zarr(path, chunks=chunks if chunks is not None else None)
+            ds = xr.open_zarr(path, chunks=chunks)
         else:
             ds = xr.open_dataset(path, engine="h5netcdf", chunks=chunks)
         if chunks is None:
@@ -300,7 +317,7 @@ def save_spectra(ds: xr.Dataset, path, *, validate_first: bool = True) -> Path:
     complete, so a crash never leaves a half-written file under ``path``.
     """
     path = Path(path)
-    fmt = _format_of(path)
+    fmt = file_format(path)
     if validate_first:
         validate(ds, source=path)
     ds = ds.copy()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .atmosphere import ELEMENTS
+from twinviz.spectra.atmosphere import ELEMENTS
 
 CHEMISTRIES = ("independent", "galactic")
 # [X/Fe] mean and σ (dex) of the independent chemistry, in ELEMENTS order.

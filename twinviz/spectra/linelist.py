@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atmosphere as atm
+from twinviz.spectra import atmosphere as atm
 
 LINELIST_VERSION = "twinviz-ll-1"
 LINELIST_SEED = 20190615  # the seed that generated twinviz-ll-1

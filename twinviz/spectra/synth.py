@@ -34,10 +34,10 @@ except ImportError:  # pragma: no cover - private scipy API moved: same result, 
         y += (sp.csr_matrix((data, indices, indptr), shape=(n_row, n_col))
               @ x.reshape(n_col, n_vecs)).ravel()
 
-from . import atmosphere as atm
-from .grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
-from .labels import draw_labels
-from .linelist import LINELIST_PATH, LINELIST_VERSION, load_linelist
+from twinviz.spectra import atmosphere as atm
+from twinviz.spectra.grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
+from twinviz.spectra.labels import draw_labels
+from twinviz.spectra.linelist import LINELIST_PATH, LINELIST_VERSION, load_linelist
 
 __all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Synthesizer",
            "draw_labels", "simulate"]
@@ -309,7 +309,7 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
     The same arguments always give the same dataset. Returns an ``xarray.Dataset`` in the
     format of :mod:`twinviz.spectra.dataset`.
     """
-    from .dataset import make_spectra  # xarray only when a dataset is built
+    from twinviz.spectra.dataset import make_spectra  # xarray only when a dataset is built
 
     if snr is not None and not snr > 0:
         raise ValueError(f"snr must be positive or None, got {snr!r}")

@@ -209,7 +209,7 @@ def _split(pending: list[dict], size: int):
 
 def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None):
     """Open the training file and pick in-memory or streamed reading (config.stream)."""
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import load_spectra, open_spectra
 
     lazy = open_spectra(path, chunks={}, validate=False)
     n_star, n_pix = lazy["flux"].shape
@@ -223,6 +223,6 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
         validate(lazy, source=path, check_values=False)
         return StreamSource(lazy, config.batch_size, block=config.stream_block, rank=rank,
                             world=world, seed=config.seed, floor=config.flux_err_floor), lazy
-    ds = open_spectra(path)
+    ds = load_spectra(path)
     return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
                        floor=config.flux_err_floor), ds

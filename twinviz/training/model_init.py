@@ -12,7 +12,7 @@ import torch
 
 from twinviz.model import FaderNetwork, ModelConfig
 
-from .config import TrainConfig
+from twinviz.training.config import TrainConfig
 
 __all__ = ["build_model"]
 

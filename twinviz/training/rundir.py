@@ -22,7 +22,7 @@ from pathlib import Path
 
 from twinviz.atomic import write_json_atomic as _write_json_atomic
 
-from .config import TrainConfigError
+from twinviz.training.config import TrainConfigError
 
 __all__ = ["RunDirectory", "prepare_fresh_run", "read_status", "truncate_metrics", "write_json_atomic"]
 

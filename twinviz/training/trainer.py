@@ -32,12 +32,12 @@ from torch import nn
 
 from twinviz.model import FaderNetwork
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, TrainConfigError
-from .data import make_source
-from .model_init import build_model
-from .rundir import RunDirectory, prepare_fresh_run, truncate_metrics
-from .validation import ValidationSet
+from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
+from twinviz.training.config import TrainConfig, TrainConfigError
+from twinviz.training.data import make_source
+from twinviz.training.model_init import build_model
+from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
+from twinviz.training.validation import ValidationSet
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
 
@@ -129,9 +129,9 @@ class Trainer:
         self.source, train_ds = make_source(config.data, config, rank=self.rank, world=self.world, logger=log)
         self.val = None
         if config.val and self.is_main:
-            from twinviz.spectra.dataset import open_spectra
+            from twinviz.spectra.dataset import load_spectra
 
-            self.val = ValidationSet(open_spectra(config.val), config.val_max_stars, config.seed)
+            self.val = ValidationSet(load_spectra(config.val), config.val_max_stars, config.seed)
             self.log("validation: %d stars of %s%s", len(self.val), config.val,
                      "" if self.val.partner is not None else " (no groups: no twin ranks)")
         self.total_steps = config.epochs * self.source.steps_per_epoch

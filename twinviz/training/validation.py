@@ -1,20 +1,24 @@
 """Per-epoch validation of a fader network on a fixed subset of the validation set.
 
-Metrics (SCIENCE.md §2, flux in dataset units):
+Metrics (definitions in docs/science.md, flux in dataset units):
   val_mse           mean over stars and unmasked pixels of (D(E(x,u),u) − x)²
   val_swapped_mse   mean of (D(E(x_t,u_t),u) − x)², x_t the star's partner in its group
                     (the next member, cyclically; for pairs, its twin)
   val_rank1, val_rank_0p1, val_rank_1
                     fractions of stars with twin rank 1, ≤ 0.1 %·N, ≤ 1 %·N (L1 in z, exact,
-                    twinviz.twins.TwinIndex), N = the subset size
+                    twinviz.twins.index.TwinIndex), N = the subset size
   val_adv_acc       the adversary's accuracy on the validation latents
   val_adv_chance    accuracy of always predicting the most common bin (the "chance" level)
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import xarray as xr
+
+from twinviz.twins.groups import swap_partners
 
 __all__ = ["ValidationSet"]
 
@@ -58,7 +62,7 @@ class ValidationSet:
         self.bad = bad if bad.any() else None
         self.flux = np.where(bad, np.float32(1.0), self.flux)
         self.group = np.asarray(group[index])
-        self.partner = _partners(self.group) if multi.size else None
+        self.partner = swap_partners(self.group) if multi.size else None
 
     def __len__(self) -> int:
         return len(self.teff)
@@ -66,8 +70,8 @@ class ValidationSet:
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 1024, autocast=None) -> dict:
         """Compute the metrics above with ``model`` (any device); returns a dict of floats."""
-        from twinviz.twins import TwinIndex, rank_fractions
-
+        from twinviz.twins.index import TwinIndex
+        from twinviz.twins.ranks import rank_fractions
         device = model.device
         was_training = model.training
         model.eval()
@@ -81,7 +85,7 @@ class ValidationSet:
             teff = torch.from_numpy(self.teff[a:b]).to(device)
             logg = torch.from_numpy(self.logg[a:b]).to(device)
             mask = None if self.bad is None else torch.from_numpy(self.bad[a:b]).to(device)
-            with autocast() if autocast else _nullcontext():
+            with autocast() if autocast else nullcontext():
                 zb = model.encode(flux, teff, logg, mask)
                 rec = model.decode(zb, teff, logg)
                 logits = model.adversary_logits(zb)
@@ -112,7 +116,7 @@ class ValidationSet:
         for a in range(0, has.size, batch_size):
             i = has[a:a + batch_size]
             zt = torch.from_numpy(z[self.partner[i]]).to(device)
-            with autocast() if autocast else _nullcontext():
+            with autocast() if autocast else nullcontext():
                 rec = model.decode(zt, torch.from_numpy(self.teff[i]).to(device),
                                    torch.from_numpy(self.logg[i]).to(device))
             err = (rec.float() - torch.from_numpy(self.flux[i]).to(device)) ** 2
@@ -126,20 +130,6 @@ class ValidationSet:
         return sq_err / max(n_pix, 1)
 
 
-def _partners(group: np.ndarray) -> np.ndarray:
-    """Each star's partner: the next member of its group (cyclically); −1 without one."""
-    partner = np.full(group.size, -1, dtype=np.int64)
-    order = np.argsort(group, kind="stable")
-    g = group[order]
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    ends = np.r_[starts[1:], g.size]
-    for s, e in zip(starts, ends):
-        if e - s >= 2 and g[s] >= 0:
-            members = order[s:e]
-            partner[members] = np.roll(members, -1)
-    return partner
-
-
 def _majority_rate(model, teff, logg) -> float:
     """Accuracy of always predicting the most common bin(s) — the adversary's chance level."""
     bins = model.label_bins(torch.from_numpy(teff), torch.from_numpy(logg)).cpu().numpy()
@@ -148,11 +138,3 @@ def _majority_rate(model, teff, logg) -> float:
     t_mode = np.bincount(bins[:, 0]).argmax()
     g_mode = np.bincount(bins[:, 1]).argmax()
     return float(np.mean((bins[:, 0] == t_mode) & (bins[:, 1] == g_mode)))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "make_sample", "synthetic_latents"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
-SAMPLE_GENERATOR = "twinviz.app.sample"
+SAMPLE_GENERATOR = "twinviz.testing"
 
 
 class SampleSynthesizer:
@@ -57,11 +57,11 @@ def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8
     """
     import torch
 
-    from twinviz.embedding import encode_dataset, save_latents
+    from twinviz.latents import encode_dataset, save_latents
     from twinviz.model import FaderNetwork, ModelConfig
     from twinviz.spectra.dataset import make_spectra, save_spectra
 
-    from .loading import pca_2d
+    from twinviz.app.loading import pca_2d
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,13 @@ Distances are in the latent's own units (L1: sum of |Δz|; L2: Euclidean norm of
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from .search_backends import DEFAULT_BLOCK_BYTES, FaissBackend, TorchBackend, canonical_pairs
+from twinviz.twins.groups import group_twin_pairs
+from twinviz.twins.backends import DEFAULT_BLOCK_BYTES, FaissBackend, TorchBackend, canonical_pairs
 
-__all__ = ["TwinIndex", "TwinIndexError", "RankFractions", "rank_fractions",
-           "cumulative_rank_curve", "group_twin_pairs"]
+__all__ = ["TwinIndex", "TwinIndexError"]
 
 METRICS = ("l1", "l2")
 BACKENDS = ("auto", "faiss", "torch")
@@ -35,97 +33,6 @@ _U32 = 2.0 ** -24  # unit roundoff of float32
 class TwinIndexError(ValueError):
     """Latents, groups or a query that the twin search cannot use; the message says which
     argument is wrong and how to fix it."""
-
-
-@dataclass(frozen=True)
-class RankFractions:
-    """Table-1 twin-rank fractions (SCIENCE.md §2) over the stars that have a twin.
-
-    ``rank1``: twin rank 1; ``within_0p1``: rank ≤ 0.001·N; ``within_1``: rank ≤ 0.01·N, with
-    N = ``n_stars``, the number of stars searched (the whole set, not only those with twins).
-    """
-
-    n_stars: int
-    n_ranked: int
-    rank1: float
-    within_0p1: float
-    within_1: float
-
-    @property
-    def threshold_0p1(self) -> int:
-        """Largest rank counted as ≤ 0.1 %·N (25 for N = 25 000)."""
-        return self.n_stars // 1000
-
-    @property
-    def threshold_1(self) -> int:
-        """Largest rank counted as ≤ 1 %·N (250 for N = 25 000)."""
-        return self.n_stars // 100
-
-
-def rank_fractions(ranks, n_stars: int) -> RankFractions:
-    """Fractions of twin ranks equal to 1, ≤ 0.001·N and ≤ 0.01·N (N = ``n_stars``).
-
-    Ranks < 1 (stars without a twin, see :meth:`TwinIndex.twin_ranks`) are left out. The
-    thresholds compare integers (``1000·rank ≤ N``), so no float rounding moves a boundary.
-    """
-    ranks = np.asarray(ranks, dtype=np.int64)
-    ranked = ranks[ranks >= 1]
-    n = ranked.size
-    if n == 0:
-        return RankFractions(int(n_stars), 0, math.nan, math.nan, math.nan)
-    return RankFractions(
-        n_stars=int(n_stars), n_ranked=int(n),
-        rank1=float(np.count_nonzero(ranked == 1) / n),
-        within_0p1=float(np.count_nonzero(ranked * 1000 <= n_stars) / n),
-        within_1=float(np.count_nonzero(ranked * 100 <= n_stars) / n),
-    )
-
-
-def cumulative_rank_curve(ranks, n_stars: int, n_points: int | None = None):
-    """Cumulative twin-rank curve: fraction of ranked stars with twin rank ≤ r.
-
-    Returns (r, fraction) as numpy arrays. With ``n_points`` the curve is sampled at about that
-    many log-spaced ranks between 1 and ``n_stars`` (exact values at those ranks); without it,
-    at every rank 1…n_stars.
-    """
-    ranks = np.asarray(ranks, dtype=np.int64)
-    ranked = np.sort(ranks[ranks >= 1])
-    if n_points is None:
-        r = np.arange(1, max(int(n_stars), 1) + 1, dtype=np.int64)
-    else:
-        r = np.unique(np.round(np.logspace(0, math.log10(max(int(n_stars), 1)), n_points)).astype(np.int64))
-    if ranked.size == 0:
-        return r, np.full(r.shape, math.nan)
-    frac = np.searchsorted(ranked, r, side="right") / ranked.size
-    return r, frac
-
-
-def group_twin_pairs(groups) -> tuple[np.ndarray, np.ndarray]:
-    """All ordered pairs (i, j), i ≠ j, of positions in the same group (group id ≥ 0).
-
-    Group −1 means "chemistry unknown": such stars are nobody's twin.
-    """
-    groups = np.asarray(groups)
-    if groups.ndim != 1:
-        raise TwinIndexError(f"groups: expected a 1-D array of group ids, got shape {groups.shape}")
-    order = np.argsort(groups, kind="stable")
-    g_sorted = groups[order]
-    valid = g_sorted >= 0
-    left, right = [], []
-    # Members of a group are contiguous after sorting, so pairing each star with the one
-    # `offset` places later enumerates every unordered pair once; largest group bounds the loop.
-    _, counts = np.unique(g_sorted[valid], return_counts=True)
-    max_size = int(counts.max()) if counts.size else 0
-    for offset in range(1, max_size):
-        same = (g_sorted[:-offset] == g_sorted[offset:]) & valid[:-offset]
-        left.append(order[:-offset][same])
-        right.append(order[offset:][same])
-    if not left:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    i = np.concatenate(left).astype(np.int64)
-    j = np.concatenate(right).astype(np.int64)
-    return np.concatenate([i, j]), np.concatenate([j, i])
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-from .training.config import TrainConfig, TrainConfigError
-from .training.rundir import read_status, write_json_atomic
+from twinviz.training.config import TrainConfig, TrainConfigError
+from twinviz.training.rundir import read_status, write_json_atomic
 
 __all__ = ["ACTIVE_STATES", "Device", "FINAL_STATES", "LIMITS", "MetricsFollower", "Run",
            "RunError", "RunManager", "devices", "log_tail"]
@@ -422,7 +422,7 @@ class Run:
         state_path = self.checkpoint_dir / "state.json"
         if not state_path.is_file():
             return None
-        from .training.checkpoint import CheckpointError, load_checkpoint
+        from twinviz.training.checkpoint import CheckpointError, load_checkpoint
 
         for _ in range(3):  # the trainer may replace the checkpoint while we read it
             try:

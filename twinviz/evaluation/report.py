@@ -1,4 +1,4 @@
-"""Writing an :class:`twinviz.evaluation.EvaluationReport` to disk: Markdown with the paper's
+"""Writing an :class:`twinviz.evaluation.results.EvaluationReport` to disk: Markdown with the paper's
 numbers beside ours, the cumulative twin-rank plot (PNG, matplotlib Agg), per-star ranks
 (netCDF) and JSON. Every file is written atomically (temporary name, then ``os.replace``).
 """
@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
-from .twins import cumulative_rank_curve
-
-if TYPE_CHECKING:
-    from .evaluation import EvaluationReport
+from twinviz.atomic import atomic_path, write_text_atomic
+from twinviz.evaluation.results import EvaluationReport
+from twinviz.twins.ranks import cumulative_rank_curve
 
 __all__ = ["report_markdown", "plot_rank_curves", "ranks_dataset", "write_report"]
 
 
-def report_markdown(report: "EvaluationReport", plot_name: str | None = "rank_curve.png") -> str:
+def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curve.png") -> str:
     """The report as Markdown: the Table-1 comparison, the plot, and how to read it."""
     def num(v):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
@@ -77,7 +73,7 @@ def report_markdown(report: "EvaluationReport", plot_name: str | None = "rank_cu
     return "\n".join(lines) + "\n"
 
 
-def plot_rank_curves(report: "EvaluationReport", path) -> Path:
+def plot_rank_curves(report: EvaluationReport, path) -> Path:
     """Save the cumulative twin-rank curves of all methods as a PNG (atomic write)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -104,17 +100,12 @@ def plot_rank_curves(report: "EvaluationReport", path) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
-def ranks_dataset(report: "EvaluationReport") -> xr.Dataset:
+def ranks_dataset(report: EvaluationReport) -> xr.Dataset:
     """Per-star twin ranks of every method: ``rank_<key>(star)``, −1 where not ranked."""
     data = {}
     for m in report.methods:
@@ -125,23 +116,18 @@ def ranks_dataset(report: "EvaluationReport") -> xr.Dataset:
     return xr.Dataset(data, coords={"star": report.star_ids}, attrs={"n_stars": report.n_stars})
 
 
-def write_report(report: "EvaluationReport", out_dir) -> dict[str, Path]:
+def write_report(report: EvaluationReport, out_dir) -> dict[str, Path]:
     """Write report.json, report.md, rank_curve.png and ranks.nc into ``out_dir`` (atomically)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": report.plot(out_dir / "rank_curve.png")}
+    paths = {"png": plot_rank_curves(report, out_dir / "rank_curve.png")}
     for name, text in (("report.json", json.dumps(_no_nan(report.to_dict()), indent=2, allow_nan=False,
                                                   default=_json_default) + "\n"),
-                       ("report.md", report.markdown("rank_curve.png"))):
-        paths[name.split(".")[1]] = _write_text(out_dir / name, text)
+                       ("report.md", report_markdown(report, "rank_curve.png"))):
+        paths[name.split(".")[1]] = write_text_atomic(out_dir / name, text)
     ranks_path = out_dir / "ranks.nc"
-    tmp = ranks_path.with_name(f".ranks.nc.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        report.ranks_dataset().to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, ranks_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(ranks_path) as tmp:
+        ranks_dataset(report).to_netcdf(tmp, engine="h5netcdf")
     paths["ranks"] = ranks_path
     return paths
 
@@ -165,14 +151,3 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -6,13 +6,13 @@
 * swapped MSE — mean of (D(E(x_twin,u_twin), u) − x)²: the twin's latent decoded with the
   star's own (Teff, logg); the twin of a star is its group-mate (for groups larger than two,
   the next member of the group in dataset order, cyclically);
-* twin ranks (see :meth:`twinviz.twins.TwinIndex.twin_ranks`) and the fractions with rank 1,
+* twin ranks (see :meth:`twinviz.twins.index.TwinIndex.twin_ranks`) and the fractions with rank 1,
   rank ≤ 0.001·N and rank ≤ 0.01·N, N = number of stars in the set, plus the cumulative curve;
 
 for the fader network, and for the baselines: the λ = 0 conditional autoencoder (when given),
 polynomial residuals, raw flux (both in pixel space, ranked by L1) and, on synthetic data, the
-oracle ranking by true abundances. :meth:`EvaluationReport.write` puts ``report.json``,
-``report.md``, ``rank_curve.png`` and ``ranks.nc`` into a folder.
+oracle ranking by true abundances. :func:`twinviz.evaluation.report.write_report` puts
+``report.json``, ``report.md``, ``rank_curve.png`` and ``ranks.nc`` into a folder.
 
 Pixel-space baselines cost N × N × pixels operations; by default their ranks are computed for a
 random sample of query stars (``pixel_queries``) against *all* N stars, which keeps the
@@ -22,185 +22,24 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from .baselines import has_true_abundances, polynomial_residuals, raw_flux, true_abundances
-from .embedding import iter_star_chunks
-from .spectra.dataset import DatasetError
-from .twins import RankFractions, TwinIndex, cumulative_rank_curve, rank_fractions
+from twinviz.evaluation.baselines import has_true_abundances, polynomial_residuals, raw_flux, true_abundances
+from twinviz.latents.encode import iter_star_chunks
+from twinviz.spectra.dataset import DatasetError
+from twinviz.evaluation.results import METHOD_LABELS, EvaluationReport, MethodResult
+from twinviz.twins.groups import swap_partners
+from twinviz.twins.index import TwinIndex
+from twinviz.twins.ranks import rank_fractions
 
-__all__ = ["PAPER_REFERENCE", "ReferenceRow", "MethodResult", "EvaluationReport", "evaluate",
-           "model_errors", "swap_partners", "evaluate_representation"]
-
-
-@dataclass(frozen=True)
-class ReferenceRow:
-    """Published numbers (SCIENCE.md §2); fractions in [0, 1], None where not published."""
-
-    label: str
-    mse: float | None = None
-    swapped_mse: float | None = None
-    rank1: float | None = None
-    within_0p1: float | None = None
-    within_1: float | None = None
-    note: str = ""
-
-
-PAPER_REFERENCE: tuple[ReferenceRow, ...] = (
-    ReferenceRow("paper, fader network", 2.2e-6, 3.7e-4, 0.607, 0.823, 0.937, "N = 25 000, noiseless"),
-    ReferenceRow("paper, conditional AE (λ=0)", 4.1e-7, 9.7e-3, 0.081, 0.144, 0.248, "N = 25 000, noiseless"),
-    ReferenceRow("authors' 2021 code, fader", None, None, 0.990, 0.998, 1.000, "50 000 stars, noiseless"),
-    ReferenceRow("authors' 2021 code, fader, SNR 50", None, None, 0.644, 0.953, 0.995, ""),
-    ReferenceRow("authors' 2021 code, fader, SNR 30", None, None, 0.193, 0.637, 0.888, ""),
-    ReferenceRow("polynomial residuals (Price-Jones & Bovy 2019 style)", None, None, 0.521, 0.726, 0.837,
-                 "noiseless"),
-)
-
-# The methods a report can hold, in display order: key → label.
-METHOD_LABELS = {
-    "fader": "fader network",
-    "lambda0": "conditional AE (λ=0)",
-    "polynomial": "polynomial residuals",
-    "raw_flux": "raw flux L1",
-    "oracle": "oracle (true abundances)",
-}
-
-
-@dataclass
-class MethodResult:
-    """Table-1 numbers of one method.
-
-    ranks : twin rank per entry of ``queries`` (−1: no twin); queries : star positions ranked.
-    mse, swapped_mse : flux units² (models only, else None); seconds : wall time spent.
-    """
-
-    key: str
-    label: str
-    ranks: np.ndarray
-    queries: np.ndarray
-    fractions: RankFractions
-    mse: float | None = None
-    swapped_mse: float | None = None
-    sampled: bool = False
-    seconds: float = 0.0
-
-    def stderr(self, fraction: float) -> float | None:
-        """Binomial standard error of a fraction estimated from a sample of query stars."""
-        n = self.fractions.n_ranked
-        if not self.sampled or n == 0 or math.isnan(fraction):
-            return None
-        return math.sqrt(fraction * (1 - fraction) / n)
-
-    def to_dict(self, curve_points: int = 200) -> dict:
-        f = self.fractions
-        r, frac = cumulative_rank_curve(self.ranks, f.n_stars, n_points=curve_points)
-        out = {
-            "key": self.key, "label": self.label,
-            "mse": self.mse, "swapped_mse": self.swapped_mse,
-            "rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1,
-            "n_ranked": f.n_ranked, "sampled": self.sampled,
-            "median_rank": float(np.median(self.ranks[self.ranks >= 1])) if f.n_ranked else None,
-            "seconds": round(self.seconds, 3),
-            "cumulative_rank_curve": {"rank": r.tolist(), "fraction": [float(v) for v in frac]},
-        }
-        if self.sampled:
-            out["stderr"] = {k: self.stderr(getattr(f, k)) for k in ("rank1", "within_0p1", "within_1")}
-        return out
-
-
-@dataclass
-class EvaluationReport:
-    """All methods' Table-1 numbers on one validation set (see module docstring)."""
-
-    n_stars: int
-    n_with_twin: int
-    methods: list[MethodResult]
-    star_ids: np.ndarray
-    settings: dict = field(default_factory=dict)
-    reference: tuple[ReferenceRow, ...] = PAPER_REFERENCE
-
-    def __getitem__(self, key: str) -> MethodResult:
-        for m in self.methods:
-            if m.key == key:
-                return m
-        raise KeyError(f"no method {key!r} in this report; it has {[m.key for m in self.methods]}")
-
-    @property
-    def thresholds(self) -> dict:
-        return {"rank_0p1": self.n_stars // 1000, "rank_1": self.n_stars // 100}
-
-    def to_dict(self) -> dict:
-        from . import __version__
-
-        return {
-            "twinviz_version": __version__,
-            "n_stars": self.n_stars,
-            "n_with_twin": self.n_with_twin,
-            "thresholds": self.thresholds,
-            "settings": self.settings,
-            "methods": [m.to_dict() for m in self.methods],
-            "paper_reference": [vars(r) for r in self.reference],
-        }
-
-    def table(self) -> list[dict]:
-        """Rows (ours, then the paper's) with label, mse, swapped_mse, rank1, within_0p1, within_1."""
-        rows = [{"label": m.label, "mse": m.mse, "swapped_mse": m.swapped_mse, "rank1": m.fractions.rank1,
-                 "within_0p1": m.fractions.within_0p1, "within_1": m.fractions.within_1, "ours": True,
-                 "n_ranked": m.fractions.n_ranked, "sampled": m.sampled} for m in self.methods]
-        rows += [{"label": r.label, "mse": r.mse, "swapped_mse": r.swapped_mse, "rank1": r.rank1,
-                  "within_0p1": r.within_0p1, "within_1": r.within_1, "ours": False, "note": r.note}
-                 for r in self.reference]
-        return rows
-
-    def markdown(self, plot_name: str | None = "rank_curve.png") -> str:
-        """The report as Markdown: the Table-1 comparison, the plot, and how to read it."""
-        from .report import report_markdown
-
-        return report_markdown(self, plot_name)
-
-    def plot(self, path) -> Path:
-        """Save the cumulative twin-rank curves of all methods as a PNG (atomic write)."""
-        from .report import plot_rank_curves
-
-        return plot_rank_curves(self, path)
-
-    def ranks_dataset(self) -> xr.Dataset:
-        """Per-star twin ranks of every method: ``rank_<key>(star)``, −1 where not ranked."""
-        from .report import ranks_dataset
-
-        return ranks_dataset(self)
-
-    def write(self, out_dir) -> dict[str, Path]:
-        """Write report.json, report.md, rank_curve.png and ranks.nc into ``out_dir`` (atomically)."""
-        from .report import write_report
-
-        return write_report(self, out_dir)
+__all__ = ["evaluate", "evaluate_representation", "model_errors"]
 
 
 # --------------------------------------------------------------------------------------------
 # the computations
 # --------------------------------------------------------------------------------------------
-def swap_partners(groups) -> np.ndarray:
-    """The twin used for the swapped MSE: for each star, the next member of its group in
-    dataset order (cyclically; for a pair, the other star); −1 without a group-mate."""
-    groups = np.asarray(groups)
-    partner = np.full(groups.size, -1, dtype=np.int64)
-    order = np.argsort(groups, kind="stable")
-    g = groups[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    ends = np.r_[starts[1:], g.size]
-    for s, e in zip(starts, ends):
-        if g[s] < 0 or e - s < 2:
-            continue
-        members = order[s:e]
-        partner[members] = np.roll(members, -1)
-    return partner
-
-
 def model_errors(model, ds: xr.Dataset, z: np.ndarray, partners: np.ndarray, *,
                  batch_size: int = 1024, chunk: int = 8192) -> tuple[float, float]:
     """(reconstruction MSE, swapped MSE) in flux units², over good pixels (mask False, finite).
@@ -264,7 +103,7 @@ def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *
 
 
 def _model_result(key, model, ds, groups, partners, *, batch_size, chunk, metric, backend):
-    from .embedding import encode_dataset
+    from twinviz.latents.encode import encode_dataset
 
     t0 = time.perf_counter()
     z = encode_dataset(model, ds, batch_size=batch_size, chunk=chunk)["z"].values

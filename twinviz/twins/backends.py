@@ -1,4 +1,4 @@
-"""Distance machinery behind :class:`twinviz.twins.TwinIndex`.
+"""Distance machinery behind :class:`twinviz.twins.index.TwinIndex`.
 
 * the *canonical* distance — float64 arithmetic on float32 latents, summed over dimensions in a
   fixed order — the one definition every backend defers to;

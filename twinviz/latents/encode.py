@@ -1,4 +1,4 @@
-"""Latents of a spectra dataset: encode in streamed chunks, save and open them.
+"""Latents of a spectra dataset: encode in streamed chunks (files: :mod:`twinviz.latents.store`).
 
 A latent dataset is a plain :class:`xarray.Dataset`:
 
@@ -12,8 +12,8 @@ group      (star,)             int64    chemistry group, −1 unknown
 fe_h       (star,)             float32  [Fe/H] dex (when the spectra have it)
 x_fe       (star, element)     float32  [X/Fe] dex (when the spectra have it)
 snr        (star,)             float32  (when the spectra have it)
-pca        (star, axis)        float32  2-D PCA map of z (see ``twinviz.projection``)
-umap       (star, axis)        float32  2-D UMAP map of z (see ``twinviz.projection``)
+pca        (star, axis)        float32  2-D PCA map of z (see ``twinviz.latents.projection``)
+umap       (star, axis)        float32  2-D UMAP map of z (see ``twinviz.latents.projection``)
 =========  ==================  =======  ===============================================
 
 Coordinates ``star`` (the spectra's star ids), ``latent`` (0…d−1), ``axis`` (0, 1) and
@@ -21,16 +21,11 @@ Coordinates ``star`` (the spectra's star ids), ``latent`` (0…d−1), ``axis`` 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import xarray as xr
 
-from .atomic import write_dataset_atomic
-from .spectra.dataset import DatasetError
 
-__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks", "open_latents", "save_latents",
-           "default_latents_path"]
+__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks"]
 
 LABEL_VARIABLES = ("teff", "logg", "group", "fe_h", "x_fe", "snr")
 
@@ -61,7 +56,7 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
     Returns z [star, latent] float32 plus the star labels; results do not depend on ``chunk``
     or ``batch_size`` beyond float rounding of the network's batched arithmetic.
     """
-    from .model import encode_arrays
+    from twinviz.model import encode_arrays
 
     model.check_grid(ds)
     n = ds.sizes["star"]
@@ -91,55 +86,3 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
         source=str(ds.encoding.get("source", "")),
     )
     return out
-
-
-def default_latents_path(data_path) -> Path:
-    """Where latents of ``data_path`` are cached by default: ``<stem>.latents.nc`` beside it."""
-    data_path = Path(data_path)
-    stem = data_path.name
-    for suffix in (".nc", ".zarr", ".nc4", ".h5"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return data_path.with_name(f"{stem}.latents.nc")
-
-
-def _format_of(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".zarr"):
-        return "zarr"
-    if name.endswith((".nc", ".nc4", ".h5", ".netcdf")):
-        return "netcdf"
-    raise DatasetError(f"{path}: file: unknown format (extension '{path.suffix}'). "
-                       "Fix: use a '.nc' (netCDF) or '.zarr' path for latents")
-
-
-def save_latents(latents: xr.Dataset, path) -> Path:
-    """Write a latent dataset atomically (temporary name, then ``os.replace``) to netCDF or zarr."""
-    path = Path(path)
-    fmt = _format_of(path)
-    if "z" not in latents.variables:
-        raise DatasetError(f"{path}: z: the dataset to save has no latents. Fix: build it with "
-                           "twinviz.embedding.encode_dataset")
-    return write_dataset_atomic(latents, path, fmt, star_chunk=65536)
-
-
-def open_latents(path) -> xr.Dataset:
-    """Open a latent dataset written by :func:`save_latents` (read into memory)."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: file: does not exist. Fix: make it with "
-                           f"`twinviz embed --model DIR --data FILE --out {path}`")
-    fmt = _format_of(path)
-    try:
-        ds = xr.open_zarr(path) if fmt == "zarr" else xr.open_dataset(path, engine="h5netcdf")
-        ds = ds.load()
-        ds.close()
-    except Exception as exc:
-        raise DatasetError(f"{path}: file: cannot be read as {fmt} ({type(exc).__name__}: {exc}). "
-                           "Fix: re-create it with `twinviz embed`") from exc
-    if "z" not in ds.variables or ds["z"].dims != ("star", "latent"):
-        raise DatasetError(f"{path}: z: no latent variable z(star, latent). Fix: this is not a latent "
-                           "file; make one with `twinviz embed`")
-    ds.encoding["source"] = str(path)
-    return ds

@@ -1,7 +1,7 @@
 """Representations the fader network is compared with (SCIENCE.md §2).
 
 Each function turns a spectra dataset into one vector per star; twins are then ranked by L1
-distance between those vectors with :class:`twinviz.twins.TwinIndex`, exactly as for latents:
+distance between those vectors with :class:`twinviz.twins.index.TwinIndex`, exactly as for latents:
 
 * :func:`polynomial_residuals` — flux minus a per-pixel polynomial in (Teff, logg) fitted by
   least squares over the whole set (Price-Jones & Bovy 2019 style, without their PCA step);
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .spectra.dataset import DatasetError
+from twinviz.spectra.dataset import DatasetError
 
 __all__ = ["polynomial_design", "polynomial_residuals", "raw_flux", "true_abundances", "has_true_abundances"]
 
