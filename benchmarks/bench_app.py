@@ -32,7 +32,8 @@ CHECKSUM_JS = """(name) => { for (const doc of Bokeh.documents) { const m = doc.
 def _inputs(which: str, workdir: Path):
     """(model, data, latents) of the demo or of the sample."""
     if which == "demo":
-        from twinviz.app.state import AppDataError, resolve_paths
+        from twinviz.app.state import AppDataError
+        from twinviz.app.loading import resolve_paths
 
         try:
             model, data, latents, _ = resolve_paths()
@@ -142,7 +143,8 @@ def browser_numbers(inputs, moves: int, extra_sessions: int) -> dict:
 
 
 def server_compute(inputs, moves: int) -> dict:
-    from twinviz.app.state import ExplorerState, load_app_data
+    from twinviz.app.state import ExplorerState
+    from twinviz.app.loading import load_app_data
     from twinviz.app.swap import SwapExplorer
 
     data = load_app_data(*inputs)

@@ -3,7 +3,8 @@ import panel as pn
 import pytest
 
 from twinviz.testing import make_sample
-from twinviz.app.state import ExplorerState, load_app_data
+from twinviz.app.state import ExplorerState
+from twinviz.app.loading import load_app_data
 
 
 @pytest.fixture(scope="session")

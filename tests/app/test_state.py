@@ -1,7 +1,9 @@
 """Shared data are loaded once; each session keeps its own selection."""
 import pytest
 
-from twinviz.app.state import AppDataError, ExplorerState, load_app_data
+from twinviz.app.state import AppDataError, ExplorerState
+
+from twinviz.app.loading import load_app_data
 
 
 def test_app_data_is_loaded_once_per_paths(sample_paths):

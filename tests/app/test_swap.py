@@ -3,7 +3,8 @@ import numpy as np
 import param
 
 from twinviz.testing import SAMPLE_ELEMENTS, SampleSynthesizer
-from twinviz.app.state import ExplorerState, load_app_data
+from twinviz.app.state import ExplorerState
+from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
 
 

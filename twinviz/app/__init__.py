@@ -12,7 +12,9 @@ Every component also works on its own, e.g. ``SwapExplorer(ExplorerState(load_ap
 """
 from __future__ import annotations
 
-from twinviz.app.state import AppData, AppDataError, ExplorerState, load_app_data
+from twinviz.app.state import AppData, AppDataError, ExplorerState
+
+from twinviz.app.loading import load_app_data
 
 __all__ = ["AppData", "AppDataError", "ExplorerState", "explore", "load_app_data", "main_args", "split_args"]
 

@@ -14,11 +14,13 @@ import panel as pn
 import param
 
 from twinviz.app import theme
+from twinviz.app.session import current_document, in_session
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
-from twinviz.app.state import AppData, ExplorerState, load_app_data
+from twinviz.app.state import AppData, ExplorerState
+from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
 from twinviz.app.twin_table import TwinTable
 
@@ -98,9 +100,7 @@ class Explorer(pn.viewable.Viewer):
 
         if data_path is None and run is not None:
             data_path = run.config.get("val") or run.config.get("data")
-        # The session's document, taken here: in the worker thread pn.state.curdoc is None
-        # (Panel keeps it in a context variable), so the thread could not find it later.
-        doc = pn.state.curdoc
+        doc = current_document()  # taken here: the worker thread cannot find it
         self.tabs.loading = True
 
         def work():
@@ -109,29 +109,13 @@ class Explorer(pn.viewable.Viewer):
             except Exception as exc:  # show the reason, keep the current model
                 message = f"could not open {model_dir} with {data_path}: {exc}"
                 log.warning(message)
-                self._schedule(doc, lambda: self._open_failed(message))
+                in_session(lambda: self._open_failed(message), doc)
                 return
-            self._schedule(doc, lambda: self._swap_in(new_data))
+            in_session(lambda: self._swap_in(new_data), doc)
 
         thread = threading.Thread(target=work, name="twinviz-open-model", daemon=True)
         thread.start()
         return thread
-
-    @staticmethod
-    def _schedule(doc, callback):
-        """Run ``callback`` on the session's event loop with its document locked (Bokeh models
-        may only change there) and with ``pn.state.curdoc`` set, which ``pn.state.location``
-        and ``pn.state.notifications`` need to find this session's objects."""
-        if doc is not None and doc.session_context is not None:
-            from panel.io.state import set_curdoc
-
-            def locked():
-                with set_curdoc(doc):
-                    callback()
-
-            doc.add_next_tick_callback(locked)
-        else:  # notebook or plain Python: no server loop to hand over to
-            callback()
 
     def _swap_in(self, new_data: AppData):
         old = self.state
@@ -158,21 +142,15 @@ class Explorer(pn.viewable.Viewer):
 
 def _training_tab(data: AppData, folders: dict, on_open):
     """The training tab (twinviz.app.training) for this session, or None when unavailable."""
-    try:
-        from twinviz.app.training import TrainingTab
-    except ImportError:
-        return None
+    from twinviz.app.training import TrainingTab
+
     runs_dir = folders.get("runs") or "runs"
     data_dir = folders.get("data_dir") or (data.data_path.parent if data.data_path else "data")
 
     def open_in_explorer(run, model_dir):
         on_open(run, model_dir)
 
-    try:
-        return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), on_open=open_in_explorer)
-    except Exception as exc:  # the explorer must not fail because of this tab
-        log.warning("training tab unavailable: %s", exc)
-        return None
+    return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), on_open=open_in_explorer)
 
 
 def _template(main, sidebar=()):

@@ -1,19 +1,23 @@
 """Build the shared :class:`~twinviz.app.state.AppData` from a model directory and a spectra
-file: open, check, encode (or read cached latents), project. Every failure a user can cause
+file — open, check, encode (or read cached latents), project — and keep one per paths for the
+life of the process (:func:`load_app_data`). Every failure a user can cause
 becomes an :class:`~twinviz.app.state.AppDataError` with a readable message.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from twinviz.app.state import AppData, AppDataError, default_cache_dir, model_fingerprint
+from twinviz.app.state import AppData, AppDataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_app_data", "cached_latents_path", "data_labels"]
+__all__ = ["build_app_data", "cached_latents_path", "clear_cache", "data_labels", "load_app_data", "resolve_paths"]
 
 
 def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None = None,
@@ -159,3 +163,61 @@ def _synthesizer_for(ds, grid):
     except Exception as exc:  # an older/newer synthesizer: the app still works, without truth
         log.warning("dataset is synthetic but the synthesizer could not be built: %s", exc)
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# loading (once per process)
+# --------------------------------------------------------------------------------------------
+_CACHE: dict[tuple, AppData] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded AppData (tests; a server keeps them for its lifetime)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def resolve_paths(model=None, data=None, latents=None) -> tuple[Path, Path, Path | None, Path | None]:
+    """(model, data, latents, report) paths: explicit ones as given; with neither model nor
+    data, the bundled demo's (built on first use)."""
+    report = None
+    if model is None and data is None:
+        from twinviz.demo import ensure_demo
+
+        try:
+            demo = ensure_demo()
+        except (OSError, ValueError) as exc:
+            raise AppDataError(f"the bundled demo could not be prepared: {exc}") from exc
+        model, data, latents, report = demo.model, demo.data, demo.latents, demo.report
+    if model is None or data is None:
+        which = "--model DIR" if model is None else "--data FILE"
+        raise AppDataError(f"{which} is missing: the app needs both a model directory and a spectra file. "
+                           "Fix: pass both, or neither to open the bundled demo")
+    return (Path(model), Path(data), Path(latents) if latents else None,
+            Path(report) if report else None)
+
+
+def load_app_data(model=None, data=None, latents=None) -> AppData:
+    """The shared :class:`AppData` for these paths (loaded on the first call, then cached)."""
+    model, data, latents, report = resolve_paths(model, data, latents)
+    key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build_app_data(model, data, latents, report)
+        return _CACHE[key]
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Short hash of a model's weights + config: names its cached latents."""
+    h = hashlib.sha1()
+    for name in ("config.json", "model.safetensors"):
+        p = Path(model_dir) / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TWINVIZ_CACHE", Path.home() / ".cache" / "twinviz"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from bokeh.models import HoverTool
 from bokeh.plotting import figure
 
 from twinviz.app import theme
+from twinviz.app.session import current_document, in_session
+from twinviz.atomic import write_json_atomic
 from twinviz.app.state import ExplorerState
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class MetricsView(pn.viewable.Viewer):
             return
         self.computing = True
         self.body.loading = True
-        doc = pn.state.curdoc
+        doc = current_document()
         threading.Thread(target=self._compute_in_thread, args=(doc,), daemon=True).start()
 
     def _compute_in_thread(self, doc):
@@ -132,7 +133,7 @@ class MetricsView(pn.viewable.Viewer):
         d = self.state.data
         try:
             report = evaluate(d.model, load_spectra(d.data_path), pixel_queries=500).to_dict()
-            _write_json_atomic(d.report_path, report)
+            write_json_atomic(d.report_path, report, default=_json_scalar)
             error = None
         except Exception as exc:  # shown in the tab; the rest of the app keeps working
             report, error = None, f"{type(exc).__name__}: {exc}"
@@ -145,18 +146,12 @@ class MetricsView(pn.viewable.Viewer):
             else:
                 self._render(report)
 
-        if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(finish)
-        else:
-            finish()
+        in_session(finish, doc)
 
     def __panel__(self):
         return pn.Column(theme.help_pane(HELP), self.status, self.body,
                          sizing_mode="stretch_width", name="Metrics")
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)) + "\n")
-    os.replace(tmp, path)
+def _json_scalar(value):
+    return value.item() if hasattr(value, "item") else str(value)

@@ -4,7 +4,8 @@ session's own selection.
 Two layers, kept apart on purpose:
 
 * :class:`AppData` — the model, the spectra, the latents, the twin index and the 2-D
-  projections. Loading these is the slow part (seconds), so :func:`load_app_data` caches one
+  projections. Loading these is the slow part (seconds), so
+  :func:`twinviz.app.loading.load_app_data` caches one
   ``AppData`` per (model, data, latents) paths for the life of the process; every browser
   session and notebook cell shares it and never writes to it.
 * :class:`ExplorerState` — what one session is looking at (selected star, slider Teff/logg,
@@ -14,8 +15,6 @@ Two layers, kept apart on purpose:
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import param
 
-__all__ = ["AppData", "AppDataError", "ExplorerState", "load_app_data", "clear_cache", "resolve_paths"]
+__all__ = ["AppData", "AppDataError", "ExplorerState"]
 
 
 class AppDataError(RuntimeError):
@@ -258,71 +257,3 @@ class ExplorerState(param.Parameterized):
     def select_star_id(self, star_id) -> None:
         """Select by the id a user typed; raises AppDataError for an unknown id."""
         self.star = self.data.position_of(star_id)
-
-
-# --------------------------------------------------------------------------------------------
-# loading (once per process)
-# --------------------------------------------------------------------------------------------
-_CACHE: dict[tuple, AppData] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every loaded AppData (tests; a server keeps them for its lifetime)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def resolve_paths(model=None, data=None, latents=None) -> tuple[Path, Path, Path | None, Path | None]:
-    """(model, data, latents, report) paths: explicit ones as given; with neither model nor
-    data, the bundled demo's (built on first use)."""
-    report = None
-    if model is None and data is None:
-        try:
-            from twinviz import demo
-        except ImportError as exc:
-            raise AppDataError("no model or data given and the bundled demo is not available in this "
-                               "install. Fix: pass --model DIR --data FILE") from exc
-        getter = getattr(demo, "ensure_demo", None) or getattr(demo, "load_demo")
-        try:
-            found = getter()
-        except (OSError, ImportError, ValueError) as exc:
-            raise AppDataError(f"the bundled demo could not be prepared: {exc}") from exc
-        if isinstance(found, dict):
-            found = (found.get("model"), found.get("data"), found.get("latents"), found.get("report"))
-        elif not isinstance(found, (tuple, list)):
-            found = tuple(getattr(found, name, None) for name in ("model", "data", "latents", "report"))
-        model, data, latents, report = (list(found) + [None] * 4)[:4]
-    if model is None or data is None:
-        which = "--model DIR" if model is None else "--data FILE"
-        raise AppDataError(f"{which} is missing: the app needs both a model directory and a spectra file. "
-                           "Fix: pass both, or neither to open the bundled demo")
-    return (Path(model), Path(data), Path(latents) if latents else None,
-            Path(report) if report else None)
-
-
-def load_app_data(model=None, data=None, latents=None) -> AppData:
-    """The shared :class:`AppData` for these paths (loaded on the first call, then cached)."""
-    model, data, latents, report = resolve_paths(model, data, latents)
-    key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            from twinviz.app.loading import build_app_data
-
-            _CACHE[key] = build_app_data(model, data, latents, report)
-        return _CACHE[key]
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """Short hash of a model's weights + config: names its cached latents."""
-    h = hashlib.sha1()
-    for name in ("config.json", "model.safetensors"):
-        p = Path(model_dir) / name
-        if p.is_file():
-            h.update(name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()[:10]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TWINVIZ_CACHE", Path.home() / ".cache" / "twinviz"))

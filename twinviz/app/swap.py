@@ -24,6 +24,8 @@ from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
 from twinviz.app import theme
+from twinviz.app.session import in_session
+from twinviz.evaluation.errors import flux_mse
 from twinviz.app.lines import element_lines
 from twinviz.app.state import ExplorerState
 
@@ -127,7 +129,7 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_labels(self, *events):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        theme.apply_bokeh_changes(self._model_changes)
+        in_session(self._model_changes)
 
     def _model_changes(self):
         self._update_model_curve()
@@ -139,7 +141,7 @@ class SwapExplorer(pn.viewable.Viewer):
     def _update_all(self):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        theme.apply_bokeh_changes(self._all_changes)
+        in_session(self._all_changes)
 
     def _all_changes(self):
         self._update_swap_curve()
@@ -170,7 +172,7 @@ class SwapExplorer(pn.viewable.Viewer):
         else:
             truth_col = gy(truth)
             resid = gy(model - truth)
-            err = theme.mse(model, truth)
+            err = flux_mse(model, truth)
         self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
         self.sources["residual"].data.update(model=resid)
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
@@ -187,7 +189,7 @@ class SwapExplorer(pn.viewable.Viewer):
         gy = self._gaps.y
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
-        self._swap_mse = theme.mse(swap, observed)
+        self._swap_mse = flux_mse(swap, observed)
         self._twin = twin
         tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
         self.figures["swap"].title.text = (f"swap: D(z of star {d.star_ids[twin]}{tag}, u★) vs observed "
@@ -209,7 +211,7 @@ class SwapExplorer(pn.viewable.Viewer):
         else:
             w = float(event.new)
             start, end = w - self.line_window, w + self.line_window
-        theme.apply_bokeh_changes(lambda: self.x_range.update(start=start, end=end))
+        in_session(lambda: self.x_range.update(start=start, end=end))
         self._push()
 
     def _push(self):

@@ -1,4 +1,4 @@
-"""Colours and small plotting helpers shared by the views (no view logic here).
+"""Colours, figure styling and static assets shared by the views (no view logic, no data).
 
 Okabe–Ito colours (colour-blind safe): truth/observed black, the decoder's reconstruction
 blue, the swap reconstruction and compared twins orange, residuals green and purple.
@@ -39,13 +39,6 @@ class GapLine:
         if self._where.size == 0:
             return values
         return np.insert(values, self._where, np.nan)
-
-
-def mse(a, b) -> float:
-    """Mean squared difference over finite pixels."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    d = d[np.isfinite(d)]
-    return float(np.mean(d * d)) if d.size else float("nan")
 
 
 def style_figure(fig) -> None:
@@ -99,20 +92,3 @@ def ensure_extensions() -> None:
         pn.extension("tabulator", notifications=True, loading_indicator=True)
     if hv.Store.current_backend != "bokeh" or not hv.Store.renderers:
         hv.extension("bokeh", logo=False)
-
-
-def apply_bokeh_changes(fn) -> None:
-    """Run ``fn`` (which edits raw Bokeh models) so that the edits reach the browser promptly.
-
-    In a served session the edits are made in a next-tick callback, which Bokeh runs holding the
-    document lock: edits made from a Panel callback that runs without the lock (Panel processes
-    some browser events asynchronously) would otherwise fail, and ``pn.io.unlocked`` defers them
-    by hundreds of ms while a message is being written. Elsewhere (tests, notebooks) ``fn`` runs now.
-    """
-    import panel as pn
-
-    doc = pn.state.curdoc
-    if doc is not None and getattr(doc, "session_context", None) is not None:
-        doc.add_next_tick_callback(fn)
-    else:
-        fn()

@@ -15,6 +15,7 @@ from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
 from twinviz.app import theme
+from twinviz.app.session import in_session
 from twinviz.app.state import ExplorerState
 
 __all__ = ["TwinTable", "neighbour_table"]
@@ -132,7 +133,7 @@ class TwinTable(pn.viewable.Viewer):
             self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux))
             self.figures["spectrum"].title.text = title
 
-        theme.apply_bokeh_changes(changes)
+        in_session(changes)
         if getattr(self, "_plot_pane", None) is not None:
             pn.io.push_notebook(self._plot_pane)
 

@@ -26,6 +26,7 @@ import time
 import numpy as np
 import xarray as xr
 
+from twinviz.evaluation.errors import squared_error_sums
 from twinviz.evaluation.baselines import has_true_abundances, polynomial_residuals, raw_flux, true_abundances
 from twinviz.latents.encode import iter_star_chunks
 from twinviz.spectra.dataset import DatasetError
@@ -47,43 +48,19 @@ def model_errors(model, ds: xr.Dataset, z: np.ndarray, partners: np.ndarray, *,
     z [N, latent] are the model's latents of ``ds``; partners [N] from :func:`swap_partners`
     (stars with −1 are left out of the swapped MSE). Streams the flux in chunks of stars.
     """
-    import torch
-
-    device = model.device
     teff = np.asarray(ds["teff"].values, np.float32)
     logg = np.asarray(ds["logg"].values, np.float32)
     sums = np.zeros(2)
-    counts = np.zeros(2)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start, stop, block in iter_star_chunks(ds, chunk):
-            flux = block["flux"].astype(np.float32)
-            good = np.isfinite(flux)
-            if "mask" in block:
-                good &= ~block["mask"].astype(bool)
-            for b0 in range(0, stop - start, batch_size):
-                b1 = min(stop - start, b0 + batch_size)
-                sl = slice(start + b0, start + b1)
-                t = torch.as_tensor(teff[sl], device=device)
-                g = torch.as_tensor(logg[sl], device=device)
-                x = flux[b0:b1]
-                ok = good[b0:b1]
-                recon = model.decode(torch.as_tensor(z[sl], device=device), t, g).float().cpu().numpy()
-                err = np.where(ok, (recon - x).astype(np.float64) ** 2, 0.0)
-                sums[0] += err.sum()
-                counts[0] += ok.sum()
-                p = partners[sl]
-                has = p >= 0
-                if has.any():
-                    zs = torch.as_tensor(z[p[has]], device=device)
-                    swapped = model.decode(zs, t[torch.as_tensor(has, device=device)],
-                                           g[torch.as_tensor(has, device=device)]).float().cpu().numpy()
-                    ok_s = ok[has]
-                    err = np.where(ok_s, (swapped - x[has]).astype(np.float64) ** 2, 0.0)
-                    sums[1] += err.sum()
-                    counts[1] += ok_s.sum()
-    model.train(was_training)
+    counts = np.zeros(2, dtype=np.int64)
+    for start, stop, block in iter_star_chunks(ds, chunk):
+        flux = block["flux"].astype(np.float32)
+        good = np.isfinite(flux)
+        if "mask" in block:
+            good &= ~block["mask"].astype(bool)
+        s, c = squared_error_sums(model, z, flux, teff[start:stop], logg[start:stop], good, partners,
+                                  start=start, batch_size=batch_size)
+        sums += s
+        counts += c
     mse = sums / np.maximum(counts, 1)
     return float(mse[0]), (float(mse[1]) if counts[1] else math.nan)
 

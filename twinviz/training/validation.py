@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from twinviz.evaluation.errors import squared_error_sums
 from twinviz.twins.groups import swap_partners
 
 __all__ = ["ValidationSet"]
@@ -77,7 +78,6 @@ class ValidationSet:
         model.eval()
         n = len(self)
         z = np.empty((n, model.config.latent_dim), dtype=np.float32)
-        sq_err, n_pix = 0.0, 0
         correct = 0
         for a in range(0, n, batch_size):
             b = min(n, a + batch_size)
@@ -87,47 +87,23 @@ class ValidationSet:
             mask = None if self.bad is None else torch.from_numpy(self.bad[a:b]).to(device)
             with autocast() if autocast else nullcontext():
                 zb = model.encode(flux, teff, logg, mask)
-                rec = model.decode(zb, teff, logg)
                 logits = model.adversary_logits(zb)
-            err = (rec.float() - flux) ** 2
-            if mask is not None:
-                err = err.masked_fill(mask, 0.0)
-                n_pix += int((~mask).sum())
-            else:
-                n_pix += err.numel()
-            sq_err += float(err.sum(dtype=torch.float64))
             correct += int(model.adversary_correct(logits.float(), model.label_bins(teff, logg)).sum())
             z[a:b] = zb.float().cpu().numpy()
-        out = {"val_mse": sq_err / max(n_pix, 1), "val_adv_acc": correct / n,
+        good = np.ones(self.flux.shape, bool) if self.bad is None else ~self.bad
+        partner = self.partner if self.partner is not None else np.full(n, -1, dtype=np.int64)
+        sums, counts = squared_error_sums(model, z, self.flux, self.teff, self.logg, good, partner,
+                                          batch_size=batch_size, autocast=autocast)
+        out = {"val_mse": sums[0] / max(counts[0], 1), "val_adv_acc": correct / n,
                "val_adv_chance": _majority_rate(model, self.teff, self.logg)}
         if self.partner is not None:
-            out["val_swapped_mse"] = self._swapped_mse(model, z, batch_size, autocast)
+            out["val_swapped_mse"] = sums[1] / max(counts[1], 1)
             ranks = TwinIndex(z, metric="l1").twin_ranks(self.group)
             fr = rank_fractions(ranks, n)
             out.update(val_rank1=fr.rank1, val_rank_0p1=fr.within_0p1, val_rank_1=fr.within_1,
                        val_n_stars=n)
         model.train(was_training)
         return out
-
-    def _swapped_mse(self, model, z, batch_size, autocast) -> float:
-        has = np.flatnonzero(self.partner >= 0)
-        device = model.device
-        sq_err, n_pix = 0.0, 0
-        for a in range(0, has.size, batch_size):
-            i = has[a:a + batch_size]
-            zt = torch.from_numpy(z[self.partner[i]]).to(device)
-            with autocast() if autocast else nullcontext():
-                rec = model.decode(zt, torch.from_numpy(self.teff[i]).to(device),
-                                   torch.from_numpy(self.logg[i]).to(device))
-            err = (rec.float() - torch.from_numpy(self.flux[i]).to(device)) ** 2
-            if self.bad is not None:
-                m = torch.from_numpy(self.bad[i]).to(device)
-                err = err.masked_fill(m, 0.0)
-                n_pix += int((~m).sum())
-            else:
-                n_pix += err.numel()
-            sq_err += float(err.sum(dtype=torch.float64))
-        return sq_err / max(n_pix, 1)
 
 
 def _majority_rate(model, teff, logg) -> float:

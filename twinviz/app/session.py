@@ -1,0 +1,39 @@
+"""Running code on a browser session's event loop: the one home of "next tick, or now".
+
+Bokeh models may only change while their document is locked. Bokeh locks it for the callbacks
+it schedules itself (next tick, periodic), not for Panel's widget events or for worker threads.
+:func:`in_session` hands a callback to the session's loop when there is one, and otherwise
+(a notebook, tests, plain Python) runs it at once.
+"""
+from __future__ import annotations
+
+__all__ = ["current_document", "in_session"]
+
+
+def current_document():
+    """The Bokeh document of the session this code runs for, or None outside a server.
+
+    Take it in the callback that starts a worker thread: inside the thread ``pn.state.curdoc``
+    is None (Panel keeps it in a context variable).
+    """
+    import panel as pn
+
+    return pn.state.curdoc
+
+
+def in_session(callback, doc="current") -> None:
+    """Run ``callback`` on ``doc``'s event loop with the document locked and ``pn.state.curdoc``
+    set (``pn.state.location`` and ``notifications`` need it); run it now when the document is
+    not served. ``doc`` defaults to the current session's document."""
+    if doc == "current":
+        doc = current_document()
+    if doc is None or getattr(doc, "session_context", None) is None:
+        callback()
+        return
+    from panel.io.state import set_curdoc
+
+    def locked():
+        with set_curdoc(doc):
+            callback()
+
+    doc.add_next_tick_callback(locked)
