@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from twinviz.training import runfiles
+
 __all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+WEIGHTS_FILE, CONFIG_FILE = runfiles.MODEL_WEIGHTS, runfiles.MODEL_CONFIG
 
 
 class ModelError(ValueError):

@@ -6,13 +6,13 @@ Public API (for ``layout.py``)::
     tab.servable()   # or add it to the layout's tabs: pn.Tabs(("Training", tab), ...)
 
 ``on_open(run, model_dir)`` is called when the user presses "Open in explorer": ``run`` is a
-:class:`twinviz.runs.manager.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
+:class:`twinviz.runs.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
 ``model_dir`` a directory ``FaderNetwork.from_pretrained`` (and ``load_app_data(model=...)``)
 can open — the best model of a finished run, or the latest checkpoint of a running one. The
 same event also sets the ``opened`` parameter (``{"run", "model", "data"}``) for code that
 prefers ``tab.param.watch``. ``selected`` is the name of the run this session looks at.
 
-Sharing: the :class:`~twinviz.runs.manager.RunManager` (one per runs/data folder per process) and
+Sharing: the :class:`~twinviz.runs.RunManager` (one per runs/data folder per process) and
 its single background polling thread are shared by every session, so runs are global and go
 on when browsers close. Each session has one periodic callback (``poll_period`` ms) that only
 reads files and pushes what changed to its own widgets; it is stopped when the session ends.
@@ -31,7 +31,7 @@ import param
 from bokeh.models import ColumnDataSource, Range1d, Span
 from bokeh.plotting import figure
 
-from twinviz.runs.manager import Run, RunError, RunManager, devices
+from twinviz.runs import Run, RunError, RunManager, devices
 from twinviz.training.config import TrainConfig
 
 __all__ = ["TrainingTab", "field_help"]
@@ -425,8 +425,7 @@ class TrainingTab(pn.viewable.Viewer):
             parts.append(f"ETA {_duration(info['eta'])}")
         self.progress_text.object = " · ".join(p for p in parts if p)
         self.cancel_button.disabled = state not in ("queued", "running")
-        self.open_button.disabled = not ((run.model_dir / "config.json").is_file()
-                                         or (run.checkpoint_dir / "state.json").is_file())
+        self.open_button.disabled = not (run.has_model or run.has_checkpoint)
         if state == "failed" and info["error"] and not self.run_message.visible:
             error = info["error"].strip().splitlines()
             self.run_message.param.update(
@@ -447,9 +446,8 @@ class TrainingTab(pn.viewable.Viewer):
             self._drawn += len(new)
 
     def _refresh_log(self, run: Run) -> None:
-        path = run.path / "train.log"
         try:
-            size = path.stat().st_size
+            size = run.log_path.stat().st_size
         except FileNotFoundError:
             size = 0
         if size == self._log_size:

@@ -117,6 +117,7 @@ def config_from_args(args: argparse.Namespace):
     """Build the TrainConfig: defaults ← --config file ← run's config.json (resume) ← flags."""
     from pathlib import Path
 
+    from twinviz.training import runfiles
     from twinviz.training.config import TrainConfig, TrainConfigError
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -125,7 +126,7 @@ def config_from_args(args: argparse.Namespace):
         base = TrainConfig.load(args.config)
     if getattr(args, "resume", False):
         out = Path(given.get("out", base.out))
-        saved = out / "config.json"
+        saved = out / runfiles.CONFIG
         if not saved.is_file():
             raise TrainConfigError(f"{saved}: no run to resume. Fix: check --out, or start without --resume")
         base = TrainConfig.load(saved)
