@@ -1,5 +1,7 @@
 """Checking a launch before anything is created: the config's values and the dataset paths.
 
+Values are checked against the types, choices, bounds and launch limits declared on
+TrainConfig's fields (:mod:`twinviz.options`), then by ``TrainConfig.validate()``.
 :func:`validate_launch` lists every problem in one :class:`RunError`; dataset paths must
 resolve inside the data directory (no ``..`` climbing out, no absolute paths or symlinks
 elsewhere, no missing files).
@@ -11,28 +13,19 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from twinviz.options import check_options, meta, options_of
 from twinviz.runs.devices import DeviceError, resolve_devices
 from twinviz.training.config import TrainConfig, TrainConfigError
 
-__all__ = ["DATASET_SUFFIXES", "HIDDEN_LIMITS", "LIMITS", "RunError", "data_files", "resolve_data_path",
+__all__ = ["DATASET_SUFFIXES", "LIMITS", "RunError", "data_files", "resolve_data_path",
            "validate_launch"]
 
 DATASET_SUFFIXES = (".nc", ".zarr", ".h5", ".hdf5")
 
-# Upper (and tighter lower) bounds on top of TrainConfig.validate(): values beyond these are
-# typing mistakes that would tie a GPU up for days or exhaust memory, not real experiments.
-LIMITS: dict[str, tuple[float, float]] = {
-    "epochs": (1, 10_000), "batch_size": (1, 65_536), "latent_dim": (1, 1024),
-    "basis_dim": (0, 8192), "teff_bins": (2, 100), "logg_bins": (2, 100),
-    "adversary_weight": (0.0, 100.0), "adversary_ramp_steps": (0, 10_000_000),
-    "adversary_steps": (1, 100), "flux_err_floor": (1e-9, 1.0), "lr": (1e-9, 1.0),
-    "adversary_lr": (1e-9, 1.0), "lr_min_factor": (0.0, 1.0), "warmup_steps": (0, 10_000_000),
-    "weight_decay": (0.0, 1.0), "grad_clip": (0.0, 1e6), "max_steps": (0, 100_000_000),
-    "seed": (0, 2**31 - 1), "num_threads": (0, 1024), "log_every": (1, 1_000_000),
-    "val_max_stars": (1, 10_000_000), "checkpoint_every": (0, 100_000_000),
-    "stream_block": (1, 10_000_000), "memory_limit_gb": (0.01, 4096.0),
-}
-HIDDEN_LIMITS = (1, 8192, 8)  # width range of each layer, number of layers
+# The launch limits declared on TrainConfig's fields (twinviz.options): beyond them a value is a
+# typing mistake that would tie a GPU up for days or exhaust memory, not a real experiment.
+LIMITS: dict[str, tuple[float, float]] = {f.name: meta(f, "limits") for f in options_of(TrainConfig)
+                                          if meta(f, "limits") and not meta(f, "max_items")}
 
 
 class RunError(ValueError):
@@ -114,23 +107,6 @@ def _check_types(values: dict, problems: list[str]) -> None:
             problems.append(f"{name}={value!r} must be text")
 
 
-def _check_limits(values: dict, problems: list[str]) -> None:
-    defaults = TrainConfig()
-    for name, (low, high) in LIMITS.items():
-        value = values.get(name, getattr(defaults, name))
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                math.isfinite(value) and not low <= value <= high:
-            problems.append(f"{name}={value} is out of range; allowed {low} … {high}")
-    low, high, max_layers = HIDDEN_LIMITS
-    for name in ("hidden", "adversary_hidden"):
-        layers = values.get(name, getattr(defaults, name))
-        if not isinstance(layers, (list, tuple)) or not 1 <= len(layers) <= max_layers or \
-                not all(isinstance(w, int) and not isinstance(w, bool) and low <= w <= high
-                        for w in layers):
-            problems.append(f"{name}={layers!r} must be 1 … {max_layers} layer widths, "
-                            f"each {low} … {high}")
-
-
 def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple[TrainConfig, list[str]]:
     """Check a config (TrainConfig or dict) and a device choice before anything is created.
 
@@ -147,7 +123,7 @@ def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple
     else:
         raise RunError(f"config must be a TrainConfig or a dict, not {type(config).__name__}")
     _check_types(values, problems)
-    _check_limits(values, problems)
+    problems += check_options(values, TrainConfig, limits=True)
     for field_name in ("data", "val"):
         value = values.get(field_name)
         if field_name == "val" and not value:
