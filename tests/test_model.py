@@ -153,3 +153,34 @@ def test_invalid_config_is_refused_up_front():
         ModelConfig(n_pixels=10, adversary_mode="both")
     with pytest.raises(ModelError, match="teff_bin_edges"):
         ModelConfig(n_pixels=10, teff_bin_edges=[5000, 4000])
+
+
+def test_architecture_options_are_declared_once_for_model_and_training():
+    import dataclasses
+
+    from twinviz.model import _ACTIVATIONS
+    from twinviz.options import Architecture, meta
+    from twinviz.training.config import TrainConfig
+
+    shared = {f.name: f for f in dataclasses.fields(Architecture)}
+    for cls in (ModelConfig, TrainConfig):
+        assert issubclass(cls, Architecture)
+        own = {f.name: f for f in dataclasses.fields(cls) if f.name in shared}
+        assert {n: f.metadata for n, f in own.items()} == {n: f.metadata for n, f in shared.items()}
+    # every activation a config may declare is one the network can build, and no other
+    assert set(meta(shared["activation"], "choices")) == set(_ACTIVATIONS)
+    with pytest.raises(ModelError, match="activation"):
+        ModelConfig(n_pixels=10, activation="relu")
+
+
+def test_saved_configs_of_the_demo_still_load():
+    from pathlib import Path
+
+    from twinviz.training.config import TrainConfig
+
+    demo = Path(__file__).resolve().parents[1] / "data" / "demo" / "model"
+    model = FaderNetwork.from_pretrained(demo)
+    assert model.config.activation == "silu" and model.config.hidden == [1024, 512]
+    train_config = TrainConfig.load(demo / "train_config.json")
+    assert train_config.latent_dim == model.config.latent_dim and train_config.epochs == 60
+    assert json.loads(train_config.to_json()) == json.loads((demo / "train_config.json").read_text())

@@ -1,4 +1,4 @@
-"""The run manager (twinviz.runs.manager): real `twinviz train` child processes on tiny data."""
+"""The run manager (twinviz.runs): real `twinviz train` child processes on tiny data."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from twinviz.runs.manager import MetricsFollower, Run, RunError, RunManager, devices, log_tail
+from twinviz.runs import MetricsFollower, Run, RunError, RunManager, devices, log_tail, resolve_devices
+from twinviz.runs.devices import DeviceError
 from twinviz.spectra.dataset import make_spectra, save_spectra
 
 # A run small enough to finish in a few seconds on one CPU core.
@@ -181,6 +182,43 @@ def test_a_second_cpu_run_waits_queued_until_the_first_ends(manager):
     manager.cancel(first, grace=20)
     manager.wait(first, timeout=60)
     assert manager.wait(second, timeout=120) == "done"
+
+
+def test_reading_a_queued_run_never_starts_it(manager, monkeypatch):
+    # Stand-in trainers that just sleep (and die on SIGTERM): only the scheduling matters here.
+    monkeypatch.setattr(manager, "_argv", lambda run, ids: [sys.executable, "-c", "import time; time.sleep(600)"])
+    first = manager.launch(TINY, name="first")
+    queued = manager.launch(TINY, name="waiting")
+    assert first.state == "running" and queued.state == "queued"
+    manager.cancel(first, grace=20)
+    manager._children[first.name].wait(timeout=20)  # its device is free now, but nobody polled
+    for _ in range(3):  # however often a queued run is read, it stays queued
+        assert queued.state == "queued" and queued.summary()["state"] == "queued"
+        assert queued.status["state"] == "queued" and queued.progress == 0.0 and queued.eta is None
+        assert queued.devices == ["cpu"] and "queued" in repr(queued) and queued.metrics() == []
+        assert Run(manager.runs_dir, queued.name).state == "queued"
+    assert {s["name"]: s["state"] for s in manager.summaries(max_age=0)} == {"first": "running",
+                                                                            "waiting": "queued"}
+    assert queued.launch_info["pid"] is None
+    manager.poll()  # only polling reaps the first run and starts the queued one
+    assert first.state == "cancelled" and queued.state == "running" and queued.launch_info["pid"]
+    manager.cancel(queued, grace=20, wait=True)
+
+
+def test_resolve_devices_is_the_one_device_choice():
+    gpus = ["cuda:0", "cuda:1", "cpu"]
+    assert resolve_devices("auto", present=["cpu"]) == ["cpu"]
+    assert resolve_devices("auto", present=gpus) == ["cuda:0"]
+    assert resolve_devices("auto", present=gpus, busy=["cuda:0"]) == ["cuda:1"]
+    assert resolve_devices("auto", present=gpus, busy=["cuda:0", "cuda:1"]) == ["cuda:0"]
+    assert resolve_devices("cuda", present=gpus, local_rank=1) == ["cuda:1"]  # torchrun rank 1
+    assert resolve_devices(["cuda:1", "cuda:0"], present=gpus) == ["cuda:0", "cuda:1"]
+    for bad, message in ((["cpu", "cuda:0"], "not both"), ("cuda:7", "not present"), ([], "at least one"),
+                         (["cuda:0", "cuda:0"], "twice")):
+        with pytest.raises(DeviceError, match=message):
+            resolve_devices(bad, present=gpus)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        resolve_devices("cuda", present=["cpu"])
 
 
 def test_cancelling_a_queued_run_never_starts_it(manager):

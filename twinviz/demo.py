@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinviz.atomic import write_json_atomic
+from twinviz.training import runfiles
 
 __all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
 
@@ -94,8 +95,8 @@ def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPath
     UMAP); later calls only check the cache."""
     root = Path(root or demo_root())
     recipe = load_recipe(root)
-    model_dir = root / "demo" / "model"
-    if not (model_dir / "config.json").exists():
+    model_dir = root / "demo" / runfiles.MODEL_DIR
+    if not (model_dir / runfiles.MODEL_CONFIG).exists():
         raise FileNotFoundError(
             f"{model_dir}: the demo model is missing. Fix: run `twinviz demo --rebuild` "
             "(trains it, about 10 minutes on 2 CPU cores) or restore data/demo from git")
@@ -156,16 +157,16 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
     demo_dir.mkdir(parents=True, exist_ok=True)
     new_model = demo_dir / ".model.new"
     shutil.rmtree(new_model, ignore_errors=True)
-    shutil.copytree(run_dir / "model", new_model)
+    shutil.copytree(run_dir / runfiles.MODEL_DIR, new_model)
     # the full training config (paths made relative), so the demo can be re-made exactly
-    train_config = json.loads((run_dir / "config.json").read_text())
+    train_config = json.loads((run_dir / runfiles.CONFIG).read_text())
     for key in ("data", "val", "out"):
         train_config[key] = Path(train_config[key]).name if train_config.get(key) else None
     write_json_atomic(new_model / "train_config.json", train_config)
     old = demo_dir / ".model.old"
-    if (demo_dir / "model").exists():
-        os.replace(demo_dir / "model", old)
-    os.replace(new_model, demo_dir / "model")
+    if (demo_dir / runfiles.MODEL_DIR).exists():
+        os.replace(demo_dir / runfiles.MODEL_DIR, old)
+    os.replace(new_model, demo_dir / runfiles.MODEL_DIR)
     shutil.rmtree(old, ignore_errors=True)
 
     paths = ensure_demo(root, progress=progress)

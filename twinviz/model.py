@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from twinviz.options import Architecture, check_options
+from twinviz.training import runfiles
+
 __all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+WEIGHTS_FILE, CONFIG_FILE = runfiles.MODEL_WEIGHTS, runfiles.MODEL_CONFIG
 
 
 class ModelError(ValueError):
@@ -36,52 +38,34 @@ class ModelError(ValueError):
     names the file or field and how to fix it."""
 
 
-@dataclass
-class ModelConfig:
+@dataclass(kw_only=True)
+class ModelConfig(Architecture):
     """Everything that defines a fader network besides its weights (saved as config.json).
+
+    The architecture options — latent_dim, basis_dim, basis_trainable, basis_whiten, hidden,
+    adversary_hidden, activation, adversary_mode, flux_scaling — are declared (with their help,
+    choices and bounds) once in :class:`twinviz.options.Architecture`, shared with
+    ``TrainConfig``. In a model, ``flux_scaling`` only records how ``flux_offset``/``flux_scale``
+    were set. The rest are fixed from the training data when training starts:
 
     Attributes
     ----------
     n_pixels : number of flux pixels of the grid the model was trained on
     grid_id : wavelength-grid id (``twinviz.spectra.grid.grid_id``) of that grid
-    latent_dim : size of z
-    basis_dim : width of the linear flux↔basis layers (0: the first hidden layer reads flux directly)
-    basis_trainable : train the basis layers with the rest (False: they stay the PCA basis they
-        were initialised with, which lets the trainer work on precomputed coefficients)
-    basis_whiten : divide the encoder's basis coefficients by their training standard deviation
-        (``basis_scale`` buffer), so low-variance components — where weak lines live — are not
-        drowned by the strong ones; the decoder predicts whitened coefficients likewise
-    hidden : widths of the encoder's hidden layers after the basis (the decoder mirrors them)
-    adversary_hidden : widths of the adversary's hidden layers
-    activation : "silu" | "leaky_relu" | "gelu"
     teff_range, logg_range : (min, max) in K and dex mapped to [-1, 1] before entering the nets
     teff_bin_edges, logg_bin_edges : adversary bin edges in K and dex (n_bins + 1 values;
         values beyond the outer edges fall into the outer bins)
-    adversary_mode : "joint" (one classifier over all (Teff, logg) bin pairs) or
-        "separate" (one classifier head per label; the loss is the sum of both cross-entropies)
-    flux_scaling : how ``flux_offset``/``flux_scale`` were set: "global" (per-pixel mean, one
-        global scale) or "pixel" (per-pixel mean and standard deviation); informational
     """
 
     n_pixels: int
     grid_id: str = "unknown"
-    latent_dim: int = 32
-    basis_dim: int = 256
-    basis_trainable: bool = False
-    basis_whiten: bool = True
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    activation: str = "silu"
     teff_range: list[float] = field(default_factory=lambda: [4000.0, 5500.0])
     logg_range: list[float] = field(default_factory=lambda: [1.0, 3.5])
     teff_bin_edges: list[float] = field(default_factory=lambda: list(np.linspace(4000.0, 5500.0, 6)))
     logg_bin_edges: list[float] = field(default_factory=lambda: list(np.linspace(1.0, 3.5, 6)))
-    adversary_mode: str = "joint"
-    flux_scaling: str = "global"
 
     def __post_init__(self):
-        self.hidden = [int(h) for h in self.hidden]
-        self.adversary_hidden = [int(h) for h in self.adversary_hidden]
+        super().__post_init__()
         self.teff_range = [float(v) for v in self.teff_range]
         self.logg_range = [float(v) for v in self.logg_range]
         self.teff_bin_edges = [float(v) for v in self.teff_bin_edges]
@@ -89,16 +73,10 @@ class ModelConfig:
         problems = []
         if self.n_pixels < 1:
             problems.append(f"n_pixels={self.n_pixels} must be ≥ 1")
-        if self.latent_dim < 1:
-            problems.append(f"latent_dim={self.latent_dim} must be ≥ 1")
-        if self.basis_dim < 0:
-            problems.append(f"basis_dim={self.basis_dim} must be ≥ 0")
+        # latent_dim, basis_dim, activation, adversary_mode, flux_scaling: their declared bounds
+        problems += check_options(self, Architecture)
         if not self.hidden or min(self.hidden) < 1:
             problems.append(f"hidden={self.hidden} needs at least one positive width")
-        if self.activation not in _ACTIVATIONS:
-            problems.append(f"activation={self.activation!r} is not one of {sorted(_ACTIVATIONS)}")
-        if self.adversary_mode not in ("joint", "separate"):
-            problems.append(f"adversary_mode={self.adversary_mode!r} must be 'joint' or 'separate'")
         for name in ("teff_range", "logg_range"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not lo_hi[1] > lo_hi[0]:
@@ -138,6 +116,7 @@ class ModelConfig:
         return cls(**data)
 
 
+# One per choice of Architecture.activation (tests/test_model.py checks they agree).
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from twinviz.training import runfiles
+
 __all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "make_sample", "synthetic_latents"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
@@ -89,7 +91,7 @@ def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8
     # Principal components as the flux basis: the untrained decoder then draws spectrum-like curves.
     _, _, vt = np.linalg.svd((flux - flux.mean(axis=0)) / scale, full_matrices=False)
     model.init_basis(vt[:config.basis_dim])
-    model_dir = model.save_pretrained(directory / "model")
+    model_dir = model.save_pretrained(directory / runfiles.MODEL_DIR)
 
     lat = encode_dataset(model, ds)
     lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))

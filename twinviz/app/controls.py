@@ -9,12 +9,13 @@ import panel as pn
 import param
 
 from twinviz.app.state import AppDataError, ExplorerState
+from twinviz.training import runfiles
 
 __all__ = ["StarPicker", "source_pane", "source_text"]
 
 # Model folders whose own name says nothing: a training run's best model and its exported
 # checkpoints live in runs/NAME/model and runs/NAME/snapshot-stepN, so the run name is shown too.
-_GENERIC_MODEL_DIRS = ("model", "checkpoint")
+_GENERIC_MODEL_DIRS = (runfiles.MODEL_DIR, runfiles.CHECKPOINT_DIR)
 
 
 def _model_name(model_dir) -> str:

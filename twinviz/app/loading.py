@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from twinviz.app.state import AppData, AppDataError
+from twinviz.training import runfiles
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def load_app_data(model=None, data=None, latents=None) -> AppData:
 def model_fingerprint(model_dir: Path) -> str:
     """Short hash of a model's weights + config: names its cached latents."""
     h = hashlib.sha1()
-    for name in ("config.json", "model.safetensors"):
+    for name in (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS):
         p = Path(model_dir) / name
         if p.is_file():
             h.update(name.encode())

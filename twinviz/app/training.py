@@ -6,20 +6,19 @@ Public API (for ``layout.py``)::
     tab.servable()   # or add it to the layout's tabs: pn.Tabs(("Training", tab), ...)
 
 ``on_open(run, model_dir)`` is called when the user presses "Open in explorer": ``run`` is a
-:class:`twinviz.runs.manager.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
+:class:`twinviz.runs.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
 ``model_dir`` a directory ``FaderNetwork.from_pretrained`` (and ``load_app_data(model=...)``)
 can open — the best model of a finished run, or the latest checkpoint of a running one. The
 same event also sets the ``opened`` parameter (``{"run", "model", "data"}``) for code that
 prefers ``tab.param.watch``. ``selected`` is the name of the run this session looks at.
 
-Sharing: the :class:`~twinviz.runs.manager.RunManager` (one per runs/data folder per process) and
+Sharing: the :class:`~twinviz.runs.RunManager` (one per runs/data folder per process) and
 its single background polling thread are shared by every session, so runs are global and go
 on when browsers close. Each session has one periodic callback (``poll_period`` ms) that only
 reads files and pushes what changed to its own widgets; it is stopped when the session ends.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import html
 import math
@@ -31,37 +30,37 @@ import param
 from bokeh.models import ColumnDataSource, Range1d, Span
 from bokeh.plotting import figure
 
-from twinviz.runs.manager import Run, RunError, RunManager, devices
+from twinviz.app.session import in_session
+from twinviz.runs import Run, RunError, RunManager, devices
+from twinviz.options import meta, options_of
 from twinviz.training.config import TrainConfig
 
-__all__ = ["TrainingTab", "field_help"]
+__all__ = ["TrainingTab", "field_choices", "field_help"]
 
 # Okabe–Ito colours (colour-blind safe): training curves blue, validation orange.
 TRAIN_COLOUR = "#0072B2"
 VAL_COLOUR = "#E69F00"
 CHANCE_COLOUR = "#999999"
 
-# Fields shown up front; the rest go into a collapsed "More settings" card. data/val/out/
-# device/progress are set by the dataset pickers, the run manager and the device choice.
-MAIN_FIELDS = ("epochs", "batch_size", "latent_dim", "adversary_weight", "lr")
-MANAGED_FIELDS = ("data", "val", "out", "device", "progress")
-# Allowed values of the text fields (mirrors TrainConfig.validate(); a wrong one is still
-# caught there, so a drift only costs a dropdown).
-CHOICES = {"activation": ["silu", "relu", "gelu", "tanh"], "adversary_mode": ["joint", "separate"],
-           "bin_edges": ["quantile", "uniform"], "flux_scaling": ["global", "pixel"],
-           "lr_schedule": ["cosine", "constant"], "stream": ["auto", "always", "never"]}
+# Which fields the form shows, their help and their choices come from TrainConfig's field
+# declarations (twinviz.options): "main" ones up front, "more" ones in a collapsed "More
+# settings" card; data/val/out/device/progress (form=None) are set by the dataset pickers, the
+# device choice and the run manager.
+MAIN_FIELDS = tuple(f.name for f in options_of(TrainConfig) if meta(f, "form") == "main")
+FORM_FIELDS = tuple(f.name for f in options_of(TrainConfig) if meta(f, "form"))
 STEP_COLUMNS = ("step", "recon", "adv_loss", "adv_acc")
 EPOCH_COLUMNS = ("step", "val_mse", "val_adv_acc", "val_swapped_mse", "val_rank1")
 
 
 def field_help() -> dict[str, str]:
-    """One line of help per TrainConfig field, taken from ``twinviz train``'s options so the
-    form and the command line never disagree."""
-    from twinviz.commands import train as train_command
+    """One line of help per TrainConfig field: the same declaration ``twinviz train --help``
+    prints, so the form and the command line never disagree."""
+    return {f.name: meta(f, "help") for f in options_of(TrainConfig)}
 
-    parser = argparse.ArgumentParser(add_help=False)
-    train_command.add_arguments(parser)
-    return {a.dest: (a.help or "").split(" (default:")[0] for a in parser._actions}
+
+def field_choices() -> dict[str, tuple]:
+    """The allowed values of every TrainConfig field that has a fixed set of them."""
+    return {f.name: meta(f, "choices") for f in options_of(TrainConfig) if meta(f, "choices")}
 
 
 def _duration(seconds) -> str:
@@ -246,10 +245,8 @@ class TrainingTab(pn.viewable.Viewer):
             orientation="vertical", sizing_mode="stretch_width",
             description="one GPU, several GPUs (torchrun, one process each) or the CPU")
         self.fields: dict[str, pn.widgets.Widget] = {}
-        for f in dataclasses.fields(TrainConfig):
-            if f.name in MANAGED_FIELDS:
-                continue
-            self.fields[f.name] = self._widget_for(f.name, getattr(initial, f.name))
+        for name in FORM_FIELDS:
+            self.fields[name] = self._widget_for(name, getattr(initial, name))
         self.launch_button = pn.widgets.Button(label="Launch", color="primary",
                                                sizing_mode="stretch_width")
         self.launch_button.on_click(self._on_launch)
@@ -276,8 +273,9 @@ class TrainingTab(pn.viewable.Viewer):
             return pn.widgets.FloatInput(value=value, **kw)
         if isinstance(value, list):
             return pn.widgets.TextInput(value=",".join(str(v) for v in value), **kw)
-        if name in CHOICES:
-            options = CHOICES[name] if value in CHOICES[name] else [value] + CHOICES[name]
+        choices = list(field_choices().get(name) or [])
+        if choices:
+            options = choices if value in choices else [value] + choices
             return pn.widgets.Select(options=options, value=value, **kw)
         return pn.widgets.TextInput(value=str(value), **kw)
 
@@ -391,11 +389,7 @@ class TrainingTab(pn.viewable.Viewer):
         """Refresh from a widget event. Bokeh models (the curves' data sources) may only be
         changed while the session's document is locked, which Bokeh does for the callbacks it
         schedules (next tick, periodic) but not for Panel's widget events."""
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(self._refresh)
-        else:  # a notebook or a plain Python session: no lock to take
-            self._refresh()
+        in_session(self._refresh)
 
     def _selected_run(self) -> Run | None:
         if not self.selected:
@@ -425,8 +419,7 @@ class TrainingTab(pn.viewable.Viewer):
             parts.append(f"ETA {_duration(info['eta'])}")
         self.progress_text.object = " · ".join(p for p in parts if p)
         self.cancel_button.disabled = state not in ("queued", "running")
-        self.open_button.disabled = not ((run.model_dir / "config.json").is_file()
-                                         or (run.checkpoint_dir / "state.json").is_file())
+        self.open_button.disabled = not (run.has_model or run.has_checkpoint)
         if state == "failed" and info["error"] and not self.run_message.visible:
             error = info["error"].strip().splitlines()
             self.run_message.param.update(
@@ -447,9 +440,8 @@ class TrainingTab(pn.viewable.Viewer):
             self._drawn += len(new)
 
     def _refresh_log(self, run: Run) -> None:
-        path = run.path / "train.log"
         try:
-            size = path.stat().st_size
+            size = run.log_path.stat().st_size
         except FileNotFoundError:
             size = 0
         if size == self._log_size:

@@ -5,7 +5,9 @@ import sys
 import time
 from pathlib import Path
 
-WEIGHTS_AND_CONFIG = ("config.json", "model.safetensors")
+from twinviz.training import runfiles
+
+WEIGHTS_AND_CONFIG = (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS)
 
 
 def resolve_model_dir(path) -> Path:
@@ -14,26 +16,29 @@ def resolve_model_dir(path) -> Path:
     from twinviz.model import ModelError
 
     path = Path(path)
-    for candidate in (path, path / "model"):
+    for candidate in (path, path / runfiles.MODEL_DIR):
         if all((candidate / name).is_file() for name in WEIGHTS_AND_CONFIG):
             return candidate
-    raise ModelError(f"{path}: model: no {' + '.join(WEIGHTS_AND_CONFIG)} here or in {path / 'model'}. "
+    raise ModelError(f"{path}: model: no {' + '.join(WEIGHTS_AND_CONFIG)} here or in {path / runfiles.MODEL_DIR}. "
                      "Fix: pass a model directory written by save_pretrained or a run directory of "
                      "`twinviz train` (runs/NAME), once its training has saved a model")
 
 
 def run_dir_of(model_dir: Path) -> Path:
     """The run directory a model directory belongs to (runs/NAME for runs/NAME/model)."""
-    return model_dir.parent if model_dir.name == "model" else model_dir
+    return model_dir.parent if model_dir.name == runfiles.MODEL_DIR else model_dir
 
 
 def pick_device(name: str) -> str:
-    """'auto' → 'cuda' when a GPU is present, else 'cpu'; anything else as given."""
-    if name != "auto":
-        return name
-    import torch
+    """'auto' → a CUDA device when torch has one, else 'cpu'; anything else as given, once it is
+    present (:func:`twinviz.runs.devices.resolve_devices`, the one device resolution)."""
+    from twinviz.model import ModelError
+    from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return resolve_devices(name, present=torch_device_ids())[0]
+    except DeviceError as exc:
+        raise ModelError(f"--device {name}: {exc}") from None
 
 
 def load_model(path, device: str = "auto"):

@@ -17,58 +17,10 @@ import argparse
 import dataclasses
 import sys
 
-# Help for every TrainConfig field (the CLI flag is the field name with dashes).
-_HELP = {
-    "data": "training spectra file (.nc or .zarr)",
-    "val": "validation spectra file; with chemistry groups it also gives twin ranks",
-    "out": "run directory to write",
-    "latent_dim": "size of the latent z",
-    "basis_dim": "width of the learned linear flux↔basis layers, initialised by PCA (0: none)",
-    "basis_trainable": "train the PCA basis layers too (slower; off: training runs on precomputed coefficients)",
-    "basis_whiten": "whiten the basis coefficients (each PCA component scaled to unit variance)",
-    "hidden": "encoder hidden widths after the basis, comma-separated (the decoder mirrors them)",
-    "adversary_hidden": "adversary hidden widths, comma-separated",
-    "activation": "activation function",
-    "adversary_mode": "joint: one classifier over all (Teff, logg) bins; separate: one per label",
-    "teff_bins": "number of Teff bins the adversary predicts",
-    "logg_bins": "number of logg bins the adversary predicts",
-    "bin_edges": "quantile: equal-count bins of the training labels; uniform: equal width",
-    "flux_scaling": "global: per-pixel mean, one scale; pixel: per-pixel mean and std",
-    "adversary_weight": "λ, weight of the adversarial term; 0 gives the paper's baseline",
-    "adversary_ramp_steps": "ramp λ linearly from 0 over this many steps (0: no ramp)",
-    "adversary_steps": "adversary updates per autoencoder update",
-    "flux_err_floor": "σ₀ in the pixel weight σ₀²/(σ²+σ₀²), flux units",
-    "epochs": "passes over the training data",
-    "batch_size": "global batch size (split across DDP processes)",
-    "lr": "autoencoder learning rate (Adam)",
-    "adversary_lr": "adversary learning rate (Adam)",
-    "lr_schedule": "autoencoder learning-rate schedule after warm-up",
-    "lr_min_factor": "final learning rate of the cosine schedule, as a fraction of --lr",
-    "warmup_steps": "linear learning-rate warm-up steps",
-    "weight_decay": "Adam weight decay of the autoencoder",
-    "grad_clip": "clip gradient norms to this value (0: off)",
-    "max_steps": "stop after this many steps in all (0: no limit)",
-    "device": "auto (CUDA when present), cpu, cuda or cuda:N; bf16 autocast on CUDA",
-    "seed": "random seed (CPU runs are reproducible)",
-    "num_threads": "torch CPU threads (0: torch's default)",
-    "log_every": "steps between 'step' records in metrics.jsonl",
-    "val_max_stars": "size of the fixed validation subset (whole groups)",
-    "checkpoint_every": "steps between checkpoint saves (every epoch end saves too; 0: epoch ends only)",
-    "stream": "read training data in blocks instead of into memory (auto: when larger than --memory-limit-gb)",
-    "stream_block": "stars per streamed block (rounded to the file's chunks)",
-    "memory_limit_gb": "above this size of flux (GB) --stream auto streams",
-    "progress": "show a progress bar (on a terminal)",
-}
-_CHOICES = {"activation": ("silu", "leaky_relu", "gelu"), "adversary_mode": ("joint", "separate"),
-            "bin_edges": ("quantile", "uniform"), "flux_scaling": ("global", "pixel"),
-            "lr_schedule": ("cosine", "constant"), "stream": ("auto", "always", "never")}
-# Fields a resumed run may change; the rest define the model/run and come from its config.json.
-_RESUMABLE = {"epochs", "max_steps", "device", "num_threads", "log_every", "checkpoint_every",
-              "progress", "val", "val_max_stars", "stream", "stream_block", "memory_limit_gb"}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per TrainConfig field plus --config, --resume and --overwrite."""
+    """Add one option per TrainConfig field — flag, help, choices from the field's declaration
+    (twinviz.options) — plus --config, --resume and --overwrite."""
+    from twinviz.options import flag_of, meta, options_of
     from twinviz.training.config import TrainConfig
 
     # Keep the examples in the description as written (every option states its own default).
@@ -80,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in --out from its checkpoint (settings from its config.json)")
     parser.add_argument("--overwrite", action="store_true", default=argparse.SUPPRESS,
                         help="replace an existing run in --out instead of refusing")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+    for f in options_of(TrainConfig):
+        flag, choices = flag_of(f), meta(f, "choices")
         default = getattr(defaults, f.name)
-        help_ = f"{_HELP.get(f.name, f.name)} (default: {_show(default)})"
+        help_ = f"{meta(f, 'help')} (default: {_show(default)})"
         if isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_)
@@ -92,9 +44,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 default=argparse.SUPPRESS, help=help_)
         else:
             kind = type(default) if default is not None else str
-            metavar = f.name.split("_")[-1].upper() if kind is not str else None
+            metavar = f.name.split("_")[-1].upper() if kind is not str and not choices else None
             parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_,
-                                choices=_CHOICES.get(f.name), metavar=None if f.name in _CHOICES else metavar)
+                                choices=choices, metavar=metavar)
+
+
+def resumable_fields() -> set[str]:
+    """Fields a resumed run may change; the rest define the model/run and come from its config.json."""
+    from twinviz.options import meta, options_of
+    from twinviz.training.config import TrainConfig
+
+    return {f.name for f in options_of(TrainConfig) if meta(f, "resumable")}
+
+
+def options_table() -> str:
+    """docs/training.md's options table (Markdown), from the TrainConfig declarations; a test
+    keeps the file equal to it. Regenerate: ``python -c "from twinviz.commands.train import
+    options_table; print(options_table())"``."""
+    from twinviz.options import flag_of, meta, options_of
+    from twinviz.training.config import TrainConfig
+
+    defaults = TrainConfig()
+    rows = ["| option | default | range a launch from the app accepts | what it sets |", "|---|---|---|---|"]
+    for f in options_of(TrainConfig):
+        choices, limits = meta(f, "choices"), meta(f, "limits")
+        allowed = " \\| ".join(choices) if choices else (f"{limits[0]:g} … {limits[1]:g}" if limits else "")
+        if meta(f, "max_items"):
+            allowed = f"1 … {meta(f, 'max_items')} widths, each {allowed}"
+        default = _show(getattr(defaults, f.name)) or '""'
+        resumable = " *(may change on `--resume`)*" if meta(f, "resumable") else ""
+        rows.append(f"| `{flag_of(f)}` | `{default}` | {allowed} | {meta(f, 'help')}{resumable} |")
+    return "\n".join(rows) + "\n"
 
 
 def _show(value) -> str:
@@ -117,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
     """Build the TrainConfig: defaults ← --config file ← run's config.json (resume) ← flags."""
     from pathlib import Path
 
+    from twinviz.training import runfiles
     from twinviz.training.config import TrainConfig, TrainConfigError
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -125,15 +106,16 @@ def config_from_args(args: argparse.Namespace):
         base = TrainConfig.load(args.config)
     if getattr(args, "resume", False):
         out = Path(given.get("out", base.out))
-        saved = out / "config.json"
+        saved = out / runfiles.CONFIG
         if not saved.is_file():
             raise TrainConfigError(f"{saved}: no run to resume. Fix: check --out, or start without --resume")
         base = TrainConfig.load(saved)
-        fixed = sorted(k for k, v in given.items() if k not in _RESUMABLE | {"out"} and v != getattr(base, k))
+        resumable = resumable_fields()
+        fixed = sorted(k for k, v in given.items() if k not in resumable | {"out"} and v != getattr(base, k))
         if fixed:
             raise TrainConfigError(f"--resume keeps the run's settings; cannot change {fixed}. "
                                    f"Fix: drop those options or start a new run (changeable: "
-                                   f"{', '.join(sorted(_RESUMABLE))})")
+                                   f"{', '.join(sorted(resumable))})")
     return dataclasses.replace(base, **given).validate()
 
 

@@ -19,11 +19,12 @@ import torch
 
 from twinviz.model import ModelConfig, ModelError
 
+from twinviz.training import runfiles
 from twinviz.training.rundir import write_json_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
-STATE_FILE = "state.json"
+STATE_FILE = runfiles.CHECKPOINT_STATE
 
 
 class CheckpointError(ValueError):

@@ -1,10 +1,19 @@
-"""TrainConfig: the single source of a training run's hyperparameters (saved as config.json)."""
+"""TrainConfig: the single source of a training run's hyperparameters (saved as config.json).
+
+Each field is declared with :func:`twinviz.options.option`: its metadata (help, choices, bounds,
+launch limits, flag, form placement, group, resumable) is what ``twinviz train`` builds its
+options from, what the app's training form builds its widgets from and what the run manager
+checks launches with. The architecture fields are inherited from
+:class:`twinviz.options.Architecture`, which ``ModelConfig`` shares.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from twinviz.options import Architecture, check_options, option, options_of
 
 __all__ = ["TrainConfig", "TrainConfigError"]
 
@@ -13,15 +22,15 @@ class TrainConfigError(ValueError):
     """An invalid training configuration; the message names the field and the fix."""
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(Architecture):
     """Hyperparameters and paths of one training run.
 
     Every field is JSON-serialisable; ``runs/NAME/config.json`` holds exactly this.
 
     Data
       data: training spectra (.nc or .zarr); val: validation spectra (optional); out: run dir.
-    Model (see twinviz.model.ModelConfig)
+    Model (the architecture fields are twinviz.options.Architecture, shared with ModelConfig)
       latent_dim, basis_dim, basis_trainable, basis_whiten, hidden, adversary_hidden, activation, adversary_mode
       ("joint"|"separate"), teff_bins / logg_bins (number of adversary bins), bin_edges
       ("quantile": equal-count bins of the training labels, so chance accuracy ≈ 1/bins;
@@ -43,77 +52,80 @@ class TrainConfig:
       progress (tqdm bar on a terminal).
     """
 
-    data: str = ""
-    val: str | None = None
-    out: str = "runs/default"
-    # model
-    latent_dim: int = 32
-    basis_dim: int = 256
-    basis_trainable: bool = False
-    basis_whiten: bool = True
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    adversary_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    activation: str = "silu"
-    adversary_mode: str = "joint"
-    teff_bins: int = 5
-    logg_bins: int = 5
-    bin_edges: str = "quantile"
-    flux_scaling: str = "global"
+    data: str = option("", help="training spectra file (.nc or .zarr)", form=None, group="data")
+    val: str | None = option(None, help="validation spectra file; with chemistry groups it also gives "
+                             "twin ranks", form=None, group="data", resumable=True)
+    out: str = option("runs/default", help="run directory to write", form=None, group="data")
+    # model: the architecture fields come from Architecture (twinviz.options); these three set
+    # the adversary's bins, which the model stores as edges
+    teff_bins: int = option(5, help="number of Teff bins the adversary predicts", at_least=1,
+                            limits=(2, 100), group="model")
+    logg_bins: int = option(5, help="number of logg bins the adversary predicts", at_least=1,
+                            limits=(2, 100), group="model")
+    bin_edges: str = option("quantile", help="quantile: equal-count bins of the training labels; "
+                            "uniform: equal width", choices=("quantile", "uniform"), group="model")
     # objective
-    adversary_weight: float = 0.01
-    adversary_ramp_steps: int = 0
-    adversary_steps: int = 1
-    flux_err_floor: float = 0.005
+    adversary_weight: float = option(0.01, help="λ, weight of the adversarial term; 0 gives the "
+                                     "paper's baseline", at_least=0, limits=(0.0, 100.0), form="main",
+                                     group="objective")
+    adversary_ramp_steps: int = option(0, help="ramp λ linearly from 0 over this many steps (0: no ramp)",
+                                       at_least=0, limits=(0, 10_000_000), group="objective")
+    adversary_steps: int = option(1, help="adversary updates per autoencoder update", at_least=1,
+                                  limits=(1, 100), group="objective")
+    flux_err_floor: float = option(0.005, help="σ₀ in the pixel weight σ₀²/(σ²+σ₀²), flux units",
+                                   above=0, limits=(1e-9, 1.0), group="objective")
     # optimisation
-    epochs: int = 60
-    batch_size: int = 256
-    lr: float = 3e-3
-    adversary_lr: float = 1e-3
-    lr_schedule: str = "cosine"
-    lr_min_factor: float = 0.05
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    max_steps: int = 0
+    epochs: int = option(60, help="passes over the training data", at_least=1, limits=(1, 10_000),
+                         form="main", group="optimisation", resumable=True)
+    batch_size: int = option(256, help="global batch size (split across DDP processes)", at_least=1,
+                             limits=(1, 65_536), form="main", group="optimisation")
+    lr: float = option(3e-3, help="autoencoder learning rate (Adam)", above=0, limits=(1e-9, 1.0),
+                       form="main", group="optimisation")
+    adversary_lr: float = option(1e-3, help="adversary learning rate (Adam)", above=0, limits=(1e-9, 1.0),
+                                 group="optimisation")
+    lr_schedule: str = option("cosine", help="autoencoder learning-rate schedule after warm-up",
+                              choices=("cosine", "constant"), group="optimisation")
+    lr_min_factor: float = option(0.05, help="final learning rate of the cosine schedule, as a "
+                                  "fraction of --lr", limits=(0.0, 1.0), group="optimisation")
+    warmup_steps: int = option(100, help="linear learning-rate warm-up steps", at_least=0,
+                               limits=(0, 10_000_000), group="optimisation")
+    weight_decay: float = option(0.0, help="Adam weight decay of the autoencoder", at_least=0,
+                                 limits=(0.0, 1.0), group="optimisation")
+    grad_clip: float = option(1.0, help="clip gradient norms to this value (0: off)", at_least=0,
+                              limits=(0.0, 1e6), group="optimisation")
+    max_steps: int = option(0, help="stop after this many steps in all (0: no limit)", at_least=0,
+                            limits=(0, 100_000_000), group="optimisation", resumable=True)
     # runtime
-    device: str = "auto"
-    seed: int = 0
-    num_threads: int = 0
-    log_every: int = 50
-    val_max_stars: int = 5000
-    checkpoint_every: int = 500
-    stream: str = "auto"
-    stream_block: int = 4096
-    memory_limit_gb: float = 4.0
-    progress: bool = True
-
-    def __post_init__(self):
-        self.hidden = [int(h) for h in self.hidden]
-        self.adversary_hidden = [int(h) for h in self.adversary_hidden]
+    device: str = option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N; bf16 autocast "
+                         "on CUDA", form=None, group="runtime", resumable=True)
+    seed: int = option(0, help="random seed (CPU runs are reproducible)", limits=(0, 2**31 - 1),
+                       group="runtime")
+    num_threads: int = option(0, help="torch CPU threads (0: torch's default)", at_least=0,
+                              limits=(0, 1024), group="runtime", resumable=True)
+    log_every: int = option(50, help="steps between 'step' records in metrics.jsonl", at_least=1,
+                            limits=(1, 1_000_000), group="runtime", resumable=True)
+    val_max_stars: int = option(5000, help="size of the fixed validation subset (whole groups)",
+                                at_least=1, limits=(1, 10_000_000), group="runtime", resumable=True)
+    checkpoint_every: int = option(500, help="steps between checkpoint saves (every epoch end saves "
+                                   "too; 0: epoch ends only)", at_least=0, limits=(0, 100_000_000),
+                                   group="runtime", resumable=True)
+    stream: str = option("auto", help="read training data in blocks instead of into memory (auto: "
+                         "when larger than --memory-limit-gb)", choices=("auto", "always", "never"),
+                         group="runtime", resumable=True)
+    stream_block: int = option(4096, help="stars per streamed block (rounded to the file's chunks)",
+                               at_least=1, limits=(1, 10_000_000), group="runtime", resumable=True)
+    memory_limit_gb: float = option(4.0, help="above this size of flux (GB) --stream auto streams",
+                                    limits=(0.01, 4096.0), group="runtime", resumable=True)
+    progress: bool = option(True, help="show a progress bar (on a terminal)", form=None,
+                            group="runtime", resumable=True)
 
     def validate(self) -> "TrainConfig":
-        """Check values that would otherwise fail deep inside training; returns self."""
+        """Check values that would otherwise fail deep inside training (the declared choices and
+        hard bounds of every field); returns self."""
         p = []
         if not self.data:
             p.append("data: no training file given (use --data FILE.nc)")
-        for name in ("epochs", "batch_size", "latent_dim", "adversary_steps", "teff_bins",
-                     "logg_bins", "log_every", "stream_block", "val_max_stars"):
-            if getattr(self, name) < 1:
-                p.append(f"{name}={getattr(self, name)} must be ≥ 1")
-        for name in ("adversary_weight", "adversary_ramp_steps", "warmup_steps", "weight_decay",
-                     "grad_clip", "max_steps", "num_threads", "checkpoint_every", "basis_dim"):
-            if getattr(self, name) < 0:
-                p.append(f"{name}={getattr(self, name)} must be ≥ 0")
-        if not (self.lr > 0 and self.adversary_lr > 0):
-            p.append("lr and adversary_lr must be > 0")
-        if self.flux_err_floor <= 0:
-            p.append(f"flux_err_floor={self.flux_err_floor} must be > 0")
-        choices = {"adversary_mode": ("joint", "separate"), "bin_edges": ("quantile", "uniform"),
-                   "flux_scaling": ("global", "pixel"), "lr_schedule": ("cosine", "constant"),
-                   "stream": ("auto", "always", "never")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                p.append(f"{name}={getattr(self, name)!r} must be one of {allowed}")
+        p += check_options(self, TrainConfig)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             p.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
         if p:
@@ -121,7 +133,10 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a flat JSON-ready dict, in the order of ``options_of`` (data, model,
+        objective, optimisation, runtime)."""
+        values = dataclasses.asdict(self)
+        return {f.name: values[f.name] for f in options_of(TrainConfig)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"

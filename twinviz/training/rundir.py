@@ -18,13 +18,16 @@ import os
 import shutil
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from twinviz.atomic import write_json_atomic as _write_json_atomic
 
+from twinviz.training import runfiles
 from twinviz.training.config import TrainConfigError
 
-__all__ = ["RunDirectory", "prepare_fresh_run", "read_status", "truncate_metrics", "write_json_atomic"]
+__all__ = ["RunDirectory", "iso_time", "parse_time", "prepare_fresh_run", "read_status",
+           "truncate_metrics", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -49,15 +52,27 @@ def _clean(value):
 
 def read_status(run_dir) -> dict | None:
     """The run's status.json as a dict, or None when there is none yet."""
-    path = Path(run_dir) / "status.json"
+    path = Path(run_dir) / runfiles.STATUS
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+def iso_time(t: float | None = None) -> str:
+    """A Unix time (default: now) as the ISO-8601 local time with offset that status.json and
+    launch.json hold, e.g. "2026-01-01T12:00:00+0000"."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() if t is None else t))
+
+
+def parse_time(value) -> float | None:
+    """The Unix time of an :func:`iso_time` string; None for a missing or unreadable one."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
 
 
 class RunDirectory:
@@ -66,8 +81,8 @@ class RunDirectory:
     def __init__(self, path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.model_dir = self.path / "model"
-        self.checkpoint_dir = self.path / "checkpoint"
+        self.model_dir = self.path / runfiles.MODEL_DIR
+        self.checkpoint_dir = self.path / runfiles.CHECKPOINT_DIR
         self.status: dict = read_status(self.path) or {}
         self._metrics = None
         self.logger = self._make_logger()
@@ -81,7 +96,7 @@ class RunDirectory:
             logger.removeHandler(h)
             h.close()
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        log_path = self.path / "train.log"
+        log_path = self.path / runfiles.LOG
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(fmt)
         logger.addHandler(stream)
@@ -103,30 +118,30 @@ class RunDirectory:
 
     # --- config / status / metrics ------------------------------------------------------------
     def write_config(self, config) -> None:
-        write_json_atomic(self.path / "config.json", config.to_dict())
+        write_json_atomic(self.path / runfiles.CONFIG, config.to_dict())
 
     def update_status(self, **fields) -> dict:
         """Merge fields into status.json and replace it atomically."""
         self.status.update(_clean(fields))
-        write_json_atomic(self.path / "status.json", self.status)
+        write_json_atomic(self.path / runfiles.STATUS, self.status)
         return self.status
 
     def start(self, total_steps: int, resumed: bool) -> None:
         now = time.time()
         fields = dict(state="running", pid=os.getpid(), finished=None, error=None,
-                      total_steps=total_steps, updated=_iso(now))
+                      total_steps=total_steps, updated=iso_time(now))
         if not resumed or "started" not in self.status:
-            fields.update(started=_iso(now), epoch=0, step=0, best={})
+            fields.update(started=iso_time(now), epoch=0, step=0, best={})
         self.update_status(**fields)
 
     def finish(self, state: str, error: str | None = None) -> None:
-        self.update_status(state=state, finished=_iso(time.time()), error=error, updated=_iso(time.time()))
+        self.update_status(state=state, finished=iso_time(), error=error, updated=iso_time())
 
     def log_metrics(self, record: dict) -> None:
         """Append one JSON line and flush it, so a follower never reads a partial object
         (a line is written by a single write call; readers take only complete lines)."""
         if self._metrics is None:
-            self._metrics = open(self.path / "metrics.jsonl", "a", buffering=1)
+            self._metrics = open(self.path / runfiles.METRICS, "a", buffering=1)
         self._metrics.write(json.dumps(_clean(record), default=_json_default) + "\n")
         self._metrics.flush()
 
@@ -140,7 +155,8 @@ def _same_file(stream, path: Path) -> bool:
 
 def prepare_fresh_run(out: Path, overwrite: bool) -> None:
     """Refuse to start a new run over an old one unless ``overwrite`` (then clear it)."""
-    leftovers = [n for n in ("metrics.jsonl", "checkpoint", "status.json", "model") if (out / n).exists()]
+    leftovers = [n for n in (runfiles.METRICS, runfiles.CHECKPOINT_DIR, runfiles.STATUS,
+                                  runfiles.MODEL_DIR) if (out / n).exists()]
     if not leftovers:
         return
     if not overwrite:

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from twinviz.model import FaderNetwork
+from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
 
+from twinviz.training import runfiles
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
 from twinviz.training.config import TrainConfig, TrainConfigError
 from twinviz.training.data import make_source
@@ -43,14 +45,13 @@ __all__ = ["Trainer", "train", "build_model", "resolve_device"]
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" → CUDA when present (cuda:LOCAL_RANK under torchrun), else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainConfigError("device='cuda' but no CUDA GPU is available. Fix: use --device cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """The torch device of this process for a config's ``device`` (one resolution for the
+    trainer, the run manager and the commands: :func:`twinviz.runs.devices.resolve_devices`):
+    "auto" → CUDA when present (cuda:LOCAL_RANK under torchrun), else CPU."""
+    try:
+        return torch.device(resolve_devices(name, present=torch_device_ids(), local_rank=local_rank)[0])
+    except DeviceError as exc:
+        raise TrainConfigError(str(exc)) from None
 
 
 class _Autoencoder(nn.Module):
@@ -142,7 +143,7 @@ class Trainer:
         self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": {}, "best_value": None, "elapsed": 0.0}
         opt_states, rng_state = None, None
         if resume:
-            model, opt_states, self.progress, rng_state = load_checkpoint(out / "checkpoint", self.device)
+            model, opt_states, self.progress, rng_state = load_checkpoint(out / runfiles.CHECKPOINT_DIR, self.device)
             self.log("resuming %s at step %d (epoch %d, batch %d)", out, self.progress["step"],
                      self.progress["epoch"], self.progress["batch"])
         else:
@@ -274,7 +275,7 @@ class Trainer:
         if self.is_main:
             self.run.write_config(c)
             if self._resumed:
-                truncate_metrics(out / "metrics.jsonl", self.progress["step"])
+                truncate_metrics(out / runfiles.METRICS, self.progress["step"])
             self.run.start(self.total_steps, resumed=self._resumed)
             self.log("training on %s (%d process%s), %d steps/epoch of %d spectra, %d steps in all",
                      self.device, self.world, "es" if self.world > 1 else "", self.source.steps_per_epoch,
@@ -292,7 +293,7 @@ class Trainer:
             raise
         self.stop.restore()
         if self.is_main:
-            if not (self.run.model_dir / "config.json").exists():  # no epoch ever improved
+            if not (self.run.model_dir / runfiles.MODEL_CONFIG).exists():  # no epoch ever improved
                 self.model.save_pretrained(self.run.model_dir)
             self.run.finish(state)
             self.log("training %s at step %d", state, self.progress["step"])
@@ -346,7 +347,7 @@ class Trainer:
                     if self._should_stop():
                         p["elapsed"] = time.time() - t_start
                         self._save_checkpoint()
-                        if self.is_main and not (self.run.model_dir / "config.json").exists():
+                        if self.is_main and not (self.run.model_dir / runfiles.MODEL_CONFIG).exists():
                             self.model.save_pretrained(self.run.model_dir)
                         self.log("stop requested (%s): checkpoint saved at step %d",
                                  self.stop.signal_name or "signal", p["step"])

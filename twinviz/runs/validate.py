@@ -1,0 +1,150 @@
+"""Checking a launch before anything is created: the config's values and the dataset paths.
+
+Values are checked against the types, choices, bounds and launch limits declared on
+TrainConfig's fields (:mod:`twinviz.options`), then by ``TrainConfig.validate()``.
+:func:`validate_launch` lists every problem in one :class:`RunError`; dataset paths must
+resolve inside the data directory (no ``..`` climbing out, no absolute paths or symlinks
+elsewhere, no missing files).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from twinviz.options import check_options, meta, options_of
+from twinviz.runs.devices import DeviceError, resolve_devices
+from twinviz.training.config import TrainConfig, TrainConfigError
+
+__all__ = ["DATASET_SUFFIXES", "LIMITS", "RunError", "data_files", "resolve_data_path",
+           "validate_launch"]
+
+DATASET_SUFFIXES = (".nc", ".zarr", ".h5", ".hdf5")
+
+# The launch limits declared on TrainConfig's fields (twinviz.options): beyond them a value is a
+# typing mistake that would tie a GPU up for days or exhaust memory, not a real experiment.
+LIMITS: dict[str, tuple[float, float]] = {f.name: meta(f, "limits") for f in options_of(TrainConfig)
+                                          if meta(f, "limits") and not meta(f, "max_items")}
+
+
+class RunError(ValueError):
+    """A run that cannot be launched or managed; ``problems`` lists every reason."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def data_files(data_dir) -> list[str]:
+    """Dataset files/folders (.nc, .zarr, .h5) under ``data_dir`` (3 levels deep), relative paths."""
+    found = []
+    root = Path(data_dir).resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_depth = len(Path(dirpath).relative_to(root).parts)
+        keep = []
+        for d in dirnames:
+            if d.startswith("."):
+                continue
+            if d.endswith(".zarr"):
+                found.append(str((Path(dirpath) / d).relative_to(root)))
+            elif rel_depth < 3:
+                keep.append(d)
+        dirnames[:] = keep
+        found += [str((Path(dirpath) / f).relative_to(root)) for f in filenames
+                  if f.endswith(DATASET_SUFFIXES) and not f.startswith(".")]
+    return sorted(found)
+
+
+def resolve_data_path(data_dir, value, field: str = "data") -> Path:
+    """``value`` (relative to ``data_dir``, or absolute inside it) as an absolute path; raises
+    :class:`RunError` when it escapes the data directory (``..``, absolute paths elsewhere,
+    symlinks pointing out) or does not exist."""
+    data_dir = Path(data_dir)
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise RunError(f"{field}: no dataset given; choose a file in {data_dir}")
+    path = Path(value)
+    if not path.is_absolute():
+        path = data_dir / path
+    root = data_dir.resolve()
+    real = path.resolve()  # follows symlinks, collapses ".."
+    if not real.is_relative_to(root):
+        raise RunError(f"{field}: {value!r} is outside the data directory {root}; "
+                       f"choose a dataset inside it")
+    if not real.exists():
+        raise RunError(f"{field}: {value!r} does not exist in the data directory {root}")
+    return real
+
+
+def _check_types(values: dict, problems: list[str]) -> None:
+    """Drop unknown fields and coerce/flag wrongly typed values (in place)."""
+    defaults = TrainConfig()
+    known = {f.name for f in fields(TrainConfig)}
+    for name in sorted(set(values) - known):
+        problems.append(f"{name}: not a training option")
+        values.pop(name)
+    for name, value in list(values.items()):
+        expected = type(getattr(defaults, name))
+        if name == "val":
+            continue
+        if expected is bool:
+            if not isinstance(value, bool):
+                problems.append(f"{name}={value!r} must be true or false")
+        elif expected is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    values[name] = int(value)
+                else:
+                    problems.append(f"{name}={value!r} must be a whole number")
+        elif expected is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{name}={value!r} must be a number")
+            elif not math.isfinite(value):
+                problems.append(f"{name}={value!r} must be finite")
+            else:
+                values[name] = float(value)
+        elif expected is str and not isinstance(value, str):
+            problems.append(f"{name}={value!r} must be text")
+
+
+def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple[TrainConfig, list[str]]:
+    """Check a config (TrainConfig or dict) and a device choice before anything is created.
+
+    Returns the config with dataset paths made absolute, the device set and the progress bar
+    off, and the device ids (see :func:`twinviz.runs.devices.resolve_devices`; ``busy``: the
+    devices running runs hold, a list or a callable giving one); raises :class:`RunError`
+    listing every problem found.
+    """
+    problems: list[str] = []
+    if isinstance(config, TrainConfig):
+        values = config.to_dict()
+    elif isinstance(config, dict):
+        values = dict(config)
+    else:
+        raise RunError(f"config must be a TrainConfig or a dict, not {type(config).__name__}")
+    _check_types(values, problems)
+    problems += check_options(values, TrainConfig, limits=True)
+    for field_name in ("data", "val"):
+        value = values.get(field_name)
+        if field_name == "val" and not value:
+            values["val"] = None
+            continue
+        try:
+            values[field_name] = str(resolve_data_path(data_dir, value, field_name))
+        except RunError as exc:
+            problems.append(str(exc))
+    try:
+        device_ids = resolve_devices(device_choice, busy=busy() if callable(busy) else busy)
+    except DeviceError as exc:
+        problems.append(str(exc))
+        device_ids = ["cpu"]
+    values["device"] = "cpu" if device_ids == ["cpu"] else "cuda"
+    values["progress"] = False  # a tqdm bar in a log file is noise
+    if not problems:
+        try:
+            cfg = TrainConfig.from_dict(values).validate()
+        except (TrainConfigError, TypeError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RunError("cannot launch the run: " + "; ".join(problems), problems)
+    return cfg, device_ids
