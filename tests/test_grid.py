@@ -1,4 +1,4 @@
-"""The APOGEE wavelength grids (SCIENCE.md §3)."""
+"""The APOGEE wavelength grids (docs/science.md, The APOGEE wavelength grid)."""
 import numpy as np
 import pytest
 

@@ -1,11 +1,21 @@
 """Packaging promises: environment.yml matches pyproject.toml, the CLI entry points exist,
-and .ci/run runs the README's test command."""
+.ci/run runs the README's test command, the docs are self-contained (no citation of a file
+outside the repository), and a non-editable install of the wheel serves the app with its
+static files."""
+import base64
+import json
+import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +59,138 @@ def test_console_script_and_module_entry_point_work():
 def test_top_level_layout_matches_the_plan():
     for name in ["twinviz", "app.py", "assets", "data", "tests", "environment.yml", "README.md"]:
         assert (ROOT / name).exists(), name
+
+
+# Files that are not in this repository and must not be cited by it (the docs are self-contained:
+# docs/science.md holds the method, metrics, grid and published numbers).
+FOREIGN_CITATIONS = ("SCIENCE" + ".md", "../" + "shared")
+
+
+def test_no_tracked_file_cites_a_file_outside_the_repository():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: no tracked files to check")
+    this = Path(__file__).resolve().relative_to(ROOT).as_posix()
+    patterns = [arg for needle in FOREIGN_CITATIONS for arg in ("-e", needle)]
+    found = subprocess.run(["git", "grep", "-l", "-F", *patterns, "--", ".", f":!{this}"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr  # 1: no match
+    assert found.stdout.split() == [], f"cite docs/science.md instead of {FOREIGN_CITATIONS} in these files"
+
+
+def test_synth_doc_states_the_label_distribution_the_code_draws():
+    from twinviz.spectra.labels import XFE_MEAN_SIGMA
+
+    doc = (ROOT / "docs" / "synth.md").read_text().replace("\u2212", "-")
+    rows = dict((m.group(1), (float(m.group(2)), float(m.group(3))))
+                for m in re.finditer(r"^\s*\|\s*([A-Z][a-z]?)\s*\|\s*([+-]?[\d.]+)\s*\|\s*([\d.]+)\s*\|\s*$",
+                                     doc, re.M))
+    assert rows == {el: (float(m), float(s)) for el, (m, s) in XFE_MEAN_SIGMA.items()}
+
+
+# Run by the venv's Python in a folder outside the checkout: where twinviz comes from, its
+# package data, and app.py (copied there) building the explorer on the toy sample.
+_INSTALLED_CHECK = """
+import json, runpy, sys
+import twinviz
+from twinviz.app import theme
+from twinviz.spectra.linelist import LINELIST_PATH, load_linelist
+from twinviz.testing import make_sample
+
+model, data, latents = make_sample("sample", n_pairs=20)
+sys.argv = ["app.py", "--model", str(model), "--data", str(data), "--latents", str(latents)]
+page = runpy.run_path("app.py")["page"]
+print(json.dumps({"twinviz": twinviz.__file__, "logo": theme.logo_path(),
+                  "css": theme.asset_text("twinviz.css"), "linelist": str(LINELIST_PATH),
+                  "lines": len(next(iter(load_linelist().values()))),
+                  "explorer": hasattr(page, "explorer"),
+                  "args": sys.argv[1:]}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd, **kwargs) -> str:
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    assert out.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out.stdout
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.read()
+
+
+@pytest.mark.install
+def test_a_non_editable_install_serves_the_app_with_its_static_files(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    # Build from a copy of the sources, so the checkout gets no build/ or *.egg-info.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "twinviz", src / "twinviz", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip = [sys.executable, "-m", "pip"]
+    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", tmp_path / "dist", src],
+         env=env)
+    wheel = next((tmp_path / "dist").glob("twinviz-*.whl"))
+    # A fresh venv that sees this interpreter's packages (no downloads), twinviz from the wheel only.
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], env=env)
+    python = venv / "bin" / "python"
+    _run([*pip, "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel],
+         env=env)
+
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    shutil.copy(ROOT / "app.py", run / "app.py")
+    out = _run([python, "-c", _INSTALLED_CHECK], cwd=run, env=env, timeout=300)
+    found = json.loads(out.strip().splitlines()[-1])
+    installed = venv.resolve()
+    for key in ("twinviz", "logo", "linelist"):
+        assert found[key] and Path(found[key]).resolve().is_relative_to(installed), (key, found[key])
+    css = (ROOT / "twinviz" / "app" / "static" / "twinviz.css").read_text(encoding="utf-8")
+    assert found["css"] == css
+    assert found["lines"] > 0 and found["explorer"], found
+
+    # `panel serve app.py` with the installed package: the page and every local resource it
+    # names answer 200; the logo and the CSS are embedded in the page.
+    port = _free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    server = subprocess.Popen([str(python), "-m", "panel", "serve", "app.py", "--port", str(port),
+                               "--allow-websocket-origin", f"localhost:{port}", "--args", *found["args"]],
+                              cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://localhost:{port}/"
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                status, page = _get(url + "app")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+        assert status == 200
+        html = page.decode()
+        logo = (ROOT / "twinviz" / "app" / "static" / "logo.svg").read_bytes()
+        assert base64.b64encode(logo).decode() in html, "the logo is not in the page"
+        assert css.strip() in html, "twinviz.css is not in the page"
+        resources = sorted(set(re.findall(r'(?:href|src)="(static/[^"]+)"', html)))
+        assert resources
+        for resource in resources:
+            assert _get(url + resource)[0] == 200, resource
+        served_log = (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in served_log and "ERROR" not in served_log, served_log
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

@@ -1,4 +1,4 @@
-"""The built-in synthesizer: the physical behaviours SCIENCE.md §4 asks for, determinism, the CLI."""
+"""The built-in synthesizer: the physical behaviours docs/synth.md describes, determinism, the CLI."""
 from __future__ import annotations
 
 import subprocess

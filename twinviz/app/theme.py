@@ -5,6 +5,7 @@ blue, the swap reconstruction and compared twins orange, residuals green and pur
 """
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def style_figure(fig) -> None:
         fig.legend.padding = 4
 
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+# The app's static files (logo, CSS) are package data in twinviz/app/static/ (pyproject.toml
+# declares them), so an installed twinviz has them too.
+ASSETS = resources.files("twinviz.app") / "static"
 HELP_STYLE = {"color": "#3d4a55", "font-size": "0.92em", "border-left": "3px solid #56B4E9",
               "padding-left": "0.6em", "max-width": "72em"}
 
@@ -72,15 +75,16 @@ def help_pane(text: str):
 
 
 def asset_text(name: str) -> str | None:
-    """Contents of a file in the repository's ``assets/`` (None in an install without it)."""
+    """Contents of a file in the package's ``static/`` folder (None when it is missing)."""
     path = ASSETS / name
-    return path.read_text() if path.is_file() else None
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def logo_path() -> str | None:
-    """Path of the logo SVG (the template embeds local files), None in an install without assets/."""
+    """Path of the logo SVG (the template embeds local files); None when it is missing or the
+    package is not on a file system (a zip import has no path to give)."""
     path = ASSETS / "logo.svg"
-    return str(path) if path.is_file() else None
+    return str(path) if isinstance(path, Path) and path.is_file() else None
 
 
 def ensure_extensions() -> None:

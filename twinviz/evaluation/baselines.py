@@ -1,4 +1,4 @@
-"""Representations the fader network is compared with (SCIENCE.md §2).
+"""Representations the fader network is compared with (docs/science.md, Published numbers).
 
 Each function turns a spectra dataset into one vector per star; twins are then ranked by L1
 distance between those vectors with :class:`twinviz.twins.index.TwinIndex`, exactly as for latents:

@@ -60,7 +60,9 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
     lines += [
         "How to read it: twin rank = 1 + the number of other stars closer (L1) to a star than its "
         "twin (the closest group-mate). MSE in squared flux units over good pixels. Published rows "
-        "are copied from SCIENCE.md §2 for comparison; they come from Turbospectrum spectra, ours "
+        "are copied for comparison from de Mijolla, Ness & Viti (2019, Table 1), the authors' 2021 "
+        "public code and a Price-Jones & Bovy (2019)-style polynomial-residual method (sources: "
+        "docs/science.md, Published numbers); they come from Turbospectrum spectra, ours "
         "from the data named above, so compare trends, not digits.",
         "",
         f"Settings: metric {s.get('metric', 'l1')}, polynomial degree {s.get('poly_degree')}, "

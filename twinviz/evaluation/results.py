@@ -18,7 +18,7 @@ __all__ = ["METHOD_LABELS", "PAPER_REFERENCE", "EvaluationReport", "MethodResult
 
 @dataclass(frozen=True)
 class ReferenceRow:
-    """Published numbers (SCIENCE.md §2); fractions in [0, 1], None where not published."""
+    """Published numbers (docs/science.md, Published numbers); fractions in [0, 1], None where not published."""
 
     label: str
     mse: float | None = None

@@ -12,7 +12,7 @@ Teff and logg: Teff uniform in ``teff_range``; logg scattered (σ = 15 % of the 
 Chemistry:
 
 * ``independent`` (default, as in the paper's setup): [Fe/H] ~ N(−0.1, 0.25) clipped to
-  [−1.0, 0.5]; each [X/Fe] ~ N(mean, σ) per element (SCIENCE.md §4; C: 0.00 ± 0.10), clipped
+  [−1.0, 0.5]; each [X/Fe] ~ N(mean, σ) per element (XFE_MEAN_SIGMA; C: 0.00 ± 0.10), clipped
   at ±3σ; 18 independent dimensions.
 * ``galactic``: a low-dimensional chemistry driven by three latent factors — [Fe/H], an
   α-enhancement (high for a thick-disc-like population at low [Fe/H]) and a CN-mixing factor —

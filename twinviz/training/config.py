@@ -35,7 +35,7 @@ class TrainConfig(Architecture):
       ("joint"|"separate"), teff_bins / logg_bins (number of adversary bins), bin_edges
       ("quantile": equal-count bins of the training labels, so chance accuracy ≈ 1/bins;
       "uniform": equal-width), flux_scaling ("global"|"pixel").
-    Objective (SCIENCE.md §1)
+    Objective (docs/science.md, Method)
       adversary_weight: λ; adversary_ramp_steps: λ grows linearly from 0 over this many AE
       steps (0: constant λ from the start); adversary_steps: adversary updates per AE update;
       flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md).

@@ -1,6 +1,6 @@
 """The trainer: the paper's alternating adversarial objective, on one device or under DDP.
 
-Per step, on a batch (x, u) with discretised labels u_n (SCIENCE.md §1):
+Per step, on a batch (x, u) with discretised labels u_n (docs/science.md, Method):
 
   z = E(x, u), x̂ = D(z, u)                                  one encoder/decoder pass
   adversary_steps ×:  L_A = CE(A(z.detach()), u_n)            update A only

@@ -248,7 +248,7 @@ class TwinIndex:
 
         groups : int array [N], stars of the same chemistry share an id; −1 = unknown.
         rank = 1 + the number of *other* stars strictly closer to the star than its nearest
-        group-mate (SCIENCE.md §2; for pairs the group-mate is the twin, for larger groups it is
+        group-mate (docs/science.md, Metrics; for pairs the group-mate is the twin, for larger groups it is
         the closest group-mate). Other group-mates count like any star. Ties never count as
         closer, so equal distances cannot move a rank. Stars without a group-mate get rank −1.
 

@@ -15,7 +15,7 @@ __all__ = ["RankFractions", "cumulative_rank_curve", "rank_fractions"]
 
 @dataclass(frozen=True)
 class RankFractions:
-    """Table-1 twin-rank fractions (SCIENCE.md §2) over the stars that have a twin.
+    """Table-1 twin-rank fractions (docs/science.md, Metrics) over the stars that have a twin.
 
     ``rank1``: twin rank 1; ``within_0p1``: rank ≤ 0.001·N; ``within_1``: rank ≤ 0.01·N, with
     N = ``n_stars``, the number of stars searched (the whole set, not only those with twins).
