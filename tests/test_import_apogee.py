@@ -323,3 +323,18 @@ def test_child_process_and_missing_astropy_hint(tmp_path):
     done = subprocess.run([sys.executable, "-m", "twinviz", "import", "apogee", str(DATA), "--out",
                            str(tmp_path / "n.nc")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 2 and 'pip install "twinviz[fits]"' in done.stderr
+
+
+def test_numpy_fits_reader_equals_astropy_reader():
+    from dataclasses import fields
+
+    from twinviz.spectra.apogee.fits import read_apogee_file
+
+    for path in sorted(DATA.glob("*.fits")):
+        fast, slow = read_apogee_file(path), read_apogee_file(path, engine="astropy")
+        for f in fields(fast):
+            a, b = getattr(fast, f.name), getattr(slow, f.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), (path.name, f.name)
+            else:
+                assert a == b or (a != a and b != b), (path.name, f.name)

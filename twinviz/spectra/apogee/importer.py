@@ -219,7 +219,7 @@ class _MemorySink:
         self.parts = []
 
 
-def import_apogee(paths, out, options: ImportOptions | None = None, *, log=print) -> dict:
+def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
     """Import APOGEE files and folders into ``out`` (``.nc`` or ``.zarr``); return the report.
 
     One bad file or star is skipped with its reason (``options.strict`` aborts instead, with
