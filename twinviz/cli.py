@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("embed", "alias of `embed`"),
     "twins": ("twins", "list the nearest L1 twins of one star"),
     "demo": ("demo", "build (or rebuild) the bundled demo: data, model, latents"),
+    "import": ("import_", "import real survey files (APOGEE aspcapStar/apStar) into a dataset"),
 }
 
 
