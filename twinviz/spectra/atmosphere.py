@@ -63,15 +63,16 @@ def theta(teff):
 # (χ ≈ 7–10 eV) C I, N I and O I lines grow ~100× between 5500 and 6800 K and saturate to zero
 # flux, and total line absorption *rises* with Teff among FGK dwarfs — the opposite of real
 # F/G/K dwarfs. Real lines form over a range of depths, which damps the response; the slope was
-# tuned by eye so that line absorption falls with Teff across the dwarfs and the strongest C I
-# lines stay short of saturation. Below 5500 K nothing changes (the giants are bit-for-bit the same).
+# tuned by eye so that line absorption falls with Teff across the G and F dwarfs and a solar F
+# dwarf has no more nearly black C I pixels than a 5500 K dwarf (0.3 and 0.1 were also tried).
+# Below 5500 K nothing changes (the giants are bit-for-bit the same).
 EXCITATION_SOFT_TEFF = 5500.0
-EXCITATION_SOFT_SLOPE = 0.3
+EXCITATION_SOFT_SLOPE = 0.2
 
 
 def excitation_theta(teff):
     """θ_exc = 5040 / T_exc of the Boltzmann factor: T_exc = Teff up to 5500 K, then
-    5500 + 0.3·(Teff − 5500) (see EXCITATION_SOFT_SLOPE)."""
+    5500 + 0.2·(Teff − 5500) (see EXCITATION_SOFT_SLOPE)."""
     teff = np.asarray(teff, dtype=np.float64)
     t_exc = np.where(teff > EXCITATION_SOFT_TEFF,
                      EXCITATION_SOFT_TEFF + EXCITATION_SOFT_SLOPE * (teff - EXCITATION_SOFT_TEFF), teff)
