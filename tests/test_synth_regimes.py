@@ -168,18 +168,26 @@ def one_line():
         synth_module.load_linelist = original
 
 
-def _centroid_kms(flux):
-    depth = 1.0 - flux.astype(np.float64)
-    return float(np.sum(depth * np.arange(flux.size)) / np.sum(depth)) * PIXEL_KMS
+def _window(s, wavelength, half=25):
+    """±half pixels around a wavelength: the line's whole profile, without the float32
+    round-off (≈ 1e-7 a pixel) of thousands of continuum pixels."""
+    i = int(np.argmin(np.abs(s.wavelength - wavelength)))
+    return slice(i - half, i + half + 1)
+
+
+def _centroid_kms(flux, window):
+    depth = 1.0 - flux[window].astype(np.float64)
+    return float(np.sum(depth * np.arange(depth.size)) / np.sum(depth)) * PIXEL_KMS
 
 
 @pytest.mark.parametrize("rv", [0.1, 0.4, -2.5])
 def test_rv_residual_moves_a_line_centroid_by_rv(one_line, rv):
-    s, _ = one_line
+    s, line = one_line
     rest = s.spectrum(4600, 2.4, 0.0)
     assert 0.05 < 1.0 - rest.min() < 0.9
     moved = s.spectrum(4600, 2.4, 0.0, rv=rv)
-    assert _centroid_kms(moved) - _centroid_kms(rest) == pytest.approx(rv, rel=0.01, abs=0.003)
+    window = _window(s, line)
+    assert _centroid_kms(moved, window) - _centroid_kms(rest, window) == pytest.approx(rv, rel=0.01, abs=0.003)
 
 
 def test_rv_residual_equals_synthesis_from_a_doppler_shifted_line_list(synth):
@@ -201,14 +209,15 @@ def test_rv_residual_equals_synthesis_from_a_doppler_shifted_line_list(synth):
 
 
 def test_broadening_lowers_depth_and_conserves_equivalent_width(one_line):
-    s, _ = one_line
+    s, line = one_line
     flux = [s.spectrum(4600, 2.4, 0.0, vbroad=v) for v in (0.0, 4.0, 8.0, 12.0)]
     depth = [1.0 - f.min() for f in flux]
-    ew = [float(np.sum(1.0 - f.astype(np.float64))) for f in flux]
+    window = _window(s, line)
+    ew = [float(np.sum(1.0 - f[window].astype(np.float64))) for f in flux]
     assert np.all(np.diff(depth) < 0)
     assert depth[-1] < 0.75 * depth[0]
     np.testing.assert_allclose(ew, ew[0], rtol=2e-3)
-    np.testing.assert_array_equal(flux[0], s.spectrum(4600, 2.4, 0.0))  # ζ = 0 is no broadening
+    np.testing.assert_allclose(flux[0], s.spectrum(4600, 2.4, 0.0), atol=1e-6)  # ζ = 0: no broadening
 
 
 def test_broadening_conserves_total_absorption_of_a_full_spectrum(synth):
