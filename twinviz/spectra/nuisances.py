@@ -132,8 +132,11 @@ def continuum_factor(wavelength, coefficients) -> np.ndarray:
     """Multiplicative continuum error (n, n_pixel) float32: 1 + Σ_j c_j P_j(x) on each chip."""
     chip, x = _chip_coordinate(wavelength)
     legendre = np.polynomial.legendre.legvander(x, coefficients.shape[2] - 1)  # (n_pixel, order+1)
-    per_chip = np.einsum("pj,ncj->ncp", legendre, coefficients)                 # (n, chips, n_pixel)
-    return (1.0 + np.take_along_axis(per_chip, chip[None, None, :], axis=1)[:, 0]).astype(np.float32)
+    out = np.ones((coefficients.shape[0], chip.size), dtype=np.float32)
+    for c in range(coefficients.shape[1]):
+        on = chip == c
+        out[:, on] += coefficients[:, c, :] @ legendre[on].T
+    return out
 
 
 def sky_lines() -> np.ndarray:
@@ -152,28 +155,33 @@ def sky_lines() -> np.ndarray:
 
 
 def mask_pixels(wavelength, n: int, seed: int) -> np.ndarray:
-    """Bad-pixel mask (n, n_pixel) bool: chip edges, sky lines (at a per-star heliocentric shift)
+    """Bad-pixel mask (n, n_pixel) bool: the ends of each chip on this grid (and any pixel in a
+    chip gap, on the full apStar grid), sky lines (at a per-star line-of-sight shift)
     and, for PERSISTENCE_FRACTION of the stars, the persistence band of the blue chip."""
     wavelength = np.asarray(wavelength, dtype=np.float64)
     p = _apstar_index(wavelength)
     in_chip = np.zeros(p.size, dtype=bool)
     edge = np.zeros(p.size, dtype=bool)
-    for lo, hi in CHIPS:
-        in_chip |= (p >= lo) & (p < hi)
-        edge |= ((p >= lo) & (p < lo + CHIP_EDGE_PIXELS)) | ((p >= hi - CHIP_EDGE_PIXELS) & (p < hi))
+    for lo, hi in CHIPS:  # the first and last CHIP_EDGE_PIXELS of each chip that the grid holds
+        on = np.flatnonzero((p >= lo) & (p < hi))
+        in_chip[on] = True
+        edge[on[:CHIP_EDGE_PIXELS]] = edge[on[-CHIP_EDGE_PIXELS:]] = True
     mask = np.broadcast_to(edge | ~in_chip, (n, p.size)).copy()
     rng = _rng(seed, "masks")
     # Sky lines sit at fixed observed wavelengths; the rest-frame spectrum sees them at λ/(1+v/c).
     v_helio = rng.uniform(-SKY_HELIO_KMS, SKY_HELIO_KMS, n)
     c_kms = 299_792.458
-    log_sky = np.log(sky_lines())
     log_w = np.log(wavelength)
     half = SKY_MASK_HALF_KMS / c_kms
-    for i in range(n):
-        shifted = log_sky - np.log1p(v_helio[i] / c_kms)
-        k = np.searchsorted(shifted, log_w).clip(1, shifted.size - 1)
-        nearest = np.minimum(np.abs(log_w - shifted[k]), np.abs(log_w - shifted[k - 1]))
-        mask[i] |= nearest <= half
+    shifted = np.log(sky_lines())[None, :] - np.log1p(v_helio / c_kms)[:, None]  # (n, lines)
+    # pixels lo ≤ j < hi of each line are masked: mark +1/−1 and sum along the pixels
+    lo = np.searchsorted(log_w, (shifted - half).ravel(), side="left").reshape(shifted.shape)
+    hi = np.searchsorted(log_w, (shifted + half).ravel(), side="right").reshape(shifted.shape)
+    marks = np.zeros((n, p.size + 1), dtype=np.int32)
+    rows = np.repeat(np.arange(n), shifted.shape[1])
+    np.add.at(marks, (rows, lo.ravel()), 1)
+    np.add.at(marks, (rows, hi.ravel()), -1)
+    mask |= np.cumsum(marks, axis=1)[:, :-1] > 0
     persistent = rng.random(n) < PERSISTENCE_FRACTION
     band = (wavelength >= PERSISTENCE_RANGE_A[0]) & (wavelength <= PERSISTENCE_RANGE_A[1])
     mask[np.ix_(persistent, band)] = True
