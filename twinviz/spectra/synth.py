@@ -19,6 +19,12 @@ How a spectrum is made (all vectorised, float32 where it is safe):
    lines are added by one sparse matrix product;
 3. flux = exp(−τ), then the Gaussian line-spread function (R = 22 500, a fixed kernel in
    log-λ pixels, so a second fixed sparse matrix) sampled at the requested grid's pixels.
+
+Optional, per star (``batch(..., vmicro=, vbroad=, rv=)``; off by default, and then the path
+above is untouched): a microturbulence other than ξ(logg), a Gaussian macroturbulence and a
+Doppler shift — the last two as one Fourier-space product after the LSF. ``simulate`` adds
+populations (giants, dwarfs, mixed), the ``low-d`` chemistry, continuum errors and masks; see
+:mod:`twinviz.spectra.nuisances` and ``docs/synth.md`` ("Regimes and nuisances").
 """
 from __future__ import annotations
 
@@ -39,8 +45,9 @@ from . import atmosphere as atm
 from .grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
 from .labels import draw_labels
 from .linelist import LINELIST_PATH, LINELIST_VERSION, load_linelist
+from .nuisances import Nuisances
 
-__all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Synthesizer",
+__all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Nuisances", "Synthesizer",
            "draw_labels", "simulate"]
 
 ELEMENTS = atm.ELEMENTS  # [X/Fe] order of every x_fe array
@@ -410,7 +417,7 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
     of :mod:`twinviz.spectra.dataset`.
     """
     from .dataset import make_spectra  # xarray only when a dataset is built
-    from .nuisances import PRESETS, Nuisances, continuum_factor, draw_nuisances, mask_pixels
+    from .nuisances import PRESETS, continuum_factor, draw_nuisances, mask_pixels
 
     if snr is not None and not snr > 0:
         raise ValueError(f"snr must be positive or None, got {snr!r}")
