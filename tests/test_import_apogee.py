@@ -15,7 +15,7 @@ fits = pytest.importorskip("astropy.io.fits")  # the optional extra twinviz[fits
 from twinviz.cli import main as cli  # noqa: E402
 from twinviz.spectra.apogee.continuum import normalise  # noqa: E402
 from twinviz.spectra.apogee.importer import DEFAULT_PIXMASK_BITS, MASKED_FLUX_ERR, PIXMASK_BITS  # noqa: E402
-from twinviz.spectra.dataset import open_spectra, validate  # noqa: E402
+from twinviz.spectra.dataset import load_spectra, open_spectra, validate  # noqa: E402
 from twinviz.spectra.grid import get_grid  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "apogee"
@@ -48,7 +48,7 @@ def report_of(out):
 def imported(tmp_path_factory):
     out = tmp_path_factory.mktemp("imp") / "stars.nc"
     assert run(*aspcap_files(), "--out", out) == 0
-    return out, open_spectra(out)
+    return out, load_spectra(out)
 
 
 def test_flux_and_errors_equal_hdu1_hdu2_at_the_grid_pixels(imported):
@@ -91,7 +91,7 @@ def test_labels_equal_param_and_minus_9999_stars_are_skipped_with_reason(importe
 def test_fparam_opt_in_imports_the_m_dwarfs_and_records_it(tmp_path):
     out = tmp_path / "f.nc"
     assert run(DATA, "--out", out, "--labels", "fparam") == 0
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     assert NO_PARAM <= set(ds.star.values)
     for sid in NO_PARAM:
         row = table_row(aspcap_path(sid))
@@ -107,7 +107,7 @@ def test_catalogue_csv_overrides_and_missing_star_is_reported(tmp_path):
                    "2M00452143+1634446,3000,5.0,,\n")
     out = tmp_path / "c.nc"
     assert run(*aspcap_files(), "--out", out, "--catalogue", cat) == 0
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     assert set(ds.star.values) == {STAR, "2M13564148+4342587", "2M00452143+1634446"}
     assert ds.teff.sel(star=STAR).item() == 3100 and ds.logg.sel(star=STAR).item() == pytest.approx(4.8)
     assert ds.fe_h.sel(star=STAR).item() == pytest.approx(-0.2)
@@ -126,7 +126,7 @@ def test_allstar_fits_catalogue(tmp_path):
     fits.BinTableHDU.from_columns(cols).writeto(cat)
     out = tmp_path / "a.nc"
     assert run(aspcap_path(STAR), aspcap_path("2M13564148"), "--out", out, "--catalogue", cat) == 0
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     assert list(ds.star.values) == [STAR] and ds.teff.item() == pytest.approx(3300)
     assert "−9999" in report_of(out)["skipped_stars"][0]["reason"]
 
@@ -136,7 +136,7 @@ def test_groups_csv_fills_group_and_stores_the_mapping(tmp_path):
     groups.write_text(f"APOGEE_ID,group\n{STAR},M67\n2M13564148+4342587,M67\n2M17334253-1654573,Pleiades\n")
     out = tmp_path / "g.nc"
     assert run(*aspcap_files(), "--out", out, "--groups", groups) == 0
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     mapping = json.loads(ds.attrs["group_names"])
     assert mapping == {"M67": 0, "Pleiades": 1}
     assert ds.group.sel(star=STAR).item() == 0 == ds.group.sel(star="2M13564148+4342587").item()
@@ -160,7 +160,7 @@ def test_apstar_is_normalised_close_to_aspcap_and_pixmask_bits_are_masked(tmp_pa
     out = tmp_path / "ap.nc"
     apstar = DATA / f"apStar-r6-{STAR}.fits"
     assert run(apstar, "--out", out, "--catalogue", _one_row_csv(tmp_path)) == 0
-    ds = open_spectra(out)
+    ds = load_spectra(out)
     pix = get_grid().pixels
     pixmask = fits.getdata(apstar, 3)[0].astype(np.int32)[pix]
     bits = sum(1 << PIXMASK_BITS[b] for b in DEFAULT_PIXMASK_BITS)
@@ -210,7 +210,7 @@ def _bad_file_case(tmp_path, make_bad, capsys):
     bad = make_bad(folder)
     out = tmp_path / "o.nc"
     assert run(folder, "--out", out) == 0
-    assert open_spectra(out).sizes["star"] == 2  # the rest of the import is unaffected
+    assert load_spectra(out).sizes["star"] == 2  # the rest of the import is unaffected
     row = next(r for r in report_of(out)["skipped_files"] if r["file"] == str(bad))
     err = capsys.readouterr().err
     assert str(bad) in err and "Fix:" in row["reason"]
@@ -265,7 +265,7 @@ def test_same_apogee_id_twice_keeps_the_first(tmp_path):
     shutil.copy(aspcap_path(STAR), folder / "copy-of-star.fits")
     out = tmp_path / "d.nc"
     assert run(folder, "--out", out) == 0
-    assert list(open_spectra(out).star.values) == [STAR]
+    assert list(load_spectra(out).star.values) == [STAR]
     reason = report_of(out)["skipped_stars"][0]["reason"]
     assert "duplicate APOGEE_ID" in reason and aspcap_path(STAR).name in reason
 
@@ -286,7 +286,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert run(aspcap_path(STAR), "--out", out) == 2
     assert "already exists" in capsys.readouterr().err and out.read_text() == "keep me"
     assert run(aspcap_path(STAR), "--out", out, "--overwrite") == 0
-    assert open_spectra(out).sizes["star"] == 1
+    assert load_spectra(out).sizes["star"] == 1
 
 
 def test_unknown_grid_is_refused(tmp_path, capsys):
@@ -298,7 +298,7 @@ def test_dr17_and_apstar_grids_select_the_right_pixels(tmp_path):
     for name in ("apogee-aspcap-dr17", "apogee-apstar"):
         out = tmp_path / f"{name}.nc"
         assert run(aspcap_path(STAR), "--out", out, "--grid", name) == 0
-        ds = open_spectra(out)
+        ds = load_spectra(out)
         grid = get_grid(name)
         flux = fits.getdata(aspcap_path(STAR), 1)[grid.pixels]
         good = ~ds.mask.values[0]
@@ -313,7 +313,7 @@ def test_child_process_and_missing_astropy_hint(tmp_path):
                            "--no-progress"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "imported 4 stars from 7 files" in done.stdout and "skipped:" in done.stderr
-    assert open_spectra(out).sizes["star"] == 4
+    assert load_spectra(out).sizes["star"] == 4
     # astropy hidden: the command names the extra to install
     blocker = tmp_path / "block"
     blocker.mkdir()

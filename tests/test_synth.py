@@ -135,7 +135,7 @@ def test_noise_has_sigma_one_over_snr_and_flux_err_is_stored():
     assert noisy.attrs["snr"] == 50 and clean.attrs["snr"] == "none"
 
 
-@pytest.mark.parametrize("chemistry", ["independent", "galactic"])
+@pytest.mark.parametrize("chemistry", ["independent", "galactic", "low-d"])
 def test_group_members_share_every_chemical_label_and_differ_in_teff_logg(chemistry):
     labels = draw_labels(100, group_size=3, chemistry=chemistry, seed=4)
     assert labels["x_fe"].shape == (300, len(ELEMENTS)) and labels["group"].dtype == np.int64

@@ -17,7 +17,7 @@ SOURCES = ("apogee",)
 
 
 def add_arguments(parser) -> None:
-    from ..spectra.grid import DEFAULT_GRID
+    from twinviz.spectra.grid import DEFAULT_GRID
 
     parser.add_argument("source", choices=SOURCES, help="survey whose files are read")
     parser.add_argument("paths", nargs="+", metavar="PATH",
@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from ..spectra.apogee.importer import DEFAULT_PIXMASK_BITS, ImportOptions, import_apogee
+    from twinviz.spectra.apogee.importer import DEFAULT_PIXMASK_BITS, ImportOptions, import_apogee
 
     bits = (tuple(b.strip().upper() for b in args.pixmask_bits.split(",") if b.strip())
             if args.pixmask_bits is not None else DEFAULT_PIXMASK_BITS)

@@ -6,10 +6,17 @@ validation pairs (``--pairs 12500 --seed 2``); use a different seed for each set
 cores the synthesizer makes 1000-2000 spectra per second, so a full training set (50 000
 spectra) takes under a minute, plus the time to write the file.
 
+Regimes and nuisances (docs/synth.md, "Regimes and nuisances"): ``--population`` giants (default),
+dwarfs or mixed; ``--chemistry`` independent (default), galactic or low-d; per-star nuisances
+``--vmicro-scatter``, ``--vbroad``, ``--rv-scatter``, ``--continuum-error``, ``--masks``, all
+off by default and all on with ``--preset realistic`` (an explicit option overrides the preset).
+
 Example:  twinviz simulate --pairs 25000 --seed 1 --snr 50 --out train.nc
+          twinviz simulate --pairs 25000 --seed 1 --snr 50 --population mixed --preset realistic --out hard.nc
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -23,8 +30,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--snr", type=float, default=None,
                         help="signal-to-noise per pixel: adds Gaussian noise σ = 1/SNR and stores flux_err; "
                              "None = noiseless")
-    parser.add_argument("--chemistry", choices=("independent", "galactic"), default="independent",
-                        help="independent [X/Fe] per element, or correlated low-dimensional 'galactic' chemistry")
+    parser.add_argument("--chemistry", choices=("independent", "galactic", "low-d"), default="independent",
+                        help="independent [X/Fe] per element, correlated low-dimensional 'galactic' chemistry, "
+                             "or 'low-d': only [Fe/H] and one [α/Fe] vary")
+    parser.add_argument("--population", choices=("giants", "dwarfs", "mixed"), default="giants",
+                        help="red giants (default), FGK dwarfs (Teff 4400-6800 K, logg 4.0-5.0), or a 50/50 "
+                             "mixture drawn per star")
+    parser.add_argument("--preset", choices=("none", "realistic"), default="none",
+                        help="nuisance preset: 'realistic' turns every nuisance below on at APOGEE-like "
+                             "magnitudes; explicit options override it")
+    parser.add_argument("--vmicro-scatter", type=float, default=None, metavar="KM_S",
+                        help="σ of per-star microturbulence scatter about ξ(logg) (realistic: 0.25)")
+    parser.add_argument("--vbroad", type=float, default=None, metavar="KM_S",
+                        help="macroturbulence/rotation: per-star ζ ~ U(0, KM_S) of a Gaussian kernel (realistic: 8)")
+    parser.add_argument("--rv-scatter", type=float, default=None, metavar="KM_S",
+                        help="σ of per-star radial-velocity residuals (realistic: 0.3; one pixel is 4.14 km/s)")
+    parser.add_argument("--continuum-error", type=float, default=None, metavar="FRAC",
+                        help="RMS of a smooth multiplicative continuum error per chip and star (realistic: 0.0075)")
+    parser.add_argument("--masks", action=argparse.BooleanOptionalAction, default=None,
+                        help="APOGEE-like masks: chip edges, sky lines, persistence (on in --preset realistic)")
     parser.add_argument("--grid", default="apogee-aspcap-dr12",
                         help="wavelength grid: apogee-aspcap-dr12, apogee-aspcap-dr17 or apogee-apstar")
     parser.add_argument("--out", type=Path, required=True, help="output file, .nc (netCDF) or .zarr")
@@ -35,13 +59,22 @@ def main(args) -> int:
     import time
 
     from twinviz.spectra.dataset import save_spectra
+    from twinviz.spectra.nuisances import PRESETS
     from twinviz.spectra.synth import simulate
 
     if args.pairs < 1 or args.group_size < 1:
         raise SystemExit("twinviz simulate: error: --pairs and --group-size must be at least 1")
+    changes = {k: v for k, v in (("vmicro_scatter", args.vmicro_scatter), ("vbroad", args.vbroad),
+                                 ("rv_scatter", args.rv_scatter), ("continuum_error", args.continuum_error),
+                                 ("masks", args.masks)) if v is not None}
+    try:  # a preset with overrides is recorded as preset "custom" plus every value
+        nuisances = PRESETS[args.preset].replace(**changes) if changes else args.preset
+    except ValueError as exc:
+        raise SystemExit(f"twinviz simulate: error: {exc}") from None
     start = time.perf_counter()
     ds = simulate(args.pairs, group_size=args.group_size, seed=args.seed, snr=args.snr,
-                  chemistry=args.chemistry, grid=args.grid, progress=not args.no_progress)
+                  chemistry=args.chemistry, population=args.population, nuisances=nuisances,
+                  grid=args.grid, progress=not args.no_progress)
     path = save_spectra(ds, args.out)
     n_star, n_pix = ds["flux"].shape
     print(f"wrote {n_star} spectra × {n_pix} pixels ({args.pairs} groups of {args.group_size}) "

@@ -58,6 +58,27 @@ def theta(teff):
     return 5040.0 / np.asarray(teff, dtype=np.float64)
 
 
+# Above the giants' box (Teff > 5500 K, i.e. dwarfs) the excitation temperature of the one
+# layer rises more slowly than Teff. With the bare Boltzmann factor, the high-excitation
+# (χ ≈ 7–10 eV) C I, N I and O I lines grow ~100× between 5500 and 6800 K and saturate to zero
+# flux, and total line absorption *rises* with Teff among FGK dwarfs — the opposite of real
+# F/G/K dwarfs. Real lines form over a range of depths, which damps the response; the slope was
+# tuned by eye so that line absorption falls with Teff across the G and F dwarfs and a solar F
+# dwarf has no more nearly black C I pixels than a 5500 K dwarf (0.3 and 0.1 were also tried).
+# Below 5500 K nothing changes (the giants are bit-for-bit the same).
+EXCITATION_SOFT_TEFF = 5500.0
+EXCITATION_SOFT_SLOPE = 0.2
+
+
+def excitation_theta(teff):
+    """θ_exc = 5040 / T_exc of the Boltzmann factor: T_exc = Teff up to 5500 K, then
+    5500 + 0.2·(Teff − 5500) (see EXCITATION_SOFT_SLOPE)."""
+    teff = np.asarray(teff, dtype=np.float64)
+    t_exc = np.where(teff > EXCITATION_SOFT_TEFF,
+                     EXCITATION_SOFT_TEFF + EXCITATION_SOFT_SLOPE * (teff - EXCITATION_SOFT_TEFF), teff)
+    return 5040.0 / t_exc
+
+
 def microturbulence(logg):
     """Microturbulent velocity ξ (km/s), a fixed function of logg (dex): 2.478 − 0.325·logg.
 
@@ -152,18 +173,24 @@ def chemistry_state(teff, logg, fe_h, x_fe):
     }
 
 
-def doppler_width(teff, logg, mass):
-    """Doppler width b = sqrt(2kT/m + ξ²) in km/s; teff (N, 1) K, logg (N, 1) dex, mass (L,) amu."""
-    return np.sqrt(_KMS2_PER_K_AMU * np.asarray(teff) / np.asarray(mass) + microturbulence(logg) ** 2)
+def doppler_width(teff, logg, mass, xi=None):
+    """Doppler width b = sqrt(2kT/m + ξ²) in km/s; teff (N, 1) K, logg (N, 1) dex, mass (L,) amu.
+
+    ``xi``: the microturbulence ξ (km/s, broadcastable like teff); None = :func:`microturbulence`
+    of logg."""
+    xi = microturbulence(logg) if xi is None else np.asarray(xi, dtype=np.float64)
+    return np.sqrt(_KMS2_PER_K_AMU * np.asarray(teff) / np.asarray(mass) + xi ** 2)
 
 
-def log_line_strength(state, teff, species, ion, loggf, chi):
+def log_line_strength(state, teff, species, ion, loggf, chi, soften_excitation=True):
     """log10 of each line's velocity-integrated optical depth κ (km/s), shape (N, L).
 
     κ ∝ gf · n(species, stage) · 10^(−θχ) / κ_H⁻: n is the free atom number density times the
     Saha fraction in the line's ionisation stage, or the molecule's number density, or (for
     hydrogen) the neutral hydrogen fraction. ``state`` comes from :func:`chemistry_state` of the
     same ``teff`` (N,) K; species (L,) names, ion (L,) stage 1/2, loggf (L,), chi (L,) eV.
+    Excitation uses :func:`excitation_theta` (= θ up to 5500 K); ``soften_excitation=False``
+    uses the bare θ at every Teff (the synthesizer sizes its damping wings with it).
     """
     species = np.asarray(species)
     ion = np.asarray(ion)
@@ -181,8 +208,12 @@ def log_line_strength(state, teff, species, ion, loggf, chi):
             k = SPECIES.index(s)
             log_n[:, sel] = state["log_amount"][:, k:k + 1] + log_stage_fraction(
                 teff_col, log_pe, IONISATION_EV[s], ion[sel])
+    th = state["theta"]
+    hot = teff_col[:, 0] > EXCITATION_SOFT_TEFF
+    if soften_excitation and np.any(hot):  # cooler stars keep the very same θ array
+        th = np.where(hot, excitation_theta(teff_col[:, 0]), th)
     return (LOG_KAPPA_ZERO + np.asarray(loggf)[None, :] + log_n
-            - state["theta"][:, None] * np.asarray(chi)[None, :] - state["log_kappa_c"][:, None])
+            - th[:, None] * np.asarray(chi)[None, :] - state["log_kappa_c"][:, None])
 
 
 def damping_width(teff, logg, fe_h, gamma_ref, species):

@@ -19,12 +19,19 @@ How a spectrum is made (all vectorised, float32 where it is safe):
    lines are added by one sparse matrix product;
 3. flux = exp(−τ), then the Gaussian line-spread function (R = 22 500, a fixed kernel in
    log-λ pixels, so a second fixed sparse matrix) sampled at the requested grid's pixels.
+
+Optional, per star (``batch(..., vmicro=, vbroad=, rv=)``; off by default, and then the path
+above is untouched): a microturbulence other than ξ(logg), a Gaussian macroturbulence and a
+Doppler shift — the last two as one Fourier-space product after the LSF. ``simulate`` adds
+populations (giants, dwarfs, mixed), the ``low-d`` chemistry, continuum errors and masks; see
+:mod:`twinviz.spectra.nuisances` and ``docs/synth.md`` ("Regimes and nuisances").
 """
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+import scipy.fft
 import scipy.sparse as sp
 
 try:  # the kernel behind ``csr_matrix @ dense``; calling it directly lets us reuse the output
@@ -38,8 +45,9 @@ from twinviz.spectra import atmosphere as atm
 from twinviz.spectra.grid import DEFAULT_GRID, DLOG10_LAMBDA, LOG10_LAMBDA0, RESOLUTION, WavelengthGrid, get_grid
 from twinviz.spectra.labels import draw_labels
 from twinviz.spectra.linelist import LINELIST_PATH, LINELIST_VERSION, load_linelist
+from twinviz.spectra.nuisances import Nuisances
 
-__all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Synthesizer",
+__all__ = ["ELEMENTS", "GENERATOR", "GENERATOR_VERSION", "LINELIST_VERSION", "Nuisances", "Synthesizer",
            "draw_labels", "simulate"]
 
 ELEMENTS = atm.ELEMENTS  # [X/Fe] order of every x_fe array
@@ -55,6 +63,9 @@ WING_TOL = 1e-3       # damping wings are cut (smoothly) where τ would fall bel
 WING_MAX_KMS = 400.0  # … or at ±400 km/s (≈ 21 Å)
 TAU_MAX = 60.0        # exp(−60) > 0 in float32: flux stays strictly positive
 FLUX_FLOOR = 1e-6
+PIXEL_KMS = C_KMS * np.log(10.0) * DLOG10_LAMBDA  # one apStar pixel ≈ 4.14 km/s
+FFT_PAD = 64          # continuum ramp (pixels) each side before the broadening/RV FFT
+VMICRO_RANGE = (0.3, 4.0)  # per-star ξ (km/s) is clipped here: the Gaussian core window holds ≥ 3 b
 
 
 def _taper(u):
@@ -182,16 +193,19 @@ class Synthesizer:
         t, g = t.ravel(), g.ravel()
         fe = np.full(t.size, 0.5)
         x = np.full((t.size, len(ELEMENTS)), 0.8)
-        coef = self._wing_amplitude(*self._line_physics(t, g, fe, x, self._metal))
+        # bare excitation (stronger hot lines): the envelope, and so the default spectra, as before
+        coef = self._wing_amplitude(*self._line_physics(t, g, fe, x, self._metal, soften_excitation=False))
         half = np.sqrt(coef.max(axis=0) / WING_TOL)
         return np.clip(half, CORE_HALF * self._dv, WING_MAX_KMS)
 
-    def _line_physics(self, teff, logg, fe_h, x_fe, which):
-        """κ (km/s), b (km/s), γ (km/s) of the lines ``which`` for each star: (N, L) arrays."""
+    def _line_physics(self, teff, logg, fe_h, x_fe, which, xi=None, soften_excitation=True):
+        """κ (km/s), b (km/s), γ (km/s) of the lines ``which`` for each star: (N, L) arrays.
+        ``xi``: per-star microturbulence (N,) km/s, or None for ξ(logg)."""
         ll = {k: v[which] for k, v in self._lines.items()}
         state = atm.chemistry_state(teff, logg, fe_h, x_fe)
-        kappa = 10.0 ** atm.log_line_strength(state, teff, ll["species"], ll["ion"], ll["loggf"], ll["chi"])
-        b = atm.doppler_width(teff[:, None], logg[:, None], ll["mass"])
+        kappa = 10.0 ** atm.log_line_strength(state, teff, ll["species"], ll["ion"], ll["loggf"], ll["chi"],
+                                              soften_excitation)
+        b = atm.doppler_width(teff[:, None], logg[:, None], ll["mass"], None if xi is None else xi[:, None])
         gamma = atm.damping_width(teff, logg, fe_h, ll["gamma_ref"], ll["species"])
         return kappa, b, gamma
 
@@ -213,15 +227,19 @@ class Synthesizer:
             }
         return work
 
-    def _synthesize_chunk(self, teff, logg, fe_h, x_fe, out):
-        """Write the spectra of one chunk of stars into ``out`` (n, n_pixel)."""
+    def _synthesize_chunk(self, teff, logg, fe_h, x_fe, out, xi=None, zeta=None, rv=None):
+        """Write the spectra of one chunk of stars into ``out`` (n, n_pixel).
+
+        Optional per-star nuisances (arrays (n,) or None): ``xi`` microturbulence, ``zeta``
+        Gaussian macroturbulence, ``rv`` radial velocity, all km/s. With all None this is the
+        default path, unchanged bit for bit."""
         n = teff.size
         work = self._workspace(n)
         columns, tau = work["columns"], work["tau"]
         n_metal, n_core = self._metal.size, self._core_dv.size
         n_h = self._h_dv.size
 
-        kappa, b, gamma = self._line_physics(teff, logg, fe_h, x_fe, self._metal)
+        kappa, b, gamma = self._line_physics(teff, logg, fe_h, x_fe, self._metal, xi)
         amp = (kappa / (b * np.sqrt(np.pi) * (1.0 + gamma / self._gamma_core))).T.astype(np.float32)
         neg_inv_b2 = (-1.0 / (b * b)).T.astype(np.float32)
         core = columns[:n_core].reshape(n_metal, -1, n)
@@ -230,7 +248,7 @@ class Synthesizer:
         core *= amp[:, None, :]
         columns[n_core + n_h:] = self._wing_amplitude(kappa, b, gamma).T
 
-        kh, bh, gh = (a.T.astype(np.float32) for a in self._line_physics(teff, logg, fe_h, x_fe, self._hydrogen))
+        kh, bh, gh = (a.T.astype(np.float32) for a in self._line_physics(teff, logg, fe_h, x_fe, self._hydrogen, xi))
         eta = gh / (gh + bh)  # pseudo-Voigt Lorentz fraction: Stark-dominated for broad lines
         dv2 = (self._h_dv ** 2)[:, :, None]
         hyd = (1.0 - eta[:, None, :]) * np.exp(-dv2 / (bh * bh)[:, None, :]) / (np.sqrt(np.pi) * bh[:, None, :])
@@ -246,6 +264,9 @@ class Synthesizer:
         np.negative(tau, out=tau)
         flux_fine = np.exp(tau, out=tau)
 
+        if zeta is not None or rv is not None:
+            self._broadened_shifted(flux_fine, n, zeta, rv, out)
+            return
         # LSF, sampled at the output pixels only.
         flux = work["flux"]
         flux.fill(0.0)
@@ -253,9 +274,73 @@ class Synthesizer:
         _csr_matvecs(m.shape[0], m.shape[1], n, m.indptr, m.indices, m.data, flux_fine.ravel(), flux.ravel())
         np.clip(flux.T, FLUX_FLOOR, 1.0, out=out)
 
-    def batch(self, teff, logg, fe_h, x_fe) -> np.ndarray:
+    def _full_lsf(self):
+        """The LSF onto every apStar pixel from the first to the last of the grid (chip gaps
+        included): the same taps as the default LSF, so the grid's rows are the same sums."""
+        m = getattr(self, "_lsf_full_matrix", None)
+        if m is None:
+            k, pad = OVERSAMPLE, self._pad
+            taps = self._lsf_matrix.data[:k + 2 * pad]  # every row holds the same taps
+            rows = np.arange(self._n_pix)
+            m = self._lsf_full_matrix = sp.csr_matrix(
+                (np.tile(taps, rows.size), (np.repeat(rows, taps.size),
+                                            (k * rows[:, None] + np.arange(taps.size)[None, :]).ravel())),
+                shape=(self._n_pix, self._n_fine))
+        return m
+
+    def _broadened_shifted(self, flux_fine, n, zeta, rv, out):
+        """LSF onto all pixels, then per-star Gaussian macroturbulence and Doppler shift as one
+        multiplication in Fourier space, then the grid's pixels into ``out`` (n, n_pixel).
+
+        Convolutions commute, so broadening after the LSF equals broadening before it; after it
+        the spectrum is band-limited at the pixel scale (the Gaussian LSF, σ ≈ 1.4 px, passes
+        < 10⁻⁴ of the Nyquist frequency), so pixel sampling loses nothing and the sub-pixel shift
+        is exact band-limited interpolation of the model. Both ends ramp smoothly to the
+        continuum over FFT_PAD pixels so that the FFT's wrap-around adds no step."""
+        m = self._full_lsf()
+        pad, n_pix = FFT_PAD, self._n_pix
+        length = scipy.fft.next_fast_len(n_pix + 2 * pad, real=True)
+        work = self._workspace(n)
+        x = work.get("fft")
+        if x is None or x.shape[0] != length:
+            x = work["fft"] = np.empty((length, n), dtype=np.float32)
+        full = x[pad:pad + n_pix]
+        full.fill(0.0)
+        _csr_matvecs(m.shape[0], m.shape[1], n, m.indptr, m.indices, m.data, flux_fine.ravel(), full.reshape(-1))
+        ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(pad) / pad)).astype(np.float32)[:, None]  # 0 → 1
+        x[:pad] = 1.0 + (full[0] - 1.0) * ramp
+        x[pad + n_pix:pad + n_pix + pad] = 1.0 + (full[-1] - 1.0) * ramp[::-1]
+        x[pad + n_pix + pad:] = 1.0
+        spec = scipy.fft.rfft(x, axis=0)  # complex64
+        freq = scipy.fft.rfftfreq(length).astype(np.float32)[:, None]  # cycles per pixel
+        # transfer function: real exp and cos/sin in float32 (a complex exp is 4× slower)
+        if zeta is not None:
+            # Gray's isotropic Gaussian macroturbulence exp(−(v/ζ)²): σ = ζ/√2
+            sigma_px = np.asarray(zeta, dtype=np.float64) / (np.sqrt(2.0) * PIXEL_KMS)
+            gain = np.exp((freq * freq) * (-2.0 * np.pi ** 2 * sigma_px ** 2).astype(np.float32)[None, :])
+        if rv is not None:
+            beta = np.asarray(rv, dtype=np.float64) / C_KMS
+            shift_px = 0.5 * np.log((1.0 + beta) / (1.0 - beta)) / (np.log(10.0) * DLOG10_LAMBDA)
+            phase = freq * (-2.0 * np.pi * shift_px).astype(np.float32)[None, :]
+            h = np.empty(spec.shape, dtype=np.complex64)
+            np.cos(phase, out=h.real)
+            np.sin(phase, out=h.imag)
+            if zeta is not None:
+                h *= gain
+            spec *= h
+        else:
+            spec *= gain
+        y = scipy.fft.irfft(spec, n=length, axis=0)[pad:pad + n_pix]
+        np.clip(y[self._out_rows].T, FLUX_FLOOR, 1.0, out=out)
+
+    def batch(self, teff, logg, fe_h, x_fe, *, vmicro=None, vbroad=None, rv=None) -> np.ndarray:
         """Spectra of N stars: teff (N,) K, logg (N,) dex, fe_h (N,) dex, x_fe (N, 17) dex
-        ([X/Fe] in :data:`ELEMENTS` order). Returns float32 (N, n_pixel) normalised flux in (0, 1]."""
+        ([X/Fe] in :data:`ELEMENTS` order). Returns float32 (N, n_pixel) normalised flux in (0, 1].
+
+        Optional per-star nuisances, each (N,) km/s or None (the default, unchanged spectra):
+        ``vmicro`` the microturbulence ξ instead of ξ(logg) (clipped to VMICRO_RANGE);
+        ``vbroad`` the characteristic velocity ζ of a Gaussian macroturbulence kernel
+        exp(−(v/ζ)²); ``rv`` a radial velocity (positive = redshift) left in the spectrum."""
         teff = np.atleast_1d(np.asarray(teff, dtype=np.float64))
         logg = np.atleast_1d(np.asarray(logg, dtype=np.float64))
         fe_h = np.atleast_1d(np.asarray(fe_h, dtype=np.float64))
@@ -269,17 +354,33 @@ class Synthesizer:
                 raise ValueError(f"{name} contains NaN or inf")
         if np.any(teff <= 0):
             raise ValueError("teff must be positive (K)")
+        extra = {}
+        for name, key, arr in (("vmicro", "xi", vmicro), ("vbroad", "zeta", vbroad), ("rv", "rv", rv)):
+            if arr is None:
+                continue
+            arr = np.broadcast_to(np.asarray(arr, dtype=np.float64), (n,))
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or inf")
+            if name == "vbroad" and np.any(arr < 0):
+                raise ValueError("vbroad must be ≥ 0 km/s")
+            if name == "rv" and np.any(np.abs(arr) > 1000.0):
+                raise ValueError("rv must be within ±1000 km/s (a residual, not a systemic velocity)")
+            extra[key] = np.clip(arr, *VMICRO_RANGE) if name == "vmicro" else arr
         out = np.empty((n, self.grid.n_pixels), dtype=np.float32)
         for start in range(0, n, self.chunk):
             sl = slice(start, start + self.chunk)
-            self._synthesize_chunk(teff[sl], logg[sl], fe_h[sl], x_fe[sl], out[sl])
+            self._synthesize_chunk(teff[sl], logg[sl], fe_h[sl], x_fe[sl], out[sl],
+                                   **{k: v[sl] for k, v in extra.items()})
         return out
 
-    def spectrum(self, teff: float, logg: float, fe_h: float = 0.0, x_fe=None) -> np.ndarray:
+    def spectrum(self, teff: float, logg: float, fe_h: float = 0.0, x_fe=None, *, vmicro=None,
+                 vbroad=None, rv=None) -> np.ndarray:
         """One spectrum: teff K, logg dex, fe_h [Fe/H] dex, x_fe [X/Fe] dex as an array (17,) in
         :data:`ELEMENTS` order or a dict {element: value} (missing elements 0; None = solar).
+        ``vmicro``, ``vbroad``, ``rv``: optional nuisances in km/s, see :meth:`batch`.
         Returns float32 (n_pixel,)."""
-        return self.batch([teff], [logg], [fe_h], [x_fe_array(x_fe)])[0]
+        extra = {k: None if v is None else [v] for k, v in (("vmicro", vmicro), ("vbroad", vbroad), ("rv", rv))}
+        return self.batch([teff], [logg], [fe_h], [x_fe_array(x_fe)], **extra)[0]
 
 
 def x_fe_array(x_fe) -> np.ndarray:
@@ -298,30 +399,54 @@ def x_fe_array(x_fe) -> np.ndarray:
 
 
 def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | None = None,
-             chemistry: str = "independent", grid: str | WavelengthGrid = DEFAULT_GRID,
-             progress=False, chunk: int = 1000, **label_options):
-    """Synthesize a dataset of ``n_groups`` chemistry groups of ``group_size`` red giants.
+             chemistry: str = "independent", population: str = "giants", nuisances=None,
+             grid: str | WavelengthGrid = DEFAULT_GRID, progress=False, chunk: int = 1000, **label_options):
+    """Synthesize a dataset of ``n_groups`` chemistry groups of ``group_size`` stars.
 
     Members of a group share [Fe/H] and every [X/Fe] and differ in Teff (K) and logg (dex); see
-    :func:`draw_labels` (extra keyword arguments such as ``teff_range`` go to it). ``snr``: add
+    :func:`draw_labels` (``chemistry``: independent | galactic | low-d; ``population``: giants |
+    dwarfs | mixed; extra keyword arguments such as ``teff_range`` go to it). ``snr``: add
     Gaussian noise of σ = 1/snr per pixel and store ``flux_err`` = 1/snr (None: noiseless, flux in
-    (0, 1]). ``progress``: False, True (a tqdm bar) or a callable ``progress(done, total)``.
-    The same arguments always give the same dataset. Returns an ``xarray.Dataset`` in the
-    format of :mod:`twinviz.spectra.dataset`.
+    (0, 1]). ``nuisances``: None (none, the default), a preset name (``"realistic"``) or a
+    :class:`~twinviz.spectra.nuisances.Nuisances`; drawn per star from their own random streams.
+    The attrs record ``population``, ``chemistry``, ``nuisance_preset`` (a preset's name, or
+    ``custom``) and every nuisance value.
+    ``progress``: False, True (a tqdm bar) or a callable ``progress(done, total)``.
+    The same arguments always give the same dataset; with the defaults it is the same, bit for
+    bit, as before regimes and nuisances existed. Returns an ``xarray.Dataset`` in the format
+    of :mod:`twinviz.spectra.dataset`.
     """
     from twinviz.spectra.dataset import make_spectra  # xarray only when a dataset is built
+    from twinviz.spectra.nuisances import PRESETS, continuum_factor, draw_nuisances, mask_pixels
 
     if snr is not None and not snr > 0:
         raise ValueError(f"snr must be positive or None, got {snr!r}")
-    labels = draw_labels(n_groups, group_size=group_size, chemistry=chemistry, seed=seed, **label_options)
+    preset = "none"
+    if nuisances is None:
+        nuisances = Nuisances()
+    elif isinstance(nuisances, str):
+        if nuisances not in PRESETS:
+            raise ValueError(f"unknown nuisance preset {nuisances!r}; known: {', '.join(PRESETS)}")
+        preset, nuisances = nuisances, PRESETS[nuisances]
+    elif isinstance(nuisances, Nuisances):
+        preset = next((name for name, value in PRESETS.items() if value == nuisances), "custom")
+    else:
+        raise TypeError(f"nuisances must be None, a preset name or a Nuisances, got {type(nuisances).__name__}")
+    labels = draw_labels(n_groups, group_size=group_size, chemistry=chemistry, seed=seed,
+                         population=population, **label_options)
     synth = Synthesizer(grid)
     n = labels["teff"].size
+    per_star = draw_nuisances(n, nuisances, seed, logg=labels["logg"])
     flux = np.empty((n, synth.grid.n_pixels), dtype=np.float32)
     report, close = _progress_reporter(progress, n)
     try:
         for start in range(0, n, chunk):
             sl = slice(start, min(start + chunk, n))
-            flux[sl] = synth.batch(labels["teff"][sl], labels["logg"][sl], labels["fe_h"][sl], labels["x_fe"][sl])
+            extra = {k: None if per_star[k] is None else per_star[k][sl] for k in ("vmicro", "vbroad", "rv")}
+            flux[sl] = synth.batch(labels["teff"][sl], labels["logg"][sl], labels["fe_h"][sl], labels["x_fe"][sl],
+                                   **extra)
+            if per_star["continuum"] is not None:
+                flux[sl] *= continuum_factor(synth.wavelength, per_star["continuum"][sl])
             report(sl.stop)
     finally:
         close()
@@ -333,11 +458,19 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
             sl = slice(start, min(start + chunk, n))
             flux[sl] += noise_rng.standard_normal(flux[sl].shape, dtype=np.float32) / np.float32(snr)
         flux_err = np.full(flux.shape, 1.0 / snr, dtype=np.float32)
+    mask = None
+    if nuisances.masks:
+        # docs/dataset.md: masked pixels hold finite placeholders (flux 1, flux_err 1).
+        mask = mask_pixels(synth.wavelength, n, seed)
+        flux[mask] = 1.0
+        if flux_err is not None:
+            flux_err[mask] = 1.0
     attrs = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION,
              "linelist_version": synth.linelist_version, "seed": int(seed), "chemistry": chemistry,
-             "snr": "none" if snr is None else float(snr), "group_size": int(group_size)}
+             "snr": "none" if snr is None else float(snr), "group_size": int(group_size),
+             "population": population, "nuisance_preset": preset, **nuisances.attrs()}
     return make_spectra(flux, synth.wavelength, labels["teff"], labels["logg"], group=labels["group"],
-                        flux_err=flux_err, fe_h=labels["fe_h"], x_fe=labels["x_fe"], elements=ELEMENTS,
+                        flux_err=flux_err, mask=mask, fe_h=labels["fe_h"], x_fe=labels["x_fe"], elements=ELEMENTS,
                         snr=snr, attrs=attrs)
 
 

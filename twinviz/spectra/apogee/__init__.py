@@ -16,7 +16,7 @@ __all__ = ["FITS_INSTALL_HINT", "ApogeeFileError"]
 
 FITS_INSTALL_HINT = 'pip install "twinviz[fits]"'
 
-from ..dataset import DatasetError  # noqa: E402
+from twinviz.spectra.dataset import DatasetError  # noqa: E402
 
 
 class ApogeeFileError(DatasetError):

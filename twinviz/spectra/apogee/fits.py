@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..grid import APSTAR_NPIX, DLOG10_LAMBDA, LOG10_LAMBDA0
-from . import FITS_INSTALL_HINT, ApogeeFileError
+from twinviz.spectra.grid import APSTAR_NPIX, DLOG10_LAMBDA, LOG10_LAMBDA0
+from twinviz.spectra.apogee import FITS_INSTALL_HINT, ApogeeFileError
 
 __all__ = ["ApogeeSpectrum", "ELEMENTS_26", "FE_INDEX", "PARAM_INDEX", "read_apogee_file", "require_astropy"]
 
@@ -210,7 +210,7 @@ def read_apogee_file(path, *, engine: str = "auto") -> ApogeeSpectrum:
     fits = require_astropy()
     from astropy.utils.exceptions import AstropyUserWarning
 
-    from ._rawfits import RawFits, Unsupported
+    from twinviz.spectra.apogee._rawfits import RawFits, Unsupported
 
     path = Path(path)
     try:

@@ -13,18 +13,18 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...atomic import temporary_sibling, write_json_atomic
-from ..dataset import DatasetError, _format_of, make_spectra, open_spectra, save_spectra
-from ..grid import DEFAULT_GRID, GRID_NAMES, get_grid
-from . import FITS_INSTALL_HINT, ApogeeFileError
-from .continuum import CONTINUUM_DEFAULTS, normalise
-from .fits import read_apogee_file, require_astropy
-from .labels import file_elements, labels_from_file, read_catalogue, read_groups
+from twinviz.atomic import temporary_sibling, write_json_atomic
+from twinviz.spectra.dataset import DatasetError, file_format, make_spectra, open_spectra, save_spectra
+from twinviz.spectra.grid import DEFAULT_GRID, GRID_NAMES, get_grid
+from twinviz.spectra.apogee import FITS_INSTALL_HINT, ApogeeFileError
+from twinviz.spectra.apogee.continuum import CONTINUUM_DEFAULTS, normalise
+from twinviz.spectra.apogee.fits import read_apogee_file, require_astropy
+from twinviz.spectra.apogee.labels import file_elements, labels_from_file, read_catalogue, read_groups
 
 __all__ = ["DEFAULT_PIXMASK_BITS", "IMPORTER_VERSION", "MASKED_FLUX_ERR", "PIXMASK_BITS", "ImportOptions",
            "import_apogee"]
@@ -67,7 +67,7 @@ def _fail(where, field_, problem, fix):
 
 
 def _check_options(out: Path, opts: ImportOptions) -> None:
-    _format_of(out)  # .nc or .zarr, else a clear error
+    file_format(out)  # .nc or .zarr, else a clear error
     if out.exists() and not opts.overwrite:
         _fail(out, "output", "already exists", "pass --overwrite to replace it, or choose another --out")
     key = str(opts.grid).lower()
@@ -228,7 +228,7 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
     """
     from tqdm import tqdm
 
-    from ... import __version__
+    from twinviz import __version__
 
     opts = options or ImportOptions()
     out = Path(out)
@@ -253,7 +253,7 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
     label_source = (f"catalogue {Path(catalogue.path).name}" if catalogue else
                     "aspcapStar FPARAM (uncalibrated FERRE fit, opt-in)" if opts.labels == "fparam"
                     else "aspcapStar PARAM (calibrated ASPCAP)")
-    sink = _ZarrSink(out, opts.chunk_stars) if _format_of(out) == "zarr" else _MemorySink(out)
+    sink = _ZarrSink(out, opts.chunk_stars) if file_format(out) == "zarr" else _MemorySink(out)
     batch, seen, imported, skipped, kinds, releases = _Batch(elements), {}, [], [], set(), set()
     attrs = {}
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import LOGG_RANGE_DEX, TEFF_RANGE_K
-from . import ApogeeFileError
-from .fits import ELEMENTS_26, FE_INDEX, MISSING, PARAM_INDEX, ApogeeSpectrum, require_astropy
+from twinviz.spectra.dataset import LOGG_RANGE_DEX, TEFF_RANGE_K
+from twinviz.spectra.apogee import ApogeeFileError
+from twinviz.spectra.apogee.fits import ELEMENTS_26, FE_INDEX, MISSING, PARAM_INDEX, ApogeeSpectrum, require_astropy
 
 __all__ = ["ASPCAP_STAR_BAD", "PARAMFLAG_BAD", "Catalogue", "Labels", "file_elements", "labels_from_file",
            "read_catalogue", "read_groups"]
