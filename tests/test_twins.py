@@ -1,4 +1,4 @@
-"""TwinIndex: exact top-k and twin ranks, identical across backends, tie-proof."""
+"""TwinIndex: exact top-k and twin ranks, identical across backends; ties count against the star."""
 import numpy as np
 import pytest
 
@@ -16,7 +16,8 @@ def brute_distances(z, metric):
 
 
 def brute_ranks(z, groups, metric="l1"):
-    """Reference: rank = 1 + #others strictly closer than the closest group-mate."""
+    """Reference: rank = 1 + #other stars, the twin excluded, at distance ≤ the twin's, where the
+    twin is the closest group-mate (lowest position among equals)."""
     d = brute_distances(z, metric)
     n = len(z)
     ranks = np.full(n, -1)
@@ -24,10 +25,10 @@ def brute_ranks(z, groups, metric="l1"):
         mates = [j for j in range(n) if j != i and groups[j] == groups[i] and groups[i] >= 0]
         if not mates:
             continue
-        t = d[i, mates].min()
+        twin = min(mates, key=lambda j: (d[i, j], j))
         others = np.ones(n, bool)
-        others[i] = False
-        ranks[i] = 1 + np.count_nonzero(d[i, others] < t)
+        others[[i, twin]] = False
+        ranks[i] = 1 + np.count_nonzero(d[i, others] <= d[i, twin])
     return ranks
 
 
@@ -120,10 +121,10 @@ def test_twin_known_to_be_kth_gets_rank_k(k):
     assert ranks[0] == k
 
 
-def test_star_at_equal_distance_to_twin_does_not_count():
+def test_every_star_at_the_twins_distance_counts_against_the_star():
     z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
     groups = np.array([0, 0, 1, 2])
-    assert TwinIndex(z).twin_ranks(groups)[0] == 1
+    assert TwinIndex(z).twin_ranks(groups)[0] == 3  # two strangers tie with the twin at distance 1
 
 
 def test_larger_groups_use_the_closest_group_mate():
@@ -243,3 +244,21 @@ def test_batch_search_with_ties_matches_brute_force(backend):
         order = np.lexsort((np.arange(200), ref[row]))[:60]
         np.testing.assert_array_equal(ids[row], order)
         np.testing.assert_array_equal(dist[row], ref[row][order])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_collapsed_latent_ranks_every_star_last_not_first(backend):
+    # All z equal: the twin is no closer than anyone, so every other star ties with it.
+    z = np.zeros((40, 5), dtype=np.float32)
+    ranks = TwinIndex(z, backend=backend).twin_ranks(pairs(20))
+    np.testing.assert_array_equal(ranks, np.full(40, 39))
+    assert rank_fractions(ranks, 40).rank1 == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_star_as_close_as_the_twin_counts_against_the_star(backend):
+    # Star 0's twin (1) and a stranger (2) are both at L1 distance 1; star 3 is far away.
+    z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [9.0, 9.0]], dtype=np.float32)
+    ranks = TwinIndex(z, backend=backend).twin_ranks(np.array([0, 0, 1, 1]))
+    assert ranks[0] == 2  # the tie with star 2 counts against it
+    assert ranks[1] == 1  # star 1: twin (0) at 1, nearest stranger (2) at 2

@@ -63,7 +63,7 @@ def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8
     from twinviz.model import FaderNetwork, ModelConfig
     from twinviz.spectra.dataset import make_spectra, save_spectra
 
-    from twinviz.app.loading import pca_2d
+    from twinviz.latents.projection import add_projections
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8
     model_dir = model.save_pretrained(directory / runfiles.MODEL_DIR)
 
     lat = encode_dataset(model, ds)
-    lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
+    lat = add_projections(lat, ("pca",))
     latents_path = save_latents(lat, directory / "sample.latents.nc")
     return model_dir, data_path, latents_path
 

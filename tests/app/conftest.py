@@ -39,7 +39,7 @@ def synth_paths(tmp_path_factory):
     from twinviz.model import FaderNetwork, ModelConfig
     from twinviz.spectra.dataset import save_spectra
     from twinviz.spectra.synth import simulate
-    from twinviz.app.loading import pca_2d
+    from twinviz.latents.projection import add_projections
 
     out = tmp_path_factory.mktemp("app-synth")
     ds = simulate(12, seed=3)
@@ -51,5 +51,5 @@ def synth_paths(tmp_path_factory):
     model.set_flux_normalisation(flux.mean(axis=0), float(flux.std()))
     model_dir = model.save_pretrained(out / "model")
     lat = encode_dataset(model, ds)
-    lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
+    lat = add_projections(lat, ("pca",))
     return model_dir, data, save_latents(lat, out / "synth.latents.nc")

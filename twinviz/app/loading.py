@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from twinviz.app.state import AppData, AppDataError
+from twinviz.latents.projection import add_projections, pca_projection
 from twinviz.training import runfiles
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
                    for name in ("umap", "pca") if name in latents.variables}
     z = np.ascontiguousarray(latents["z"].values, dtype=np.float32)
     if not projections:
-        projections = {"pca": pca_2d(z)}
+        projections = {"pca": pca_projection(z)[0]}
     teff = np.asarray(ds["teff"].values, dtype=np.float32)
     logg = np.asarray(ds["logg"].values, dtype=np.float32)
     data = AppData(
@@ -89,13 +90,6 @@ def data_labels(teff, logg, group, fe_h=None, x_fe=None, elements=()) -> dict:
         size = counts[inverse].astype(np.float32)
         labels["group size"] = np.where(group >= 0, size, np.nan).astype(np.float32)
     return labels
-
-
-def pca_2d(z: np.ndarray) -> np.ndarray:
-    """First two principal components of z (used when no projection is cached)."""
-    zc = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(zc[:: max(1, len(zc) // 20000)], full_matrices=False)
-    return (zc @ vt[:2].T).astype(np.float32)
 
 
 def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
@@ -135,12 +129,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
             pass
     log.info("encoding %d stars of %s (first start; cached in %s)", ds.sizes["star"], data_path, path)
     lat = encode_dataset(model, ds)
-    try:
-        from twinviz.latents.projection import add_projections
-
-        lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
-    except ImportError:
-        lat["pca"] = (("star", "axis"), pca_2d(lat["z"].values))
+    lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
     try:
         save_latents(lat, path)
     except OSError as exc:  # a read-only place only costs the re-encoding next time

@@ -376,7 +376,7 @@ class Trainer:
             metric, higher = _best_metric(rec)
             value = rec.get(metric)
             best = p["best_value"]
-            improved = value is not None and math.isfinite(value) and (
+            improved = value is not None and math.isfinite(value) and not rec.get("val_collapsed", False) and (
                 best is None or (value > best if higher else value < best))
             if improved:
                 p["best_value"] = value

@@ -9,6 +9,7 @@ Metrics (definitions in docs/science.md, flux in dataset units):
                     twinviz.twins.index.TwinIndex), N = the subset size
   val_adv_acc       the adversary's accuracy on the validation latents
   val_adv_chance    accuracy of always predicting the most common bin (the "chance" level)
+  val_collapsed     True when all latents are equal (such an epoch is never the best one)
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ class ValidationSet:
         sums, counts = squared_error_sums(model, z, self.flux, self.teff, self.logg, good, partner,
                                           batch_size=batch_size, autocast=autocast)
         out = {"val_mse": sums[0] / max(counts[0], 1), "val_adv_acc": correct / n,
-               "val_adv_chance": _majority_rate(model, self.teff, self.logg)}
+               "val_adv_chance": _majority_rate(model, self.teff, self.logg),
+               "val_collapsed": latent_collapsed(z)}
         if self.partner is not None:
             out["val_swapped_mse"] = sums[1] / max(counts[1], 1)
             ranks = TwinIndex(z, metric="l1").twin_ranks(self.group)
@@ -104,6 +106,16 @@ class ValidationSet:
                        val_n_stars=n)
         model.train(was_training)
         return out
+
+
+def latent_collapsed(z: np.ndarray) -> bool:
+    """True when every star has (to float32 precision) the same latent: z then carries nothing,
+    whatever its twin ranks say, and such an epoch is never chosen as the best."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.shape[0] < 2:
+        return False
+    spread = np.ptp(z, axis=0).max()
+    return bool(spread <= 1e-6 * (1.0 + np.abs(z).max()))
 
 
 def _majority_rate(model, teff, logg) -> float:

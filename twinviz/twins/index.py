@@ -11,7 +11,8 @@ choice; L2 is available too). The search is *exact* and gives the same answer on
   only trusted where a rigorous rounding bound says it cannot be wrong.
 
 Hence top-k lists are sorted by (canonical distance, position) and twin ranks are counts of
-strictly smaller canonical distances, which is tie-proof: backends agree bit for bit.
+canonical distances at most the twin's (ties count against the star), which is exact:
+backends agree bit for bit.
 
 Distances are in the latent's own units (L1: sum of |Δz|; L2: Euclidean norm of Δz).
 """
@@ -247,10 +248,11 @@ class TwinIndex:
         """Twin rank of every star (or of the stars at positions ``queries``).
 
         groups : int array [N], stars of the same chemistry share an id; −1 = unknown.
-        rank = 1 + the number of *other* stars strictly closer to the star than its nearest
-        group-mate (docs/science.md, Metrics; for pairs the group-mate is the twin, for larger groups it is
-        the closest group-mate). Other group-mates count like any star. Ties never count as
-        closer, so equal distances cannot move a rank. Stars without a group-mate get rank −1.
+        rank = 1 + the number of other stars, the twin excluded, at a distance ≤ the twin's
+        (docs/science.md, Metrics; for pairs the twin is the group-mate, for larger groups it is
+        the closest group-mate, and the other group-mates count like any star). Ties count
+        *against* the star: a collapsed latent (all z equal) gives every star rank N − 1, never
+        rank 1. Stars without a group-mate get rank −1.
 
         Memory: one block of float32 distances of at most ``block_bytes`` at a time.
         """
@@ -272,12 +274,14 @@ class TwinIndex:
             counts = np.zeros(sel.size, dtype=np.int64)
             for c0 in range(0, n, cols):
                 c1 = min(n, c0 + cols)
-                counts += self._count_closer(qpos, twin_c[qpos], c0, c1)
-            ranks[sel] = 1 + counts
+                counts += self._count_at_most(qpos, twin_c[qpos], c0, c1)
+            # counts include the twin itself (its distance equals the threshold): it is the
+            # "1 +" of the definition.
+            ranks[sel] = counts
         return ranks
 
-    def _count_closer(self, qpos, thresh, c0, c1) -> np.ndarray:
-        """Per query: stars in [c0, c1), other than itself, with canonical distance < thresh."""
+    def _count_at_most(self, qpos, thresh, c0, c1) -> np.ndarray:
+        """Per query: stars in [c0, c1), other than itself, with canonical distance ≤ thresh."""
         # Per-row band [lo, hi] outside which the float32 value is on the same side of the
         # threshold as the canonical one: |d32 − d| ≤ γ·(d + ‖q‖² + max‖z‖²) solved for d32.
         g = self._gamma
@@ -291,5 +295,5 @@ class TwinIndex:
         if r.size:
             # Re-decide the doubtful ones with the canonical float64 distance.
             d64 = canonical_pairs(self.z32, qpos[r], self.z32, c0 + c, self.metric)
-            np.add.at(counts, r[d64 < thresh[r]], 1)
+            np.add.at(counts, r[d64 <= thresh[r]], 1)
         return counts
