@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 from twinviz.spectra.nuisances import PRESETS, draw_nuisances
-from twinviz.spectra.synth import LINELIST_VERSION, Synthesizer, draw_labels, simulate
+from twinviz.spectra.synth import LINELIST_VERSION, Synthesizer, draw_labels
+from twinviz.spectra.simulation import simulate
 
 
 def main(argv=None) -> int:

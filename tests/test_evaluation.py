@@ -72,9 +72,9 @@ def test_oracle_gives_rank_one_when_twins_share_labels():
 
 
 def test_oracle_gives_rank_one_on_noiseless_synthetic_data():
-    from twinviz.spectra import synth
+    from twinviz.spectra.simulation import simulate
 
-    ds = synth.simulate(40, group_size=2, seed=0, snr=None)
+    ds = simulate(40, group_size=2, seed=0, snr=None)
     result = evaluate_representation("oracle", true_abundances(ds), ds["group"].values)
     assert np.all(result.ranks == 1)
 

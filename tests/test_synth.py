@@ -10,7 +10,8 @@ import xarray as xr
 
 from twinviz.spectra import atmosphere as atm
 from twinviz.spectra.linelist import FIELDS, LINELIST_PATH, LINELIST_SEED, build_linelist, load_linelist
-from twinviz.spectra.synth import ELEMENTS, LINELIST_VERSION, Synthesizer, draw_labels, simulate
+from twinviz.spectra.synth import ELEMENTS, LINELIST_VERSION, Synthesizer, draw_labels
+from twinviz.spectra.simulation import simulate
 
 
 @pytest.fixture(scope="module")

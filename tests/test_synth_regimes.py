@@ -16,7 +16,8 @@ from twinviz.spectra.linelist import FIELDS, load_linelist
 from twinviz.spectra.nuisances import (CHIP_EDGE_PIXELS, CHIPS, PERSISTENCE_FRACTION, PERSISTENCE_RANGE_A,
                                        PRESETS, SKY_HELIO_KMS, SKY_MASK_HALF_KMS, Nuisances, draw_nuisances,
                                        sky_lines)
-from twinviz.spectra.synth import C_KMS, ELEMENTS, PIXEL_KMS, Synthesizer, draw_labels, simulate
+from twinviz.spectra.synth import C_KMS, ELEMENTS, PIXEL_KMS, Synthesizer, draw_labels
+from twinviz.spectra.simulation import simulate
 
 
 def _digest(ds) -> str:

@@ -81,7 +81,7 @@ def _dataset_key(recipe: dict) -> str:
 
 def _simulate_to(path: Path, spec: dict, grid: str, progress: bool) -> Path:
     from twinviz.spectra.dataset import save_spectra
-    from twinviz.spectra.synth import simulate
+    from twinviz.spectra.simulation import simulate
 
     ds = simulate(spec["pairs"], group_size=spec.get("group_size", 2), seed=spec["seed"],
                   snr=spec.get("snr"), chemistry=spec.get("chemistry", "independent"), grid=grid,

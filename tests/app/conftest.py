@@ -38,7 +38,7 @@ def synth_paths(tmp_path_factory):
     from twinviz.latents import encode_dataset, save_latents
     from twinviz.model import FaderNetwork, ModelConfig
     from twinviz.spectra.dataset import save_spectra
-    from twinviz.spectra.synth import simulate
+    from twinviz.spectra.simulation import simulate
     from twinviz.latents.projection import add_projections
 
     out = tmp_path_factory.mktemp("app-synth")

@@ -36,7 +36,7 @@ def inputs(tmp_path_factory):
     """The app's start model/data (the tiny sample), a data folder for training (real
     synthesizer, 20 + 8 twin pairs) and an empty runs folder."""
     from twinviz.spectra.dataset import save_spectra
-    from twinviz.spectra.synth import simulate
+    from twinviz.spectra.simulation import simulate
 
     model, data, _ = make_sample(tmp_path_factory.mktemp("start"), n_pairs=30)
     data_dir = tmp_path_factory.mktemp("data")

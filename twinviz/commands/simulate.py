@@ -60,7 +60,7 @@ def main(args) -> int:
 
     from twinviz.spectra.dataset import save_spectra
     from twinviz.spectra.nuisances import PRESETS
-    from twinviz.spectra.synth import simulate
+    from twinviz.spectra.simulation import simulate
 
     if args.pairs < 1 or args.group_size < 1:
         raise SystemExit("twinviz simulate: error: --pairs and --group-size must be at least 1")

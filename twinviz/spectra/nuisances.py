@@ -41,7 +41,7 @@ _STREAM = {"vmicro": 0, "vbroad": 1, "rv": 2, "continuum": 3, "masks": 4}
 
 @dataclass(frozen=True)
 class Nuisances:
-    """Per-star nuisances of :func:`twinviz.spectra.synth.simulate` (all off by default).
+    """Per-star nuisances of :func:`twinviz.spectra.simulation.simulate` (all off by default).
 
     vmicro_scatter : σ (km/s) of a Gaussian scatter added to the microturbulence relation ξ(logg)
     vbroad : upper end (km/s) of a uniform distribution U(0, vbroad) of the characteristic
