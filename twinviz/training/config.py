@@ -122,14 +122,14 @@ class TrainConfig(Architecture):
     def validate(self) -> "TrainConfig":
         """Check values that would otherwise fail deep inside training (the declared choices and
         hard bounds of every field); returns self."""
-        p = []
+        problems = []
         if not self.data:
-            p.append("data: no training file given (use --data FILE.nc)")
-        p += check_options(self, TrainConfig)
+            problems.append("data: no training file given (use --data FILE.nc)")
+        problems += check_options(self, TrainConfig)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            p.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
-        if p:
-            raise TrainConfigError("invalid training config: " + "; ".join(p))
+            problems.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
+        if problems:
+            raise TrainConfigError("invalid training config: " + "; ".join(problems))
         return self
 
     def to_dict(self) -> dict:

@@ -313,54 +313,54 @@ class Trainer:
     def _loop(self) -> str:
         from tqdm.auto import tqdm
 
-        c, p = self.config, self.progress
-        bar = tqdm(total=self.total_steps, initial=p["step"], unit="step", dynamic_ncols=True,
+        c, progress = self.config, self.progress
+        bar = tqdm(total=self.total_steps, initial=progress["step"], unit="step", dynamic_ncols=True,
                    disable=not (c.progress and self.is_main) or None, mininterval=0.5, desc="train")
         window: dict[str, list[float]] = {}
         t_window = time.time()
-        t_start = time.time() - p["elapsed"]
+        t_start = time.time() - progress["elapsed"]
         try:
-            while p["step"] < self.total_steps:
-                epoch = p["epoch"]
+            while progress["step"] < self.total_steps:
+                epoch = progress["epoch"]
                 epoch_sums, epoch_n = 0.0, 0
                 self.model.train()
-                for batch in self.source.batches(epoch, skip=p["batch"]):
-                    metrics = self.train_step(batch, p["step"])
-                    p["step"] += 1
-                    p["batch"] += 1
+                for batch in self.source.batches(epoch, skip=progress["batch"]):
+                    metrics = self.train_step(batch, progress["step"])
+                    progress["step"] += 1
+                    progress["batch"] += 1
                     epoch_sums += metrics["recon"]
                     epoch_n += 1
                     for k, v in metrics.items():
                         window.setdefault(k, []).append(v)
                     bar.update(1)
-                    if self.is_main and (p["step"] % c.log_every == 0 or p["step"] == self.total_steps):
+                    if self.is_main and (progress["step"] % c.log_every == 0 or progress["step"] == self.total_steps):
                         dt = time.time() - t_window
                         rec = {k: float(np.mean(v)) for k, v in window.items()}
-                        rec.update(kind="step", step=p["step"], epoch=epoch, lr=self.lr_at(p["step"] - 1),
+                        rec.update(kind="step", step=progress["step"], epoch=epoch, lr=self.lr_at(progress["step"] - 1),
                                    spectra_per_s=len(window["recon"]) * self.source.global_batch / max(dt, 1e-9),
                                    time=time.time() - t_start)
                         rec["mse_flux"] = rec["recon"] * float(self.model.flux_scale.mean()) ** 2
                         self.run.log_metrics(rec)
                         bar.set_postfix(recon=f"{rec['recon']:.3g}", adv=f"{rec['adv_acc']:.2f}")
                         window, t_window = {}, time.time()
-                        self.run.update_status(step=p["step"], epoch=epoch)
+                        self.run.update_status(step=progress["step"], epoch=epoch)
                     if self._should_stop():
-                        p["elapsed"] = time.time() - t_start
+                        progress["elapsed"] = time.time() - t_start
                         self._save_checkpoint()
                         if self.is_main and not (self.run.model_dir / runfiles.MODEL_CONFIG).exists():
                             self.model.save_pretrained(self.run.model_dir)
                         self.log("stop requested (%s): checkpoint saved at step %d",
-                                 self.stop.signal_name or "signal", p["step"])
+                                 self.stop.signal_name or "signal", progress["step"])
                         return "cancelled"
-                    if p["step"] >= self.total_steps:
+                    if progress["step"] >= self.total_steps:
                         break
-                    if c.checkpoint_every and p["step"] % c.checkpoint_every == 0:
-                        p["elapsed"] = time.time() - t_start
+                    if c.checkpoint_every and progress["step"] % c.checkpoint_every == 0:
+                        progress["elapsed"] = time.time() - t_start
                         self._save_checkpoint()
-                epoch_done = p["batch"] >= self.source.steps_per_epoch
+                epoch_done = progress["batch"] >= self.source.steps_per_epoch
                 if epoch_done:
-                    p["epoch"], p["batch"] = epoch + 1, 0
-                p["elapsed"] = time.time() - t_start
+                    progress["epoch"], progress["batch"] = epoch + 1, 0
+                progress["elapsed"] = time.time() - t_start
                 self._end_of_epoch(epoch, epoch_sums / max(epoch_n, 1), epoch_done)
         finally:
             bar.close()

@@ -28,7 +28,7 @@ __all__ = ["TwinIndex", "TwinIndexError"]
 
 METRICS = ("l1", "l2")
 BACKENDS = ("auto", "faiss", "torch")
-_U32 = 2.0 ** -24  # unit roundoff of float32
+FLOAT32_UNIT_ROUNDOFF = 2.0 ** -24  # unit roundoff of float32
 
 
 class TwinIndexError(ValueError):
@@ -85,7 +85,7 @@ class TwinIndex:
         # Rounding bound of the float32 pass, relative to (distance + squared norms for L2):
         # |d32 − d| ≤ γ·(d + ‖q‖² + ‖z‖²). Generous (4× the textbook (d+2)u for summation of
         # d terms plus the difference), because it only decides what gets re-checked exactly.
-        self._gamma = 4.0 * (self.dim + 4) * _U32
+        self._gamma = 4.0 * (self.dim + 4) * FLOAT32_UNIT_ROUNDOFF
         self._sqnorm = (np.einsum("ij,ij->i", z32.astype(np.float64), z32.astype(np.float64))
                         if metric == "l2" else None)
 
