@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated pixel/label baselines to include ('' for none)")
     parser.add_argument("--poly-degree", type=int, default=2,
                         help="total degree of the per-pixel polynomial in (Teff, logg)")
+    parser.add_argument("--baseline-val", metavar="FILE", default=None,
+                        help="a validation set (never the evaluated one) on which the polynomial-PCA baseline's "
+                             "degree and number of components are chosen; adds that baseline")
     parser.add_argument("--pixel-queries", type=int, default=2000,
                         help="query stars sampled for the pixel-space baselines (0: all; cost ∝ N²·pixels)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
@@ -44,7 +47,8 @@ def main(args) -> int:
     from twinviz.evaluation import evaluate, write_report
     from twinviz.evaluation.report import report_markdown
     from twinviz.model import ModelError
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.evaluation.baselines import choose_polynomial_pca
+    from twinviz.spectra.dataset import load_spectra, open_spectra
     from twinviz.twins.index import TwinIndexError
     from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir, run_dir_of
 
@@ -60,8 +64,18 @@ def main(args) -> int:
         if baseline is not None:
             baseline.check_grid(ds)
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+        poly_pca = None
+        if args.baseline_val:
+            if Path(args.baseline_val).resolve() == Path(args.data).resolve():
+                print("twinviz evaluate: error: --baseline-val is the evaluated file; choosing the baseline on "
+                      "the data it is scored on would flatter it. Fix: pass the validation set", file=sys.stderr)
+                return 2
+            say(f"choosing the polynomial-PCA baseline on {args.baseline_val}")
+            poly_pca = choose_polynomial_pca(load_spectra(args.baseline_val))
+            poly_pca["chosen_on"] = str(args.baseline_val)
+            baselines = baselines + ("polynomial_pca",)
         report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
-                          poly_degree=args.poly_degree, pixel_queries=args.pixel_queries or None,
+                          poly_degree=args.poly_degree, poly_pca=poly_pca, pixel_queries=args.pixel_queries or None,
                           seed=args.seed, metric=args.metric, backend=args.backend,
                           batch_size=args.batch_size, chunk=args.chunk, progress=say)
     except (ModelError, TwinIndexError, ValueError) as exc:

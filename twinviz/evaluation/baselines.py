@@ -5,6 +5,9 @@ distance between those vectors with :class:`twinviz.twins.index.TwinIndex`, exac
 
 * :func:`polynomial_residuals` — flux minus a per-pixel polynomial in (Teff, logg) fitted by
   least squares over the whole set (Price-Jones & Bovy 2019 style, without their PCA step);
+* :func:`polynomial_pca_residuals` — the same residuals projected on their leading principal
+  components (the authors' stronger variant); degree and number of components are chosen on a
+  validation set by :func:`choose_polynomial_pca`, never on the set being evaluated;
 * :func:`raw_flux` — the flux itself;
 * :func:`true_abundances` — the oracle: the true [Fe/H] and [X/Fe] (synthetic data only),
   each standardised to unit standard deviation over the set.
@@ -16,7 +19,12 @@ import xarray as xr
 
 from twinviz.spectra.dataset import DatasetError
 
-__all__ = ["polynomial_design", "polynomial_residuals", "raw_flux", "true_abundances", "has_true_abundances"]
+__all__ = ["POLY_PCA_GRID", "choose_polynomial_pca", "has_true_abundances", "polynomial_design",
+           "polynomial_pca_residuals", "polynomial_residuals", "raw_flux", "residual_components",
+           "true_abundances"]
+
+# Candidates searched on the validation set: polynomial degree × number of components.
+POLY_PCA_GRID = {"degree": (1, 2, 3), "n_components": (5, 10, 20, 40, 80)}
 
 
 def _clean_flux(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +81,63 @@ def polynomial_residuals(ds: xr.Dataset, degree: int = 2) -> np.ndarray:
         residuals[:, a:a + step] = block - q @ (q.T @ block)
     residuals[bad] = 0.0
     return residuals
+
+
+def residual_components(residuals: np.ndarray, n_components: int, seed: int = 0) -> np.ndarray:
+    """Residuals [N, P] projected on their ``n_components`` leading principal components
+    (centred over the set; randomized SVD, seeded): [N, k] float32 in flux units."""
+    import torch
+
+    n, p = residuals.shape
+    k = int(min(n_components, n - 1, p))
+    if k < 1:
+        raise ValueError(f"n_components must be ≥ 1 and below the number of stars, got {n_components}")
+    x = torch.from_numpy(np.ascontiguousarray(residuals, dtype=np.float32))
+    x = x - x.mean(dim=0, keepdim=True)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        _, _, v = torch.svd_lowrank(x, q=min(k + 10, n, p), niter=4)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return (x @ v[:, :k]).numpy().astype(np.float32)
+
+
+def polynomial_pca_residuals(ds: xr.Dataset, degree: int, n_components: int) -> np.ndarray:
+    """:func:`polynomial_residuals` of ``degree`` projected on ``n_components`` principal
+    components (:func:`residual_components`): [N, k] float32."""
+    return residual_components(polynomial_residuals(ds, degree), n_components)
+
+
+def choose_polynomial_pca(val: xr.Dataset, *, grid: dict | None = None, queries: int = 1000,
+                          seed: int = 0) -> dict:
+    """Pick (degree, n_components) of :func:`polynomial_pca_residuals` by twin rank-1 on a
+    *validation* set ``val`` (ties: the simpler model). Returns ``{"degree", "n_components",
+    "scores": [{degree, n_components, rank1}, …], "queries"}``."""
+    from twinviz.twins.groups import swap_partners
+    from twinviz.twins.index import TwinIndex
+    from twinviz.twins.ranks import rank_fractions
+
+    grid = grid or POLY_PCA_GRID
+    groups = np.asarray(val["group"].values, dtype=np.int64)
+    with_twin = np.flatnonzero(swap_partners(groups) >= 0)
+    if with_twin.size == 0:
+        raise DatasetError(f"{val.encoding.get('source', '<in-memory dataset>')}: group: no twins, so "
+                           "nothing to choose the polynomial-PCA baseline by. Fix: pass a validation "
+                           "set with twin groups")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(with_twin, size=min(queries, with_twin.size), replace=False))
+    scores = []
+    for degree in grid["degree"]:
+        residuals = polynomial_residuals(val, degree)
+        for k in grid["n_components"]:
+            vectors = residual_components(residuals, k)
+            ranks = TwinIndex(vectors).twin_ranks(groups, queries=chosen)
+            scores.append({"degree": int(degree), "n_components": int(k),
+                           "rank1": rank_fractions(ranks, groups.size).rank1})
+    best = max(scores, key=lambda s: (s["rank1"], -s["degree"], -s["n_components"]))
+    return {"degree": best["degree"], "n_components": best["n_components"], "scores": scores,
+            "queries": int(chosen.size)}
 
 
 def raw_flux(ds: xr.Dataset) -> np.ndarray:

@@ -27,7 +27,8 @@ import numpy as np
 import xarray as xr
 
 from twinviz.evaluation.errors import squared_error_sums
-from twinviz.evaluation.baselines import has_true_abundances, polynomial_residuals, raw_flux, true_abundances
+from twinviz.evaluation.baselines import (has_true_abundances, polynomial_pca_residuals, polynomial_residuals,
+                                         raw_flux, true_abundances)
 from twinviz.latents.encode import iter_star_chunks
 from twinviz.spectra.dataset import DatasetError
 from twinviz.evaluation.results import METHOD_LABELS, EvaluationReport, MethodResult
@@ -91,15 +92,17 @@ def _model_result(key, model, ds, groups, partners, *, batch_size, chunk, metric
 
 
 def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomial", "raw_flux", "oracle"),
-             poly_degree: int = 2, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
+             poly_degree: int = 2, poly_pca: dict | None = None, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
              backend: str = "auto", batch_size: int = 1024, chunk: int = 8192,
              progress=None) -> EvaluationReport:
     """Table 1 for ``model`` (a FaderNetwork, or None for baselines only) on validation set ``ds``.
 
     baseline_model : the λ = 0 conditional AE, reported as "lambda0" when given
-    baselines : any of "polynomial", "raw_flux", "oracle" (the oracle is skipped silently on data
-        without true abundances)
+    baselines : any of "polynomial", "polynomial_pca", "raw_flux", "oracle" (the oracle is skipped
+        silently on data without true abundances)
     poly_degree : total degree of the per-pixel polynomial in (Teff, logg)
+    poly_pca : {"degree", "n_components"} of the "polynomial_pca" baseline, chosen on a validation
+        set with :func:`~twinviz.evaluation.baselines.choose_polynomial_pca` (required for it)
     pixel_queries : number of query stars (drawn with ``seed`` among stars with a twin) for the
         pixel-space baselines; None or 0 ranks every star (cost N²·pixels)
     metric, backend : passed to :class:`TwinIndex` (L1 is the paper's metric)
@@ -115,9 +118,13 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
         raise DatasetError(f"{source}: group: no star shares its group id with another, so there are no "
                            "twins to rank. Fix: evaluate on a validation set with twin pairs "
                            "(`twinviz simulate` makes them) or set `group` for known twins")
-    unknown = set(baselines) - {"polynomial", "raw_flux", "oracle"}
+    unknown = set(baselines) - {"polynomial", "polynomial_pca", "raw_flux", "oracle"}
     if unknown:
-        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from polynomial, raw_flux, oracle")
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from polynomial, polynomial_pca, "
+                         "raw_flux, oracle")
+    if "polynomial_pca" in baselines and not poly_pca:
+        raise ValueError("the polynomial_pca baseline needs its degree and number of components chosen on a "
+                         "validation set: pass poly_pca=choose_polynomial_pca(val) (CLI: --baseline-val VAL.nc)")
     methods = []
     kw = dict(batch_size=batch_size, chunk=chunk, metric=metric, backend=backend)
     if model is not None:
@@ -137,6 +144,14 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
                                          queries=queries, metric=metric, backend=backend)
         result.seconds = time.perf_counter() - t0
         methods.append(result)
+    if "polynomial_pca" in baselines:
+        degree, k = int(poly_pca["degree"]), int(poly_pca["n_components"])
+        say(f"polynomial residuals (degree {degree}) on {k} principal components")
+        t0 = time.perf_counter()
+        result = evaluate_representation("polynomial_pca", polynomial_pca_residuals(ds, degree, k), groups,
+                                         queries=queries, metric=metric, backend=backend)
+        result.seconds = time.perf_counter() - t0
+        methods.append(result)
     if "raw_flux" in baselines:
         say("raw flux")
         methods.append(evaluate_representation("raw_flux", raw_flux(ds), groups, queries=queries,
@@ -146,6 +161,7 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
         methods.append(evaluate_representation("oracle", true_abundances(ds), groups,
                                                metric=metric, backend=backend))
     settings = {"data": str(source), "metric": metric, "poly_degree": poly_degree,
+                "poly_pca": poly_pca,
                 "pixel_queries": int(queries.size) if queries is not None else None, "seed": seed,
                 "backend": TwinIndex(np.zeros((1, 1)), backend=backend).backend,
                 "batch_size": batch_size, "chunk": chunk}

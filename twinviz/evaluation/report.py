@@ -58,8 +58,8 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
         lines += [f"![cumulative twin-rank curve]({plot_name})", ""]
     s = report.settings
     lines += [
-        "How to read it: twin rank = 1 + the number of other stars closer (L1) to a star than its "
-        "twin (the closest group-mate). MSE in squared flux units over good pixels. Published rows "
+        "How to read it: twin rank = 1 + the number of other stars (the twin excluded) at an L1 "
+        "distance ≤ the twin's (the closest group-mate): ties count against the star. MSE in squared flux units over good pixels. Published rows "
         "are copied for comparison from de Mijolla, Ness & Viti (2019, Table 1), the authors' 2021 "
         "public code and a Price-Jones & Bovy (2019)-style polynomial-residual method (sources: "
         "docs/science.md, Published numbers); they come from Turbospectrum spectra, ours "
@@ -69,6 +69,11 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
         f"pixel-baseline queries {s.get('pixel_queries') or 'all'} (seed {s.get('seed')}), "
         f"backend {s.get('backend')}.",
     ]
+    pca = s.get("poly_pca")
+    if pca:
+        lines.append(f"Polynomial residuals on principal components: degree {pca['degree']}, "
+                     f"{pca['n_components']} components, chosen by rank 1 on "
+                     f"`{pca.get('chosen_on', 'a validation set')}` (never on the evaluated data).")
     for key in ("model", "baseline_model"):
         if s.get(key):
             lines.append(f"{key.replace('_', ' ')}: `{s[key]}`")

@@ -44,6 +44,7 @@ METHOD_LABELS = {
     "fader": "fader network",
     "lambda0": "conditional AE (λ=0)",
     "polynomial": "polynomial residuals",
+    "polynomial_pca": "polynomial residuals on principal components",
     "raw_flux": "raw flux L1",
     "oracle": "oracle (true abundances)",
 }
