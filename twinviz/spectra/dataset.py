@@ -209,22 +209,15 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
             _fail(source, "star", f"has duplicated star ids {dup}",
                   "give every star a unique id (e.g. its APOGEE_ID or a running index)")
 
-    teff = np.asarray(ds["teff"].values, dtype=np.float64)
-    lo, hi = TEFF_RANGE_K
-    bad = ~np.isfinite(teff) | (teff < lo) | (teff > hi)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        _fail(source, "teff", f"{int(bad.sum())} non-physical values (star index {i}: {teff[i]} K); "
-              f"expected {lo:.0f}–{hi:.0f} K",
-              "store effective temperatures in kelvin and drop stars without one")
-    logg = np.asarray(ds["logg"].values, dtype=np.float64)
-    lo, hi = LOGG_RANGE_DEX
-    bad = ~np.isfinite(logg) | (logg < lo) | (logg > hi)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        _fail(source, "logg", f"{int(bad.sum())} non-physical values (star index {i}: {logg[i]} dex); "
-              f"expected {lo:g}–{hi:g} dex",
-              "store log10 surface gravity in cgs (dex) and drop stars without one")
+    for name, (lo, hi), unit, fix in (
+            ("teff", TEFF_RANGE_K, "K", "store effective temperatures in kelvin and drop stars without one"),
+            ("logg", LOGG_RANGE_DEX, "dex", "store log10 surface gravity in cgs (dex) and drop stars without one")):
+        values = np.asarray(ds[name].values, dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            _fail(source, name, f"{int(bad.sum())} non-physical values (star index {i}: {values[i]} {unit}); "
+                  f"expected {lo:g}–{hi:g} {unit}", fix)
 
     if check_values:
         flux = ds["flux"].data
