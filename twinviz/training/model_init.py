@@ -36,8 +36,10 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
         adversary_mode=config.adversary_mode, flux_scaling=config.flux_scaling)
     model = FaderNetwork(mc)
     flux = _sample_flux(ds, stats_stars, config.seed, config.stream_block)
-    offset = np.nanmean(flux, axis=0)
-    offset = np.where(np.isfinite(offset), offset, 1.0)
+    good = np.isfinite(flux)
+    counts = good.sum(axis=0)
+    # A pixel masked in every star (a chip edge, say) gets the continuum level 1.
+    offset = np.where(counts > 0, np.where(good, flux, 0.0).sum(axis=0) / np.maximum(counts, 1), 1.0)
     centred = np.nan_to_num(flux - offset, nan=0.0)
     var = np.mean(centred ** 2, axis=0)
     global_scale = float(np.sqrt(max(var.mean(), 1e-12)))
