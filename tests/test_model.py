@@ -9,7 +9,7 @@ import torch
 
 from twinviz.model import FaderNetwork, ModelConfig, ModelError, encode_arrays
 
-from _toy import toy_arrays
+from twinviz.testing import toy_arrays
 
 
 def _model(n_pixels=160, mode="joint", basis_dim=16, seed=0):

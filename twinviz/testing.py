@@ -7,13 +7,15 @@ without the real synthesizer or any training, so UI tests stay fast and independ
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 
 from twinviz.training import runfiles
 
-__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "make_sample", "synthetic_latents"]
+__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "synthetic_latents",
+           "toy_arrays", "toy_dataset", "untrained_model", "wait_for", "write_toy"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
 SAMPLE_GENERATOR = "twinviz.testing"
@@ -107,3 +109,87 @@ def synthetic_latents(n: int, dim: int = 16, n_clusters: int = 50, seed: int = 0
     z = centres[which] + rng.normal(0, 0.5, (n, dim)).astype(np.float32)
     xy = z[:, :2] + 0.3 * z[:, 2:4]
     return z, xy.astype(np.float32), which
+
+
+# --- toy spectra for model and training tests -------------------------------------------------
+# Each group shares a hidden "chemistry" vector c (n_chem values); a star's spectrum is
+# exp(-Σ_lines depth·gaussian), where each line's depth depends non-linearly on c and on
+# (Teff, logg), differently from line to line: a miniature of the real problem, with no
+# synthesizer and no wavelength grid, so it builds in milliseconds.
+
+
+def toy_arrays(n_groups: int = 100, group_size: int = 2, n_pixels: int = 160, n_chem: int = 3,
+               n_lines: int = 24, seed: int = 0, noise: float = 0.0):
+    """Arrays (flux [N,P], wavelength [P] Å, teff [N] K, logg [N] dex, group [N], chem [N,n_chem])."""
+    lines = np.random.default_rng(1234)  # fixed "line list", independent of the sample seed
+    centre = lines.uniform(0, n_pixels, n_lines)
+    width = lines.uniform(1.0, 2.5, n_lines)
+    chem_w = lines.normal(0, 1, (n_lines, n_chem))
+    t_sens = lines.normal(0, 1.0, n_lines)
+    g_sens = lines.normal(0, 0.6, n_lines)
+    rng = np.random.default_rng(seed)
+    n = n_groups * group_size
+    chem = np.repeat(rng.normal(0, 1, (n_groups, n_chem)), group_size, axis=0)
+    group = np.repeat(np.arange(n_groups), group_size)
+    teff = rng.uniform(4000, 5500, n)
+    logg = rng.uniform(1.0, 3.5, n)
+    t = (teff - 4750) / 750
+    g = (logg - 2.25) / 1.25
+    strength = chem @ chem_w.T * 0.5 + t[:, None] * t_sens + g[:, None] * g_sens  # [N, lines]
+    depth = 0.6 / (1 + np.exp(-strength))
+    pix = np.arange(n_pixels)
+    profile = np.exp(-0.5 * ((pix[None, :] - centre[:, None]) / width[:, None]) ** 2)  # [lines, P]
+    flux = np.exp(-depth @ profile * 1.5)
+    if noise:
+        flux = flux + rng.normal(0, noise, flux.shape)
+    wavelength = 15200.0 + 0.2 * pix
+    return flux.astype(np.float32), wavelength, teff, logg, group, chem
+
+
+def toy_dataset(n_groups: int = 100, seed: int = 0, noise: float = 0.0, **kw):
+    """The toy arrays as a validated twinviz spectra dataset (flux_err set when noisy)."""
+    flux, wave, teff, logg, group, _ = toy_arrays(n_groups=n_groups, seed=seed, noise=noise, **kw)
+    from twinviz.spectra.dataset import make_spectra
+
+    err = np.full_like(flux, noise) if noise else None
+    return make_spectra(flux, wave, teff, logg, group=group, flux_err=err)
+
+
+def write_toy(path, n_groups: int = 100, seed: int = 0, **kw):
+    """Write a toy dataset to ``path`` (.nc or .zarr); returns the path."""
+    from twinviz.spectra.dataset import save_spectra
+
+    save_spectra(toy_dataset(n_groups=n_groups, seed=seed, **kw), path)
+    return path
+
+
+def untrained_model(ds, latent_dim: int = 4, hidden: int = 16, seed: int = 0):
+    """A small untrained fader network (eval mode) on ``ds``'s grid, flux normalised to 0.8 ± 0.05."""
+    import torch
+
+    from twinviz.model import FaderNetwork, ModelConfig
+    from twinviz.spectra.grid import grid_id
+
+    torch.manual_seed(seed)
+    config = ModelConfig(n_pixels=ds.sizes["wavelength"], grid_id=grid_id(ds["wavelength"].values),
+                         latent_dim=latent_dim, basis_dim=0, hidden=[hidden], adversary_hidden=[8])
+    model = FaderNetwork(config)
+    model.set_flux_normalisation(np.full(config.n_pixels, 0.8), 0.05)
+    return model.eval()
+
+
+# The smallest run the run manager and the Training tab can launch: seconds per run on one core.
+TINY_TRAINING = dict(data="train.nc", val="val.nc", epochs=2, batch_size=16, latent_dim=4, basis_dim=8,
+                     hidden=[16], adversary_hidden=[16], log_every=1, warmup_steps=0, val_max_stars=40,
+                     num_threads=1, checkpoint_every=0)
+
+
+def wait_for(condition, timeout: float = 60.0, interval: float = 0.1):
+    """Poll ``condition()`` until it returns something truthy (returned), else AssertionError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,5 +1,6 @@
 """Latent map: rasterized points coloured by a label; a tap selects the nearest star."""
 import holoviews as hv
+import bokeh.models
 import numpy as np
 import panel as pn
 
@@ -38,7 +39,7 @@ def test_highlight_shows_the_star_and_its_k_twins(state):
 
 def test_the_map_renders_with_datashader(state):
     view = LatentMap(state)
-    model = pn.panel(view).get_root()
-    assert model is not None
+    root = pn.panel(view).get_root()
+    assert root.select_one({"type": bokeh.models.Plot}) is not None  # the map became a Bokeh plot
     img = hv.render(view.plot)  # a bokeh figure with an image glyph (the raster) and a colour bar
     assert any(type(r.glyph).__name__ == "Image" for r in img.renderers)

@@ -1,11 +1,14 @@
 """The assembled app: tabs with help text, metrics from the evaluation, notebooks, errors."""
 import json
 
+import bokeh.models
+import numpy as np
 import panel as pn
 
 import twinviz.app
 from twinviz.app.layout import Explorer, build_page, error_page
 from twinviz.app.metrics import MetricsView, report_frame
+from twinviz.app.training import TrainingTab
 
 
 def test_explore_returns_one_viewer_with_all_tabs(sample_paths):
@@ -13,13 +16,20 @@ def test_explore_returns_one_viewer_with_all_tabs(sample_paths):
     assert isinstance(app, pn.viewable.Viewer) and app.state.star == 12
     names = [t.name for t in app.tabs.objects]
     assert names[:4] == ["Swap explorer", "Latent map", "Twins", "Metrics"]
-    assert pn.panel(app).get_root() is not None
+    root = pn.panel(app).get_root()
+    tabs = root.select_one({"type": bokeh.models.Tabs})
+    assert [panel.title for panel in tabs.tabs][:4] == names[:4]
 
 
 def test_views_share_one_state_per_session(sample_paths):
     app = twinviz.app.explore(*sample_paths)
     app.state.star = 30
-    assert app.twins.table.value["star"].iloc[0] != ""
+    data = app.state.data
+    distance = np.abs(data.z - data.z[30]).sum(axis=1)
+    distance[30] = np.inf
+    table = app.twins.table.value
+    assert str(table["star"].iloc[0]) == str(data.star_ids[np.argmin(distance)])  # nearest L1 first
+    assert list(table["rank"].iloc[:3]) == [1, 2, 3]
     assert "star 1030" in app.swap.star_text.object
 
 
@@ -91,6 +101,6 @@ def test_training_tab_is_present_with_default_folders(app_data, tmp_path, monkey
     """With no --runs/--data-dir the tab uses ./runs and the data file's folder (a Path)."""
     monkeypatch.chdir(tmp_path)
     explorer = Explorer(app_data, training={})
-    assert explorer.training is not None
+    assert isinstance(explorer.training, TrainingTab)
     assert explorer.tabs._names[-1] == "Training"
     assert explorer.training.data_dir == str(app_data.data_path.parent)

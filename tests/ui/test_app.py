@@ -9,8 +9,9 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import expect
 
-from twinviz.testing import make_sample
+from twinviz.testing import make_sample, wait_for
 
 pytestmark = pytest.mark.ui
 
@@ -53,7 +54,7 @@ def _open(page, url):
     page.wait_for_selector(".noUi-handle", timeout=60_000)
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
                            "Bokeh.documents[0].get_model_by_name('tv-spectrum') !== null", timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_function(f"() => ({CHECKSUM_JS})(['tv-spectrum', 'model']) !== 0", timeout=20_000)
 
 
 def _checksum(page, name, column):
@@ -73,8 +74,16 @@ def _slider_handle(page, title: str):
 
 
 def _tab(page, name):
-    page.locator(".bk-tab", has_text=re.compile(f"^{name}$")).click()
-    page.wait_for_timeout(800)
+    tab = page.locator(".bk-tab", has_text=re.compile(f"^{name}$"))
+    tab.click()
+    expect(tab).to_have_class(re.compile(r"\bbk-active\b"), timeout=10_000)
+
+
+def _map_canvas_box(page):
+    """The bounding box of the largest visible canvas (the map), or None while it is not drawn."""
+    canvases = page.locator("canvas")
+    boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count()) if canvases.nth(i).is_visible()]
+    return max((b for b in boxes if b and b["width"] > 200), key=lambda b: b["width"] * b["height"], default=None)
 
 
 def test_app_loads_and_a_slider_changes_the_reconstruction(page, served, console_errors, no_server_errors,
@@ -116,10 +125,7 @@ def test_picking_a_twin_row_shows_the_comparison(page, served, console_errors, n
 def test_tapping_the_map_selects_a_star(page, served, console_errors, no_server_errors, artifacts):
     _open(page, served.url)
     _tab(page, "Latent map")
-    page.wait_for_timeout(1500)
-    canvases = page.locator("canvas")
-    boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count()) if canvases.nth(i).is_visible()]
-    box = max((b for b in boxes if b and b["width"] > 200), key=lambda b: b["width"] * b["height"])
+    box = wait_for(lambda: _map_canvas_box(page), timeout=20)
     star_input = page.locator("input[placeholder='a star id, then Enter']")
     assert star_input.input_value() == "1000"
     # Tap away from the selected star (which sits wherever star 0 projects); one of these hits elsewhere.
@@ -135,10 +141,9 @@ def test_tapping_the_map_selects_a_star(page, served, console_errors, no_server_
         const q = new URLSearchParams(window.location.search);
         return q.has('star');
     }""", timeout=5_000)
-    page.wait_for_timeout(1000)
     star = int(_query(page)["star"])
     assert star != 0
-    assert int(star_input.input_value()) == 1000 + star
+    expect(star_input).to_have_value(str(1000 + star), timeout=10_000)
     page.screenshot(path=artifacts / "app_map_after_tap.png", full_page=True)
 
 
@@ -159,7 +164,8 @@ def test_typing_a_star_id_selects_it(page, served, console_errors, no_server_err
     star_input = page.locator("input[placeholder='a star id, then Enter']")
     star_input.fill("1042")
     star_input.press("Enter")
-    page.wait_for_function("() => window.location.search.includes('star=42')", timeout=10_000)
+    page.wait_for_function("() => new URLSearchParams(window.location.search).get('star') === '42'",
+                           timeout=10_000)
 
 
 @pytest.mark.parametrize("bad", ["model", "data"])

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from twinviz.testing import make_sample
+from twinviz.testing import make_sample, wait_for
 
 pytestmark = pytest.mark.ui
 
@@ -82,7 +82,7 @@ def test_a_run_trained_in_the_training_tab_opens_in_the_explorer(page, served, i
     _set_number(page, "Epochs", 2)
     _set_number(page, "Latent dim", 4)
     page.get_by_role("button", name="Launch").click()
-    page.get_by_text(f"Launched {RUN}").wait_for(timeout=10_000)
+    page.get_by_text(f"Launched {RUN}").wait_for(timeout=30_000)  # launch checks open the data files
     page.get_by_text(f"{RUN} — done").wait_for(timeout=120_000)
     page.get_by_role("gridcell", name="done").wait_for(timeout=10_000)
     page.screenshot(path=str(artifacts / "open_in_explorer_run_done.png"), full_page=True)
@@ -100,9 +100,12 @@ def test_a_run_trained_in_the_training_tab_opens_in_the_explorer(page, served, i
     page.wait_for_function(f"() => ({SPECTRUM_SOURCES_JS})().length > 0", timeout=20_000)
     assert all(n > 0 for n in page.evaluate(SPECTRUM_SOURCES_JS))
     plots = page.locator(".bk-Canvas, canvas")
-    page.wait_for_timeout(1500)  # let the new plots draw before the screenshot
-    visible = [plots.nth(i).bounding_box() for i in range(plots.count()) if plots.nth(i).is_visible()]
-    assert any(b and b["width"] > 300 and b["height"] > 100 for b in visible), visible
+
+    def drawn():
+        visible = [plots.nth(i).bounding_box() for i in range(plots.count()) if plots.nth(i).is_visible()]
+        return any(b and b["width"] > 300 and b["height"] > 100 for b in visible)
+
+    wait_for(drawn, timeout=20)  # the new plots are laid out before the screenshot
     page.screenshot(path=str(artifacts / "open_in_explorer_after.png"), full_page=True)
 
     # No server traceback, and the load did not fail quietly (a warning, not an error).

@@ -1,16 +1,10 @@
 """The training tab in a real browser: launch a tiny run, watch it, open it, cancel one."""
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_runs import TINY, tiny_spectra  # noqa: E402  (the run-manager tests' tiny data)
-
-from twinviz.spectra.dataset import save_spectra  # noqa: E402
+from twinviz.spectra.dataset import save_spectra
+from twinviz.testing import TINY_TRAINING, toy_dataset, wait_for
 
 pytestmark = pytest.mark.ui
 
@@ -26,8 +20,8 @@ N_POINTS_JS = """() => {
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    save_spectra(tiny_spectra(20, seed=1), root / "train.nc")
-    save_spectra(tiny_spectra(10, seed=2), root / "val.nc")
+    save_spectra(toy_dataset(20, seed=1, n_pixels=48), root / "train.nc")
+    save_spectra(toy_dataset(10, seed=2, n_pixels=48), root / "val.nc")
     return root
 
 
@@ -41,7 +35,7 @@ def tab_server(serve, data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
 
     def app():
-        return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), defaults=TINY,
+        return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), defaults=TINY_TRAINING,
                            on_open=lambda run, model_dir: opened.append((run.name, model_dir)),
                            poll_period=250)
 
@@ -52,16 +46,6 @@ def tab_server(serve, data_dir, tmp_path):
         if run.status.get("state") == "running":
             manager.cancel(run, grace=5, wait=True)
     manager.stop_background()
-
-
-def wait_for(condition, timeout=60.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def set_number(page, label: str, value) -> None:

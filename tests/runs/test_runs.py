@@ -12,34 +12,15 @@ import pytest
 
 from twinviz.runs import MetricsFollower, Run, RunError, RunManager, devices, log_tail, resolve_devices
 from twinviz.runs.devices import DeviceError
-from twinviz.spectra.dataset import make_spectra, save_spectra
+from twinviz.spectra.dataset import save_spectra
+from twinviz.testing import TINY_TRAINING, toy_dataset, wait_for
 
 # A run small enough to finish in a few seconds on one CPU core.
-TINY = dict(data="train.nc", val="val.nc", epochs=2, batch_size=16, latent_dim=4, basis_dim=8,
-            hidden=[16], adversary_hidden=[16], log_every=1, warmup_steps=0, val_max_stars=40,
-            num_threads=1, checkpoint_every=0)
-
-
-def tiny_spectra(n_groups: int, seed: int, n_pixels: int = 48):
-    """Pairs of stars sharing a random 'chemistry' (line depths), at random Teff/logg."""
-    rng = np.random.default_rng(seed)
-    n = 2 * n_groups
-    chem = np.repeat(rng.uniform(0.1, 0.5, (n_groups, 6)), 2, axis=0)
-    teff, logg = rng.uniform(4000, 5500, n), rng.uniform(1.0, 3.5, n)
-    pix = np.arange(n_pixels)
-    centres = np.linspace(4, n_pixels - 4, 6)
-    lines = np.exp(-0.5 * ((pix[None, :] - centres[:, None]) / 1.5) ** 2)  # [6, P]
-    depth = chem * (1 + 0.3 * ((teff[:, None] - 4750) / 750))
-    flux = 1 - depth @ lines
-    return make_spectra(flux.astype(np.float32), 15200.0 + 0.2 * pix, teff, logg,
-                        group=np.repeat(np.arange(n_groups), 2))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    save_spectra(tiny_spectra(20, seed=1), root / "train.nc")
-    save_spectra(tiny_spectra(10, seed=2), root / "val.nc")
+    save_spectra(toy_dataset(20, seed=1, n_pixels=48), root / "train.nc")
+    save_spectra(toy_dataset(10, seed=2, n_pixels=48), root / "val.nc")
     (root / "broken.nc").write_text("this is not a netCDF file\n")
     return root
 
@@ -53,19 +34,9 @@ def manager(tmp_path, data_dir):
             mgr.cancel(run, grace=2, wait=True)
 
 
-def wait_for(condition, timeout=60.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 # --- a run from launch to a loadable model ---------------------------------------------------
 def test_launched_run_runs_streams_metrics_and_ends_done_with_a_loadable_model(manager):
-    run = manager.launch(TINY, name="tiny")
+    run = manager.launch(TINY_TRAINING, name="tiny")
     assert run.state in ("queued", "running")
     wait_for(lambda: run.state != "queued", timeout=10)
     info = run.launch_info
@@ -89,7 +60,7 @@ def test_launched_run_runs_streams_metrics_and_ends_done_with_a_loadable_model(m
 
 
 def test_metrics_are_read_incrementally_as_the_run_writes(manager):
-    run = manager.launch(dict(TINY, epochs=3000), name="long")
+    run = manager.launch(dict(TINY_TRAINING, epochs=3000), name="long")
     first = wait_for(lambda: list(manager.metrics(run)), timeout=60)
     later = wait_for(lambda: len(manager.metrics(run)) > len(first) and manager.metrics(run))
     assert later[:len(first)] == first  # old records kept, new ones appended
@@ -100,7 +71,7 @@ def test_metrics_are_read_incrementally_as_the_run_writes(manager):
 
 # --- cancel, crash, loss ---------------------------------------------------------------------
 def test_cancel_stops_the_run_cancelled_with_a_usable_checkpoint(manager):
-    run = manager.launch(dict(TINY, epochs=3000), name="to-cancel")
+    run = manager.launch(dict(TINY_TRAINING, epochs=3000), name="to-cancel")
     wait_for(lambda: any(r["kind"] == "epoch" for r in manager.metrics(run)), timeout=60)
     manager.cancel(run, grace=20)
     assert manager.wait(run, timeout=60) == "cancelled"
@@ -117,7 +88,7 @@ def test_cancel_kills_a_run_that_ignores_sigterm_after_the_grace_period(manager,
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                 "print('ignoring SIGTERM', flush=True); time.sleep(600)")
     monkeypatch.setattr(manager, "_argv", lambda run, ids: [sys.executable, "-c", stubborn])
-    run = manager.launch(TINY, name="stubborn")
+    run = manager.launch(TINY_TRAINING, name="stubborn")
     wait_for(lambda: "ignoring" in run.log_tail())
     t0 = time.monotonic()
     manager.cancel(run, grace=1.0)
@@ -128,7 +99,7 @@ def test_cancel_kills_a_run_that_ignores_sigterm_after_the_grace_period(manager,
 
 
 def test_a_run_given_a_bad_dataset_fails_with_the_reason(manager):
-    run = manager.launch(dict(TINY, data="broken.nc"), name="bad-data")
+    run = manager.launch(dict(TINY_TRAINING, data="broken.nc"), name="bad-data")
     assert manager.wait(run, timeout=60) == "failed"
     assert "broken.nc" in run.error
     assert run.launch_info["returncode"] != 0
@@ -136,18 +107,18 @@ def test_a_run_given_a_bad_dataset_fails_with_the_reason(manager):
 
 def test_a_run_the_trainer_rejects_fails_with_the_trainers_message(manager):
     # The validation set's grid differs from the training set's: the trainer reports it.
-    other = tiny_spectra(5, seed=3, n_pixels=40)
+    other = toy_dataset(5, seed=3, n_pixels=40)
     save_spectra(other, manager.data_dir / "other_grid.nc")
-    run = manager.launch(dict(TINY, val="other_grid.nc"), name="crash")
+    run = manager.launch(dict(TINY_TRAINING, val="other_grid.nc"), name="crash")
     assert manager.wait(run, timeout=60) == "failed"
     assert run.error and "grid" in run.error.lower()
 
 
 # --- restart discovery -----------------------------------------------------------------------
 def test_a_new_manager_finds_runs_and_reattaches_to_a_live_one(manager):
-    done = manager.launch(TINY, name="earlier")
+    done = manager.launch(TINY_TRAINING, name="earlier")
     manager.wait(done, timeout=120)
-    live = manager.launch(dict(TINY, epochs=3000), name="live")
+    live = manager.launch(dict(TINY_TRAINING, epochs=3000), name="live")
     wait_for(lambda: manager.metrics(live))
 
     restarted = RunManager(manager.runs_dir, manager.data_dir)
@@ -175,8 +146,8 @@ def test_a_running_run_whose_process_is_gone_is_reported_lost(manager):
 
 # --- the queue -------------------------------------------------------------------------------
 def test_a_second_cpu_run_waits_queued_until_the_first_ends(manager):
-    first = manager.launch(dict(TINY, epochs=3000), name="first")
-    second = manager.launch(TINY, name="second")
+    first = manager.launch(dict(TINY_TRAINING, epochs=3000), name="first")
+    second = manager.launch(TINY_TRAINING, name="second")
     assert first.state == "running" and second.state == "queued"
     assert second.launch_info["pid"] is None
     manager.cancel(first, grace=20)
@@ -187,8 +158,8 @@ def test_a_second_cpu_run_waits_queued_until_the_first_ends(manager):
 def test_reading_a_queued_run_never_starts_it(manager, monkeypatch):
     # Stand-in trainers that just sleep (and die on SIGTERM): only the scheduling matters here.
     monkeypatch.setattr(manager, "_argv", lambda run, ids: [sys.executable, "-c", "import time; time.sleep(600)"])
-    first = manager.launch(TINY, name="first")
-    queued = manager.launch(TINY, name="waiting")
+    first = manager.launch(TINY_TRAINING, name="first")
+    queued = manager.launch(TINY_TRAINING, name="waiting")
     assert first.state == "running" and queued.state == "queued"
     manager.cancel(first, grace=20)
     manager._children[first.name].wait(timeout=20)  # its device is free now, but nobody polled
@@ -222,8 +193,8 @@ def test_resolve_devices_is_the_one_device_choice():
 
 
 def test_cancelling_a_queued_run_never_starts_it(manager):
-    first = manager.launch(dict(TINY, epochs=3000), name="first")
-    queued = manager.launch(TINY, name="queued")
+    first = manager.launch(dict(TINY_TRAINING, epochs=3000), name="first")
+    queued = manager.launch(TINY_TRAINING, name="queued")
     manager.cancel(queued)
     assert queued.state == "cancelled"
     manager.cancel(first, grace=20, wait=True)
@@ -233,8 +204,8 @@ def test_cancelling_a_queued_run_never_starts_it(manager):
 
 def test_cpu_slots_allow_parallel_cpu_runs(tmp_path, data_dir):
     mgr = RunManager(tmp_path / "runs", data_dir, cpu_slots=2)
-    a = mgr.launch(dict(TINY, epochs=3000), name="a")
-    b = mgr.launch(dict(TINY, epochs=3000), name="b")
+    a = mgr.launch(dict(TINY_TRAINING, epochs=3000), name="a")
+    b = mgr.launch(dict(TINY_TRAINING, epochs=3000), name="b")
     try:
         assert a.state == "running" and b.state == "running"
     finally:
@@ -267,7 +238,7 @@ def test_multi_gpu_runs_use_torchrun_with_their_own_gpus(manager, monkeypatch):
 ])
 def test_validation_rejects_bad_values_with_a_clear_message(manager, field, value, message):
     with pytest.raises(RunError) as info:
-        manager.launch(dict(TINY, **{field: value}))
+        manager.launch(dict(TINY_TRAINING, **{field: value}))
     assert message in str(info.value)
     assert not any(manager.runs_dir.iterdir())  # nothing was created
 
@@ -276,27 +247,27 @@ def test_validation_rejects_bad_values_with_a_clear_message(manager, field, valu
                                   "link_out.nc", "missing.nc", ""])
 def test_dataset_paths_must_resolve_inside_the_data_directory(manager, tmp_path, path):
     outside = tmp_path / "outside.nc"
-    save_spectra(tiny_spectra(3, seed=4), outside)
+    save_spectra(toy_dataset(3, seed=4, n_pixels=48), outside)
     link = manager.data_dir / "link_out.nc"
     if not link.is_symlink():
         link.symlink_to(outside)
     with pytest.raises(RunError) as info:
-        manager.launch(dict(TINY, data=path))
+        manager.launch(dict(TINY_TRAINING, data=path))
     assert "data" in str(info.value)
     assert not any(manager.runs_dir.iterdir())
 
 
 def test_validation_accepts_paths_inside_and_makes_them_absolute(manager):
-    cfg, device_ids = manager.validate(dict(TINY, data=str(manager.data_dir / "train.nc")), "cpu")
+    cfg, device_ids = manager.validate(dict(TINY_TRAINING, data=str(manager.data_dir / "train.nc")), "cpu")
     assert cfg.data == str((manager.data_dir / "train.nc").resolve())
     assert cfg.device == "cpu" and device_ids == ["cpu"] and cfg.progress is False
 
 
 def test_run_names_and_devices_are_checked(manager):
     with pytest.raises(RunError, match="name="):
-        manager.launch(TINY, name="../escape")
+        manager.launch(TINY_TRAINING, name="../escape")
     with pytest.raises(RunError, match="not present"):
-        manager.launch(TINY, devices=["cuda:7"])
+        manager.launch(TINY_TRAINING, devices=["cuda:7"])
     assert "train.nc" in manager.data_files() and "val.nc" in manager.data_files()
 
 

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
-from twinviz.model import FaderNetwork, ModelConfig, encode_arrays
+from twinviz.testing import untrained_model
+from twinviz.model import encode_arrays
 from twinviz.latents.projection import add_projections, pca_projection
 from twinviz.spectra.dataset import DatasetError, make_spectra, open_spectra, save_spectra
-from twinviz.spectra.grid import grid_id
 
 
 def small_dataset(n_groups=40, n_pixels=30, seed=0):
@@ -22,13 +21,8 @@ def small_dataset(n_groups=40, n_pixels=30, seed=0):
                         x_fe=rng.normal(0, 0.1, (n, 2)), elements=["Mg", "Si"], star=np.arange(n) * 10 + 7)
 
 
-def tiny_model(ds, latent_dim=3):
-    torch.manual_seed(0)
-    config = ModelConfig(n_pixels=ds.sizes["wavelength"], grid_id=grid_id(ds["wavelength"].values),
-                         latent_dim=latent_dim, basis_dim=0, hidden=[12], adversary_hidden=[8])
-    model = FaderNetwork(config)
-    model.set_flux_normalisation(np.full(config.n_pixels, 0.8), 0.05)
-    return model.eval()
+def tiny_model(ds, latent_dim=3, seed=0):
+    return untrained_model(ds, latent_dim=latent_dim, hidden=12, seed=seed)
 
 
 def test_encoding_in_chunks_equals_encoding_at_once():

@@ -19,9 +19,9 @@ from twinviz.model import FaderNetwork, ModelError
 from twinviz.training import TrainConfig, Trainer, load_checkpoint, read_status, train
 from twinviz.training.data import ArraySource, StreamSource, pixel_weights
 
-from _toy import toy_dataset, write_toy
+from twinviz.testing import toy_dataset, write_toy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,
              logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1)
 
@@ -378,7 +378,7 @@ def test_training_on_frozen_basis_coefficients_is_the_pixel_space_objective(data
 def test_masked_pixels_and_flux_err_train_in_pixel_space_without_nans(tmp_path):
     from twinviz.spectra.dataset import make_spectra, save_spectra
 
-    from _toy import toy_arrays
+    from twinviz.testing import toy_arrays
 
     flux, wave, teff, logg, group, _ = toy_arrays(n_groups=100, noise=0.01, seed=0)
     rng = np.random.default_rng(0)

@@ -9,17 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits  # the optional extra twinviz[fits]; the test extra installs it
 
-fits = pytest.importorskip("astropy.io.fits")  # the optional extra twinviz[fits]; CI installs it
+from twinviz.cli import main as cli
+from twinviz.spectra.apogee.continuum import normalise
+from twinviz.spectra.apogee.importer import DEFAULT_PIXMASK_BITS, MASKED_FLUX_ERR, PIXMASK_BITS
+from twinviz.spectra.dataset import load_spectra, open_spectra, validate
+from twinviz.spectra.grid import get_grid
 
-from twinviz.cli import main as cli  # noqa: E402
-from twinviz.spectra.apogee.continuum import normalise  # noqa: E402
-from twinviz.spectra.apogee.importer import DEFAULT_PIXMASK_BITS, MASKED_FLUX_ERR, PIXMASK_BITS  # noqa: E402
-from twinviz.spectra.dataset import load_spectra, open_spectra, validate  # noqa: E402
-from twinviz.spectra.grid import get_grid  # noqa: E402
-
-DATA = Path(__file__).parent / "data" / "apogee"
-ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[1] / "data" / "apogee"
+ROOT = Path(__file__).resolve().parents[2]
 STAR = "2M05392474+4038437"  # present as aspcapStar and apStar
 NO_PARAM = {"2M00452143+1634446", "2M12241699+2453335"}  # PARAM = -9999 (M dwarfs)
 

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from twinviz.evaluation.baselines import polynomial_design, polynomial_residuals, raw_flux, true_abundances
+from twinviz.testing import untrained_model
 from twinviz.evaluation.compute import evaluate, evaluate_representation, model_errors
 from twinviz.evaluation.report import write_report
 from twinviz.evaluation.results import PAPER_REFERENCE
 from twinviz.twins.groups import swap_partners
-from twinviz.model import FaderNetwork, ModelConfig
 from twinviz.spectra.dataset import DatasetError, make_spectra
-from twinviz.spectra.grid import grid_id
 
 
 def additive_dataset(n_groups=150, n_pixels=40, degree=2, seed=0, with_labels=True):
@@ -42,12 +41,7 @@ def additive_dataset(n_groups=150, n_pixels=40, degree=2, seed=0, with_labels=Tr
 
 
 def tiny_model(ds, latent_dim=4, seed=0):
-    torch.manual_seed(seed)
-    config = ModelConfig(n_pixels=ds.sizes["wavelength"], grid_id=grid_id(ds["wavelength"].values),
-                         latent_dim=latent_dim, basis_dim=0, hidden=[16], adversary_hidden=[8])
-    model = FaderNetwork(config)
-    model.set_flux_normalisation(np.full(config.n_pixels, 0.8), 0.05)
-    return model.eval()
+    return untrained_model(ds, latent_dim=latent_dim, hidden=16, seed=seed)
 
 
 def test_polynomial_baseline_recovers_twins_when_labels_act_additively():
