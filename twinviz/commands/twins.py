@@ -24,6 +24,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _confidence(args, latents, pos, positions, distances):
+    """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
+    Raises CalibrationError for a calibration file of other weights."""
+    from twinviz.commands._model_arg import resolve_model_dir
+    from twinviz.twins.confidence import load_calibration
+
+    none = [None] * len(positions)
+    if not args.model:
+        return none, "P(twin): not shown: give --model DIR (the model that made these latents) to use its calibration"
+    cal = load_calibration(resolve_model_dir(args.model))
+    if cal is None:
+        return none, (f"P(twin): not available: {args.model} has no calibration. Fix: `twinviz calibrate --model "
+                      f"{args.model} --data VAL.nc`")
+    if cal.metric != args.metric:
+        return none, f"P(twin): not applicable: calibrated for the {cal.metric} distance, listed by {args.metric}"
+
+    def value(name, p):
+        return latents[name].values[p].item() if name in latents else None
+    snr = latents["snr"].values if "snr" in latents else None
+    if cal.uses_snr and snr is None:
+        return none, "P(twin): not applicable: this calibration needs the stars' SNR and the data has none"
+    why = cal.not_applicable(value("teff", pos), value("logg", pos), None if snr is None else snr[pos])
+    if why:
+        return none, f"P(twin): not applicable to this star: {why}"
+    out = []
+    for p, d in zip(positions.tolist(), distances.tolist()):
+        pair_snr = None if snr is None else min(snr[pos], snr[p])
+        ok = cal.not_applicable(value("teff", p), value("logg", p), pair_snr) is None
+        out.append(float(cal.probability(d, pair_snr)) if ok else None)
+    note = (f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f}); n/a: a neighbour outside "
+            "the calibration data's range")
+    return out, note
+
+
 def _latents_from_args(args):
     from twinviz.latents import encode_dataset, load_latents
     from twinviz.model import ModelError
@@ -44,6 +78,7 @@ def main(args) -> int:
     import numpy as np
 
     from twinviz.model import ModelError
+    from twinviz.twins.confidence import CalibrationError
     from twinviz.twins.index import TwinIndex, TwinIndexError
     try:
         latents = _latents_from_args(args)
@@ -51,7 +86,8 @@ def main(args) -> int:
         index = TwinIndex(latents["z"].values, metric=args.metric, backend=args.backend, ids=ids)
         pos = index.position_of(args.star)
         positions, distances = index.search(pos, args.k)
-    except (ModelError, TwinIndexError) as exc:
+        p_twin, p_note = _confidence(args, latents, pos, positions, distances)
+    except (ModelError, TwinIndexError, CalibrationError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
@@ -62,6 +98,7 @@ def main(args) -> int:
             if name in latents:
                 row[name] = latents[name].values[p].item()
         row["same_group"] = bool(groups[pos] >= 0 and groups[p] == groups[pos])
+        row["p_twin"] = p_twin[rank - 1]
         rows.append(row)
     me = {"star": args.star, **{n: latents[n].values[pos].item() for n in ("teff", "logg", "group") if n in latents}}
     twin = None
@@ -70,7 +107,8 @@ def main(args) -> int:
         rank = int(index.twin_ranks(groups, queries=[pos])[0])
         twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
-        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin}, indent=2))
+        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin,
+                          "p_twin_note": p_note}, indent=2))
         return 0
     labels = []
     if "teff" in me:
@@ -83,8 +121,11 @@ def main(args) -> int:
     if twin is not None:
         print(f"its closest true twin (same group): star {twin['star']}, {args.metric} distance "
               f"{twin['distance']:.5g}, twin rank {twin['twin_rank']} of {len(ids)}")
-    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8}  twin?")
+    print(p_note)
+    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8} "
+          f"{'P(twin)':>8}  twin?")
     for r in rows:
+        p = "n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}"
         print(f"{r['rank']:>4} {r['star']:>10} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
-              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8}  {'yes' if r['same_group'] else ''}")
+              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  {'yes' if r['same_group'] else ''}")
     return 0
