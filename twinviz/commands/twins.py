@@ -4,6 +4,12 @@ exactly, with their distances, labels and whether they truly share its chemistry
 Examples:
   twinviz twins --latents val.latents.nc --star 42 -k 10
   twinviz twins --model runs/fader --data val.nc --star 42 --json
+  twinviz twins --model runs/fader --data val.nc --star 42 --explain     # why: the lines that differ
+
+With --model, a P(twin) column comes from the model's calibration (`twinviz calibrate`); the
+table says when there is none or when it does not apply. --explain decodes the star and its
+nearest listed star (or --explain STAR) at the star's own (Teff, logg): D(z_A,u) − D(z_B,u) is
+their chemical difference, and its strongest lines are listed with the element they belong to.
 """
 from __future__ import annotations
 
@@ -22,6 +28,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto", help="search backend")
     parser.add_argument("--device", default="auto", help="model device with --model")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--explain", nargs="?", const="nearest", default=None, metavar="STAR",
+                        help="needs --model: the chemical-difference spectrum between the star and STAR "
+                             "(default: its nearest listed star) and its strongest lines, by element")
+    parser.add_argument("--explain-lines", type=int, default=8, help="lines to list with --explain")
+
+
+def _explain(args, latents, pos, positions, index):
+    """The --explain section: explain_pair of the star and the chosen other star, at the star's u."""
+    from twinviz.commands._model_arg import load_model
+    from twinviz.evaluation.explain import explain_pair
+    from twinviz.model import ModelError
+    from twinviz.spectra.grid import get_grid
+
+    if not args.model:
+        raise ModelError("--explain decodes the latents, so it needs the model. Fix: add --model DIR")
+    other = positions[0] if args.explain == "nearest" else index.position_of(int(args.explain))
+    model = load_model(args.model, args.device)
+    z = latents["z"].values
+    teff, logg = (float(latents[name].values[pos]) for name in ("teff", "logg"))
+    out = explain_pair(model, z[pos], z[other], teff, logg, get_grid(model.config.grid_id).wavelength,
+                       n=args.explain_lines)
+    out["star"], out["other"] = latents["star"].values[pos].item(), latents["star"].values[other].item()
+    return out
+
+
+def _print_explanation(e) -> None:
+    print(f"\nwhy: D(z_A,u) − D(z_B,u), star {e['star']} minus star {e['other']}, both decoded at Teff "
+          f"{e['teff']:.0f} K, logg {e['logg']:.2f}: RMS {e['rms']:.2g}, max |Δflux| {e['max_abs']:.2g} "
+          "(near zero for true twins)")
+    print(f"{'λ Å':>10} {'Δflux':>9}  line (species, λ Å)   element(s)")
+    for r in e["lines"]:
+        line = "no line within reach" if r["species"] is None else (
+            f"{r['species']} {'I' * r['ion']:<3} {r['line_wavelength']:9.2f}")
+        print(f"{r['wavelength']:>10.2f} {r['delta_flux']:>+9.4f}  {line:<21} {', '.join(r['elements'] or [])}")
 
 
 def _confidence(args, latents, pos, positions, distances):
@@ -87,6 +127,7 @@ def main(args) -> int:
         pos = index.position_of(args.star)
         positions, distances = index.search(pos, args.k)
         p_twin, p_note = _confidence(args, latents, pos, positions, distances)
+        explanation = _explain(args, latents, pos, positions, index) if args.explain else None
     except (ModelError, TwinIndexError, CalibrationError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
@@ -108,7 +149,7 @@ def main(args) -> int:
         twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
         print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin,
-                          "p_twin_note": p_note}, indent=2))
+                          "p_twin_note": p_note, "explain": explanation}, indent=2))
         return 0
     labels = []
     if "teff" in me:
@@ -128,4 +169,6 @@ def main(args) -> int:
         p = "n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}"
         print(f"{r['rank']:>4} {r['star']:>10} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
               f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  {'yes' if r['same_group'] else ''}")
+    if explanation is not None:
+        _print_explanation(explanation)
     return 0
