@@ -68,3 +68,23 @@ def test_calibrate_on_data_without_twins_fails_with_a_fix(sample, tmp_path):
     path = save_spectra(ds, tmp_path / "nogroups.nc")
     result = _twinviz("calibrate", "--model", model, "--data", path, "--out", tmp_path / "r")
     assert result.returncode == 2 and "no twins to calibrate" in result.stderr and "Fix:" in result.stderr
+
+
+def test_p_twin_is_not_applicable_outside_the_calibration_data(sample, tmp_path):
+    from twinviz.spectra.dataset import load_spectra, save_spectra
+
+    model, data, latents = sample
+    ds = load_spectra(data)
+    cool = ds.isel(star=(ds["teff"].values < 4800))  # calibrate on the cooler stars only
+    path = save_spectra(cool, tmp_path / "cool.nc")
+    assert _twinviz("calibrate", "--model", model, "--data", path, "--out", tmp_path / "r").returncode == 0
+    hot = int(ds["star"].values[ds["teff"].values > 4900][0])
+    result = _twinviz("twins", "--latents", latents, "--model", model, "--star", hot, "-k", 4, "--json")
+    out = json.loads(result.stdout)
+    assert "not applicable to this star: Teff" in out["p_twin_note"]
+    assert all(row["p_twin"] is None for row in out["twins"])
+    cool_star = int(cool["star"].values[0])
+    listed = json.loads(_twinviz("twins", "--latents", latents, "--model", model, "--star", cool_star, "-k", 8,
+                                 "--json").stdout)
+    for row in listed["twins"]:  # a neighbour outside the range gets no P, one inside gets one
+        assert (row["p_twin"] is None) == (row["teff"] > float(cool["teff"].max()) + 1e-3)

@@ -93,8 +93,9 @@ def _confidence(args, latents, pos, positions, distances):
         pair_snr = None if snr is None else min(snr[pos], snr[p])
         ok = cal.not_applicable(value("teff", p), value("logg", p), pair_snr) is None
         out.append(float(cal.probability(d, pair_snr)) if ok else None)
-    note = (f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f}); n/a: a neighbour outside "
-            "the calibration data's range")
+    note = f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f})"
+    if None in out:
+        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range"
     return out, note
 
 
