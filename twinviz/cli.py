@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "encode a dataset into latents with 2-D projections (UMAP, PCA)"),
     "encode": ("embed", "alias of `embed`"),
     "twins": ("twins", "list the nearest L1 twins of one star"),
+    "calibrate": ("calibrate", "fit P(twin | latent distance) on validation data; stored beside the model"),
+    "clusters": ("clusters", "recover chemistry groups by HDBSCAN on the latent, beside baselines"),
     "demo": ("demo", "build (or rebuild) the bundled demo: data, model, latents"),
     "import": ("import_", "import real survey files (APOGEE aspcapStar/apStar) into a dataset"),
 }

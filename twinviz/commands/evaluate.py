@@ -47,8 +47,8 @@ def main(args) -> int:
     from twinviz.evaluation import evaluate, write_report
     from twinviz.evaluation.report import report_markdown
     from twinviz.model import ModelError
-    from twinviz.evaluation.baselines import choose_polynomial_pca
-    from twinviz.spectra.dataset import load_spectra, open_spectra
+    from twinviz.evaluation.baselines import choose_polynomial_pca_on
+    from twinviz.spectra.dataset import open_spectra
     from twinviz.twins.index import TwinIndexError
     from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir, run_dir_of
 
@@ -66,13 +66,8 @@ def main(args) -> int:
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
         poly_pca = None
         if args.baseline_val:
-            if Path(args.baseline_val).resolve() == Path(args.data).resolve():
-                print("twinviz evaluate: error: --baseline-val is the evaluated file; choosing the baseline on "
-                      "the data it is scored on would flatter it. Fix: pass the validation set", file=sys.stderr)
-                return 2
             say(f"choosing the polynomial-PCA baseline on {args.baseline_val}")
-            poly_pca = choose_polynomial_pca(load_spectra(args.baseline_val))
-            poly_pca["chosen_on"] = str(args.baseline_val)
+            poly_pca = choose_polynomial_pca_on(args.baseline_val, args.data)
             baselines = baselines + ("polynomial_pca",)
         report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
                           poly_degree=args.poly_degree, poly_pca=poly_pca, pixel_queries=args.pixel_queries or None,

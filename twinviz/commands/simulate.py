@@ -11,6 +11,9 @@ dwarfs or mixed; ``--chemistry`` independent (default), galactic or low-d; per-s
 ``--vmicro-scatter``, ``--vbroad``, ``--rv-scatter``, ``--continuum-error``, ``--masks``, all
 off by default and all on with ``--preset realistic`` (an explicit option overrides the preset).
 
+Open-cluster-like groups (docs/synth.md, "Clusters"): ``--group-sizes 5-50`` makes ``--pairs``
+clusters of 5 to 50 members, ``--field-fraction 0.5`` adds as many field stars as members.
+
 Example:  twinviz simulate --pairs 25000 --seed 1 --snr 50 --out train.nc
           twinviz simulate --pairs 25000 --seed 1 --snr 50 --population mixed --preset realistic --out hard.nc
 """
@@ -26,6 +29,12 @@ def add_arguments(parser) -> None:
                              "25 000 training and 12 500 validation pairs")
     parser.add_argument("--group-size", type=int, default=2,
                         help="stars per chemistry group (2 = twin pairs; larger = cluster-like)")
+    parser.add_argument("--group-sizes", default=None, metavar="MIN-MAX",
+                        help="open-cluster-like groups instead: --pairs clusters of sizes uniform in "
+                             "MIN..MAX (e.g. 5-50), each on one isochrone-like (Teff, logg) track")
+    parser.add_argument("--field-fraction", type=float, default=0.0, metavar="F",
+                        help="with clusters: a fraction F (0 ≤ F < 1) of all stars are field stars, "
+                             "each with its own chemistry and group id")
     parser.add_argument("--seed", type=int, default=1, help="random seed: same seed, same dataset")
     parser.add_argument("--snr", type=float, default=None,
                         help="signal-to-noise per pixel: adds Gaussian noise σ = 1/SNR and stores flux_err; "
@@ -62,8 +71,17 @@ def main(args) -> int:
     from twinviz.spectra.nuisances import PRESETS
     from twinviz.spectra.simulation import simulate
 
+    from twinviz.spectra.clusters import parse_group_sizes
+
     if args.pairs < 1 or args.group_size < 1:
         raise SystemExit("twinviz simulate: error: --pairs and --group-size must be at least 1")
+    if not 0.0 <= args.field_fraction < 1.0:
+        raise SystemExit(f"twinviz simulate: error: --field-fraction: {args.field_fraction} is outside "
+                         "[0, 1). Fix: e.g. --field-fraction 0.5 for as many field stars as cluster members")
+    try:
+        sizes = None if args.group_sizes is None else parse_group_sizes(args.group_sizes)
+    except ValueError as exc:
+        raise SystemExit(f"twinviz simulate: error: --group-sizes: {exc}") from None
     changes = {k: v for k, v in (("vmicro_scatter", args.vmicro_scatter), ("vbroad", args.vbroad),
                                  ("rv_scatter", args.rv_scatter), ("continuum_error", args.continuum_error),
                                  ("masks", args.masks)) if v is not None}
@@ -74,9 +92,14 @@ def main(args) -> int:
     start = time.perf_counter()
     ds = simulate(args.pairs, group_size=args.group_size, seed=args.seed, snr=args.snr,
                   chemistry=args.chemistry, population=args.population, nuisances=nuisances,
-                  grid=args.grid, progress=not args.no_progress)
+                  grid=args.grid, progress=not args.no_progress, group_sizes=sizes,
+                  field_fraction=args.field_fraction)
     path = save_spectra(ds, args.out)
     n_star, n_pix = ds["flux"].shape
-    print(f"wrote {n_star} spectra × {n_pix} pixels ({args.pairs} groups of {args.group_size}) "
-          f"to {path} in {time.perf_counter() - start:.1f} s")
+    if "n_clusters" in ds.attrs:
+        what = (f"{args.pairs} clusters of {ds.attrs['group_sizes']} stars + {ds.attrs['n_field']} field "
+                "stars")
+    else:
+        what = f"{args.pairs} groups of {args.group_size}"
+    print(f"wrote {n_star} spectra × {n_pix} pixels ({what}) to {path} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -4,6 +4,12 @@ exactly, with their distances, labels and whether they truly share its chemistry
 Examples:
   twinviz twins --latents val.latents.nc --star 42 -k 10
   twinviz twins --model runs/fader --data val.nc --star 42 --json
+  twinviz twins --model runs/fader --data val.nc --star 42 --explain     # why: the lines that differ
+
+With --model, a P(twin) column comes from the model's calibration (`twinviz calibrate`); the
+table says when there is none or when it does not apply. --explain decodes the star and its
+nearest listed star (or --explain STAR) at the star's own (Teff, logg): D(z_A,u) − D(z_B,u) is
+their chemical difference, and its strongest lines are listed with the element they belong to.
 """
 from __future__ import annotations
 
@@ -22,6 +28,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto", help="search backend")
     parser.add_argument("--device", default="auto", help="model device with --model")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--explain", nargs="?", const="nearest", default=None, metavar="STAR",
+                        help="needs --model: the chemical-difference spectrum between the star and STAR "
+                             "(default: its nearest listed star) and its strongest lines, by element")
+    parser.add_argument("--explain-lines", type=int, default=8, help="lines to list with --explain")
+
+
+def _explain(args, latents, pos, positions, index):
+    """The --explain section: explain_pair of the star and the chosen other star, at the star's u."""
+    from twinviz.commands._model_arg import load_model
+    from twinviz.evaluation.explain import explain_pair
+    from twinviz.model import ModelError
+    from twinviz.spectra.grid import get_grid
+
+    if not args.model:
+        raise ModelError("--explain decodes the latents, so it needs the model. Fix: add --model DIR")
+    other = positions[0] if args.explain == "nearest" else index.position_of(int(args.explain))
+    model = load_model(args.model, args.device)
+    z = latents["z"].values
+    teff, logg = (float(latents[name].values[pos]) for name in ("teff", "logg"))
+    out = explain_pair(model, z[pos], z[other], teff, logg, get_grid(model.config.grid_id).wavelength,
+                       n=args.explain_lines)
+    out["star"], out["other"] = latents["star"].values[pos].item(), latents["star"].values[other].item()
+    return out
+
+
+def _print_explanation(e) -> None:
+    print(f"\nwhy: D(z_A,u) − D(z_B,u), star {e['star']} minus star {e['other']}, both decoded at Teff "
+          f"{e['teff']:.0f} K, logg {e['logg']:.2f}: RMS {e['rms']:.2g}, max |Δflux| {e['max_abs']:.2g} "
+          "(near zero for true twins)")
+    print(f"{'λ Å':>10} {'Δflux':>9}  line (species, λ Å)   element(s)")
+    for r in e["lines"]:
+        line = "no line within reach" if r["species"] is None else (
+            f"{r['species']} {'I' * r['ion']:<3} {r['line_wavelength']:9.2f}")
+        print(f"{r['wavelength']:>10.2f} {r['delta_flux']:>+9.4f}  {line:<21} {', '.join(r['elements'] or [])}")
+
+
+def _confidence(args, latents, pos, positions, distances):
+    """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
+    Raises CalibrationError for a calibration file of other weights."""
+    from twinviz.commands._model_arg import resolve_model_dir
+    from twinviz.twins.confidence import load_calibration
+
+    none = [None] * len(positions)
+    if not args.model:
+        return none, "P(twin): not shown: give --model DIR (the model that made these latents) to use its calibration"
+    cal = load_calibration(resolve_model_dir(args.model))
+    if cal is None:
+        return none, (f"P(twin): not available: {args.model} has no calibration. Fix: `twinviz calibrate --model "
+                      f"{args.model} --data VAL.nc`")
+    if cal.metric != args.metric:
+        return none, f"P(twin): not applicable: calibrated for the {cal.metric} distance, listed by {args.metric}"
+
+    def value(name, p):
+        return latents[name].values[p].item() if name in latents else None
+    snr = latents["snr"].values if "snr" in latents else None
+    if cal.uses_snr and snr is None:
+        return none, "P(twin): not applicable: this calibration needs the stars' SNR and the data has none"
+    why = cal.not_applicable(value("teff", pos), value("logg", pos), None if snr is None else snr[pos])
+    if why:
+        return none, f"P(twin): not applicable to this star: {why}"
+    out = []
+    for p, d in zip(positions.tolist(), distances.tolist()):
+        pair_snr = None if snr is None else min(snr[pos], snr[p])
+        ok = cal.not_applicable(value("teff", p), value("logg", p), pair_snr) is None
+        out.append(float(cal.probability(d, pair_snr)) if ok else None)
+    note = f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f})"
+    if None in out:
+        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range"
+    return out, note
 
 
 def _latents_from_args(args):
@@ -44,6 +119,7 @@ def main(args) -> int:
     import numpy as np
 
     from twinviz.model import ModelError
+    from twinviz.twins.confidence import CalibrationError
     from twinviz.twins.index import TwinIndex, TwinIndexError
     try:
         latents = _latents_from_args(args)
@@ -51,7 +127,9 @@ def main(args) -> int:
         index = TwinIndex(latents["z"].values, metric=args.metric, backend=args.backend, ids=ids)
         pos = index.position_of(args.star)
         positions, distances = index.search(pos, args.k)
-    except (ModelError, TwinIndexError) as exc:
+        p_twin, p_note = _confidence(args, latents, pos, positions, distances)
+        explanation = _explain(args, latents, pos, positions, index) if args.explain else None
+    except (ModelError, TwinIndexError, CalibrationError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
@@ -62,6 +140,7 @@ def main(args) -> int:
             if name in latents:
                 row[name] = latents[name].values[p].item()
         row["same_group"] = bool(groups[pos] >= 0 and groups[p] == groups[pos])
+        row["p_twin"] = p_twin[rank - 1]
         rows.append(row)
     me = {"star": args.star, **{n: latents[n].values[pos].item() for n in ("teff", "logg", "group") if n in latents}}
     twin = None
@@ -70,7 +149,8 @@ def main(args) -> int:
         rank = int(index.twin_ranks(groups, queries=[pos])[0])
         twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
-        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin}, indent=2))
+        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin,
+                          "p_twin_note": p_note, "explain": explanation}, indent=2))
         return 0
     labels = []
     if "teff" in me:
@@ -83,8 +163,13 @@ def main(args) -> int:
     if twin is not None:
         print(f"its closest true twin (same group): star {twin['star']}, {args.metric} distance "
               f"{twin['distance']:.5g}, twin rank {twin['twin_rank']} of {len(ids)}")
-    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8}  twin?")
+    print(p_note)
+    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8} "
+          f"{'P(twin)':>8}  twin?")
     for r in rows:
+        p = "n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}"
         print(f"{r['rank']:>4} {r['star']:>10} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
-              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8}  {'yes' if r['same_group'] else ''}")
+              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  {'yes' if r['same_group'] else ''}")
+    if explanation is not None:
+        _print_explanation(explanation)
     return 0

@@ -19,7 +19,7 @@ import xarray as xr
 
 from twinviz.spectra.dataset import DatasetError
 
-__all__ = ["POLY_PCA_GRID", "choose_polynomial_pca", "has_true_abundances", "polynomial_design",
+__all__ = ["POLY_PCA_GRID", "choose_polynomial_pca", "choose_polynomial_pca_on", "has_true_abundances", "polynomial_design",
            "polynomial_pca_residuals", "polynomial_residuals", "raw_flux", "residual_components",
            "true_abundances"]
 
@@ -138,6 +138,21 @@ def choose_polynomial_pca(val: xr.Dataset, *, grid: dict | None = None, queries:
     best = max(scores, key=lambda s: (s["rank1"], -s["degree"], -s["n_components"]))
     return {"degree": best["degree"], "n_components": best["n_components"], "scores": scores,
             "queries": int(chosen.size)}
+
+
+def choose_polynomial_pca_on(val_path, scored_path) -> dict:
+    """:func:`choose_polynomial_pca` on the validation file ``val_path`` (the CLI's
+    ``--baseline-val``), refusing the file that will be scored; adds ``chosen_on``."""
+    from pathlib import Path
+
+    from twinviz.spectra.dataset import load_spectra
+
+    if Path(val_path).resolve() == Path(scored_path).resolve():
+        raise ValueError("--baseline-val is the evaluated file; choosing the baseline on the data it is scored on "
+                         "would flatter it. Fix: pass another validation set")
+    chosen = choose_polynomial_pca(load_spectra(val_path))
+    chosen["chosen_on"] = str(val_path)
+    return chosen
 
 
 def raw_flux(ds: xr.Dataset) -> np.ndarray:

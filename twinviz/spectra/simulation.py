@@ -18,7 +18,8 @@ __all__ = ["simulate"]
 
 def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | None = None,
              chemistry: str = "independent", population: str = "giants", nuisances=None,
-             grid: str | WavelengthGrid = DEFAULT_GRID, progress=False, chunk: int = 1000, **label_options):
+             grid: str | WavelengthGrid = DEFAULT_GRID, progress=False, chunk: int = 1000,
+             group_sizes: tuple[int, int] | None = None, field_fraction: float = 0.0, **label_options):
     """Synthesize a dataset of ``n_groups`` chemistry groups of ``group_size`` stars.
 
     Members of a group share [Fe/H] and every [X/Fe] and differ in Teff (K) and logg (dex); see
@@ -30,6 +31,12 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
     The attrs record ``population``, ``chemistry``, ``nuisance_preset`` (a preset's name, or
     ``custom``) and every nuisance value.
     ``progress``: False, True (a tqdm bar) or a callable ``progress(done, total)``.
+    ``group_sizes`` (MIN, MAX) and/or ``field_fraction`` F > 0 switch to open-cluster-like
+    groups (:func:`twinviz.spectra.clusters.draw_cluster_labels`): ``n_groups`` clusters of
+    sizes uniform in [MIN, MAX] (``(group_size, group_size)`` when only F is given), each on one
+    isochrone-like track in (Teff, logg), plus a fraction F of field stars with a chemistry and a
+    group id of their own; the attrs then record ``group_sizes``, ``field_fraction``,
+    ``n_clusters`` and ``n_field`` instead of ``group_size``.
     The same arguments always give the same dataset; with the defaults it is the same, bit for
     bit, as before regimes and nuisances existed. Returns an ``xarray.Dataset`` in the format
     of :mod:`twinviz.spectra.dataset`.
@@ -50,8 +57,18 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
         preset = next((name for name, value in PRESETS.items() if value == nuisances), "custom")
     else:
         raise TypeError(f"nuisances must be None, a preset name or a Nuisances, got {type(nuisances).__name__}")
-    labels = draw_labels(n_groups, group_size=group_size, chemistry=chemistry, seed=seed,
-                         population=population, **label_options)
+    if group_sizes is None and not field_fraction:
+        labels = draw_labels(n_groups, group_size=group_size, chemistry=chemistry, seed=seed,
+                             population=population, **label_options)
+        grouping = {"group_size": int(group_size)}
+    else:
+        from twinviz.spectra.clusters import draw_cluster_labels
+
+        sizes = tuple(group_sizes) if group_sizes is not None else (group_size, group_size)
+        labels = draw_cluster_labels(n_groups, sizes, field_fraction, chemistry=chemistry, seed=seed,
+                                     population=population, **label_options)
+        grouping = {"group_sizes": f"{sizes[0]}-{sizes[1]}", "field_fraction": float(field_fraction),
+                    "n_clusters": int(n_groups), "n_field": int(labels["field"].sum())}
     synth = Synthesizer(grid)
     n = labels["teff"].size
     per_star = draw_nuisances(n, nuisances, seed, logg=labels["logg"])
@@ -85,7 +102,7 @@ def simulate(n_groups: int, *, group_size: int = 2, seed: int = 0, snr: float | 
             flux_err[mask] = 1.0
     attrs = {"generator": GENERATOR, "generator_version": GENERATOR_VERSION,
              "linelist_version": synth.linelist_version, "seed": int(seed), "chemistry": chemistry,
-             "snr": "none" if snr is None else float(snr), "group_size": int(group_size),
+             "snr": "none" if snr is None else float(snr), **grouping,
              "population": population, "nuisance_preset": preset, **nuisances.attrs()}
     return make_spectra(flux, synth.wavelength, labels["teff"], labels["logg"], group=labels["group"],
                         flux_err=flux_err, mask=mask, fe_h=labels["fe_h"], x_fe=labels["x_fe"], elements=ELEMENTS,

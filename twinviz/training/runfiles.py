@@ -8,7 +8,7 @@ Importing this module imports nothing else.
 """
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_STATE", "CONFIG", "LAUNCH", "LOG", "METRICS", "MODEL_CONFIG",
-           "MODEL_DIR", "MODEL_WEIGHTS", "SCHEDULER_LOCK", "SNAPSHOT_PREFIX", "STATUS"]
+           "MODEL_CALIBRATION", "MODEL_DIR", "MODEL_WEIGHTS", "SCHEDULER_LOCK", "SNAPSHOT_PREFIX", "STATUS"]
 
 # Written by the trainer (twinviz.training.rundir).
 CONFIG = "config.json"          # the TrainConfig
@@ -27,3 +27,4 @@ SCHEDULER_LOCK = ".scheduler.lock"  # in the runs folder: serialises starting qu
 # A model directory (FaderNetwork.save_pretrained / from_pretrained).
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
+MODEL_CALIBRATION = "calibration.json"  # `twinviz calibrate`: P(twin | distance), tied to the weights' hash
