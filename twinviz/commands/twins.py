@@ -68,6 +68,58 @@ def _confidence(args, latents, pos, positions, distances):
     """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
     Raises CalibrationError for a calibration file of other weights."""
     from twinviz.commands._model_arg import resolve_model_dir
+    from twinviz.twins.confidence import load_calibration, table_probabilities
+
+    if not args.model:
+        return [None] * len(positions), ("P(twin): not shown: give --model DIR (the model that made these latents) "
+                                         "to use its calibration")
+    cal = load_calibration(resolve_model_dir(args.model))
+    if cal is not None and cal.metric != args.metric:
+        return [None] * len(positions), (f"P(twin): not applicable: calibrated for the {cal.metric} distance, "
+                                         f"listed by {args.metric}")
+
+    def labels(p):
+        return {name: latents[name].values[p].item() for name in ("teff", "logg", "snr") if name in latents}
+    probabilities, note = table_probabilities(cal, distances, labels(pos), [labels(p) for p in positions.tolist()])
+    if cal is None:
+        note = note.replace("--model M", f"--model {args.model}")
+    return probabilities, note
+
+
+def _explain(args, latents, pos, positions, index):
+    """The --explain section: explain_pair of the star and the chosen other star, at the star's u."""
+    from twinviz.commands._model_arg import load_model
+    from twinviz.evaluation.explain import explain_pair
+    from twinviz.model import ModelError
+    from twinviz.spectra.grid import get_grid
+
+    if not args.model:
+        raise ModelError("--explain decodes the latents, so it needs the model. Fix: add --model DIR")
+    other = positions[0] if args.explain == "nearest" else index.position_of(int(args.explain))
+    model = load_model(args.model, args.device)
+    z = latents["z"].values
+    teff, logg = (float(latents[name].values[pos]) for name in ("teff", "logg"))
+    out = explain_pair(model, z[pos], z[other], teff, logg, get_grid(model.config.grid_id).wavelength,
+                       n=args.explain_lines)
+    out["star"], out["other"] = latents["star"].values[pos].item(), latents["star"].values[other].item()
+    return out
+
+
+def _print_explanation(e) -> None:
+    print(f"\nwhy: D(z_A,u) − D(z_B,u), star {e['star']} minus star {e['other']}, both decoded at Teff "
+          f"{e['teff']:.0f} K, logg {e['logg']:.2f}: RMS {e['rms']:.2g}, max |Δflux| {e['max_abs']:.2g} "
+          "(near zero for true twins)")
+    print(f"{'λ Å':>10} {'Δflux':>9}  line (species, λ Å)   element(s)")
+    for r in e["lines"]:
+        line = "no line within reach" if r["species"] is None else (
+            f"{r['species']} {'I' * r['ion']:<3} {r['line_wavelength']:9.2f}")
+        print(f"{r['wavelength']:>10.2f} {r['delta_flux']:>+9.4f}  {line:<21} {', '.join(r['elements'] or [])}")
+
+
+def _confidence(args, latents, pos, positions, distances):
+    """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
+    Raises CalibrationError for a calibration file of other weights."""
+    from twinviz.commands._model_arg import resolve_model_dir
     from twinviz.twins.confidence import load_calibration
 
     none = [None] * len(positions)
