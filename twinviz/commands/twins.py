@@ -68,35 +68,22 @@ def _confidence(args, latents, pos, positions, distances):
     """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
     Raises CalibrationError for a calibration file of other weights."""
     from twinviz.commands._model_arg import resolve_model_dir
-    from twinviz.twins.confidence import load_calibration
+    from twinviz.twins.confidence import load_calibration, table_probabilities
 
-    none = [None] * len(positions)
     if not args.model:
-        return none, "P(twin): not shown: give --model DIR (the model that made these latents) to use its calibration"
+        return [None] * len(positions), ("P(twin): not shown: give --model DIR (the model that made these latents) "
+                                         "to use its calibration")
     cal = load_calibration(resolve_model_dir(args.model))
-    if cal is None:
-        return none, (f"P(twin): not available: {args.model} has no calibration. Fix: `twinviz calibrate --model "
-                      f"{args.model} --data VAL.nc`")
-    if cal.metric != args.metric:
-        return none, f"P(twin): not applicable: calibrated for the {cal.metric} distance, listed by {args.metric}"
+    if cal is not None and cal.metric != args.metric:
+        return [None] * len(positions), (f"P(twin): not applicable: calibrated for the {cal.metric} distance, "
+                                         f"listed by {args.metric}")
 
-    def value(name, p):
-        return latents[name].values[p].item() if name in latents else None
-    snr = latents["snr"].values if "snr" in latents else None
-    if cal.uses_snr and snr is None:
-        return none, "P(twin): not applicable: this calibration needs the stars' SNR and the data has none"
-    why = cal.not_applicable(value("teff", pos), value("logg", pos), None if snr is None else snr[pos])
-    if why:
-        return none, f"P(twin): not applicable to this star: {why}"
-    out = []
-    for p, d in zip(positions.tolist(), distances.tolist()):
-        pair_snr = None if snr is None else min(snr[pos], snr[p])
-        ok = cal.not_applicable(value("teff", p), value("logg", p), pair_snr) is None
-        out.append(float(cal.probability(d, pair_snr)) if ok else None)
-    note = f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f})"
-    if None in out:
-        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range"
-    return out, note
+    def labels(p):
+        return {name: latents[name].values[p].item() for name in ("teff", "logg", "snr") if name in latents}
+    probabilities, note = table_probabilities(cal, distances, labels(pos), [labels(p) for p in positions.tolist()])
+    if cal is None:
+        note = note.replace("--model M", f"--model {args.model}")
+    return probabilities, note
 
 
 def _latents_from_args(args):

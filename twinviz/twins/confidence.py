@@ -27,7 +27,7 @@ import numpy as np
 from twinviz.training import runfiles
 
 __all__ = ["CalibrationError", "TwinCalibration", "fit_calibration", "load_calibration", "save_calibration",
-           "weights_sha256"]
+           "table_probabilities", "weights_sha256"]
 
 METHODS = ("isotonic", "logistic")
 N_RELIABILITY_BINS = 10
@@ -91,6 +91,30 @@ class TwinCalibration:
             if not lo <= float(value) <= hi:
                 return f"{name} {float(value):.4g} outside the calibration data's {lo:.4g}–{hi:.4g}"
         return None
+
+
+def table_probabilities(cal: TwinCalibration | None, distances, star: dict, neighbours: list[dict]):
+    """P(twin) of each listed neighbour of one star, or None where it does not apply, and a note.
+
+    ``star`` and each of ``neighbours``: {"teff", "logg"[, "snr"]}; ``distances`` in the
+    calibration's metric. The note says where P comes from, or why there is none."""
+    none = [None] * len(neighbours)
+    if cal is None:
+        return none, "P(twin): not available: this model has no calibration. Fix: `twinviz calibrate --model M --data VAL.nc`"
+    if cal.uses_snr and star.get("snr") is None:
+        return none, "P(twin): not applicable: this calibration needs the stars' SNR and the data has none"
+    why = cal.not_applicable(star["teff"], star["logg"], star.get("snr"))
+    if why:
+        return none, f"P(twin): not applicable to this star: {why}"
+    out = []
+    for d, other in zip(np.asarray(distances, np.float64).tolist(), neighbours):
+        pair_snr = None if star.get("snr") is None else min(star["snr"], other["snr"])
+        ok = cal.not_applicable(other["teff"], other["logg"], pair_snr) is None
+        out.append(float(cal.probability(d, pair_snr)) if ok else None)
+    note = f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f})"
+    if None in out:
+        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range"
+    return out, note
 
 
 def _neighbour_pairs(z, groups, k, metric):
