@@ -34,9 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain-lines", type=int, default=8, help="lines to list with --explain")
 
 
-def _explain(args, latents, pos, positions, index):
+def _explain(args, model, latents, pos, positions, index):
     """The --explain section: explain_pair of the star and the chosen other star, at the star's u."""
-    from twinviz.commands._model_arg import load_model
     from twinviz.evaluation.explain import explain_pair
     from twinviz.model import ModelError
     from twinviz.spectra.grid import get_grid
@@ -44,7 +43,10 @@ def _explain(args, latents, pos, positions, index):
     if not args.model:
         raise ModelError("--explain decodes the latents, so it needs the model. Fix: add --model DIR")
     other = positions[0] if args.explain == "nearest" else index.position_of(int(args.explain))
-    model = load_model(args.model, args.device)
+    if model is None:  # latents given from a file: the model was not needed until now
+        from twinviz.commands._model_arg import load_model
+
+        model = load_model(args.model, args.device)
     z = latents["z"].values
     teff, logg = (float(latents[name].values[pos]) for name in ("teff", "logg"))
     out = explain_pair(model, z[pos], z[other], teff, logg, get_grid(model.config.grid_id).wavelength,
@@ -87,6 +89,7 @@ def _confidence(args, latents, pos, positions, distances):
 
 
 def _latents_from_args(args):
+    """(latents, the model when it was loaded to encode them, else None)."""
     from twinviz.latents import encode_dataset, load_latents
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
@@ -94,10 +97,10 @@ def _latents_from_args(args):
     from twinviz.commands._model_arg import load_model
 
     if args.latents:
-        return load_latents(args.latents)
+        return load_latents(args.latents), None
     if args.model and args.data:
         model = load_model(args.model, args.device)
-        return encode_dataset(model, open_spectra(args.data, chunks={}))
+        return encode_dataset(model, open_spectra(args.data, chunks={})), model
     raise ModelError("give --latents FILE, or --model DIR with --data FILE. "
                      "Fix: e.g. `twinviz twins --latents val.latents.nc --star 42`")
 
@@ -109,13 +112,13 @@ def main(args) -> int:
     from twinviz.twins.confidence import CalibrationError
     from twinviz.twins.index import TwinIndex, TwinIndexError
     try:
-        latents = _latents_from_args(args)
+        latents, model = _latents_from_args(args)
         ids = latents["star"].values
         index = TwinIndex(latents["z"].values, metric=args.metric, backend=args.backend, ids=ids)
         pos = index.position_of(args.star)
         positions, distances = index.search(pos, args.k)
         p_twin, p_note = _confidence(args, latents, pos, positions, distances)
-        explanation = _explain(args, latents, pos, positions, index) if args.explain else None
+        explanation = _explain(args, model, latents, pos, positions, index) if args.explain else None
     except (ModelError, TwinIndexError, CalibrationError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
