@@ -128,8 +128,8 @@ def main(args) -> int:
         print(f"out of distribution: {NO_FLAGS}")
     else:
         mine = ood[pos]
-        print(f"out of distribution: {'YES — ' + mine['why'] if mine['flag'] else 'no'} "
-              f"(recon MSE {mine['recon_mse']:.3g})")
+        print(f"out of distribution: YES — {mine['why']}" if mine["flag"]
+              else f"out of distribution: no (recon MSE {mine['recon_mse']:.3g})")
         print(f"  criteria: {basis}")
         if mine["flag"]:
             print("  its twins below are not to be trusted as chemistry twins: the model cannot speak for this star")

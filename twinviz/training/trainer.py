@@ -393,6 +393,8 @@ class Trainer:
             self.run.update_status(epoch=p["epoch"], step=p["step"], best=p["best"])
             shown = " ".join(f"{k}={v:.4g}" for k, v in rec.items()
                              if isinstance(v, float) and k not in ("time", "lambda"))
+            if "val_adv_at_chance" in rec:
+                shown += " adversary " + ("at chance" if rec["val_adv_at_chance"] else "ABOVE chance")
             self.log("epoch %d (step %d): %s%s", epoch, p["step"], shown, " [best]" if improved else "")
         self._save_checkpoint()
 
