@@ -191,7 +191,8 @@ class SwapExplorer(pn.viewable.Viewer):
         band = {"x": [], "y": []}
         if truth_err is not None:
             band = theme.band_patch(self._gaps.x, gy(truth), gy(truth_err))
-        self.sources["truth_band"].data = band
+        if len(band["x"]) or len(self.sources["truth_band"].data["x"]):  # nothing to send for no band
+            self.sources["truth_band"].data = band
         if truth is None:
             truth_col = np.full(self._gaps.x.size, np.nan, dtype=np.float32)
             resid = truth_col
@@ -228,7 +229,7 @@ class SwapExplorer(pn.viewable.Viewer):
             f"**star {d.star_ids[s.star]}** · Teff {d.teff[s.star]:.0f} K · logg {d.logg[s.star]:.2f}"
             f" &nbsp;|&nbsp; compared with **{d.star_ids[twin]}**{tag} · Teff {d.teff[twin]:.0f} K · "
             f"logg {d.logg[twin]:.2f}")
-        badges = [f"⚠ out of distribution — {who} {d.star_ids[p]}: {html.escape(why)}"
+        badges = [f"⚠ out of distribution — {who} {html.escape(str(d.star_ids[p]))}: {html.escape(why)}"
                   for who, p in (("star", s.star), ("compared twin", twin)) for why in [d.ood_text(p)] if why]
         self.ood_badge.object = "<br>".join(badges)
         self.ood_badge.visible = bool(badges)
