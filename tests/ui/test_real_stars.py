@@ -5,7 +5,6 @@ the observed spectrum (its values equal the file's at the good pixels), masked p
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("astropy.io.fits")
+from tests.ui.test_app import _tab
 
 pytestmark = pytest.mark.ui
 
@@ -38,14 +37,9 @@ def _open(page, url):
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(url)
     page.wait_for_selector(".noUi-handle", timeout=60_000)
-    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                           "Bokeh.documents[0].get_model_by_name('tv-swap') !== null", timeout=60_000)
-    page.wait_for_timeout(500)
-
-
-def _tab(page, name):
-    page.locator(".bk-tab", has_text=re.compile(f"^{name}$")).click()
-    page.wait_for_timeout(800)
+    page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.length > 0 && "
+                           f"({COLUMN_JS})(['tv-swap', 'observed']) !== null && "
+                           f"({COLUMN_JS})(['tv-swap', 'observed']).finite > 0", timeout=60_000)
 
 
 # The Bokeh model of the swap explorer's OOD badge (a Panel HTML pane with css class tv-ood-badge).
@@ -80,7 +74,6 @@ def test_real_star_observed_line_gaps_band_and_ood_badge(page, real_app, console
     flux, mask, err = ds["flux"].values[0], ds["mask"].values[0], ds["flux_err"].values[0]
     assert mask.any() and (~mask).any()
     n_chip_gaps = 2  # three chips on the ASPCAP grid: two NaN separators in every curve
-    page.wait_for_function(f"() => ({COLUMN_JS})(['tv-swap', 'observed']).finite > 0", timeout=20_000)
     observed = page.evaluate(COLUMN_JS, ["tv-swap", "observed"])
     # the observed line: exactly the good pixels, with the file's values …
     assert observed["finite"] == int((~mask).sum())
@@ -109,10 +102,13 @@ def test_real_star_observed_line_gaps_band_and_ood_badge(page, real_app, console
     # zoomed on a stretch with masked pixels, for a person to see the gaps and the band
     bad = np.flatnonzero(mask[:2900])
     centre = float(ds["wavelength"].values[bad[len(bad) // 2]])
-    page.evaluate("""([a, b]) => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    zoom = """([a, b]) => { let n = 0; for (const doc of Bokeh.documents) for (const m of doc.all_models)
         if (m.type === 'Range1d' && m.start > 15000 && m.end < 17500 && m.end - m.start > 1000) {
-          m.start = a; m.end = b; } }""", [centre - 12.0, centre + 12.0])
-    page.wait_for_timeout(800)
+          m.start = a; m.end = b; n++; } return n; }"""
+    assert page.evaluate(zoom, [centre - 12.0, centre + 12.0]) >= 1
+    page.wait_for_function("""(a) => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
+        if (m.type === 'Range1d' && Math.abs(m.start - a) < 1e-6) return true; return false; }""",
+                           centre - 12.0, timeout=10_000)
     page.screenshot(path=artifacts / "app_real_star_swap_zoom.png", full_page=True)
     # the twin table's OOD column
     _tab(page, "Twins")

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-fits = pytest.importorskip("astropy.io.fits")  # twinviz[fits]; CI installs it
+from astropy.io import fits  # the optional extra twinviz[fits]; the test extra installs it
 
-from twinviz.evaluation.ood import RECON_FACTOR, OODCriteria, read_validation_stats  # noqa: E402
-from twinviz.latents import load_latents  # noqa: E402
-from twinviz.model import FaderNetwork  # noqa: E402
-from twinviz.spectra.dataset import load_spectra  # noqa: E402
-from twinviz.spectra.grid import get_grid  # noqa: E402
+from twinviz.evaluation.ood import RECON_FACTOR, OODCriteria, read_validation_stats
+from twinviz.latents import load_latents
+from twinviz.model import FaderNetwork
+from twinviz.spectra.dataset import load_spectra
+from twinviz.spectra.grid import get_grid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APOGEE = ROOT / "tests" / "data" / "apogee"
 DEMO_MODEL = ROOT / "data" / "demo" / "model"
 STAR = "2M05392474+4038437"
