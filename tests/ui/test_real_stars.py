@@ -108,7 +108,7 @@ def test_real_star_observed_line_gaps_band_and_ood_badge(page, real_app, console
     assert page.evaluate(zoom, [centre - 12.0, centre + 12.0]) >= 1
     page.wait_for_function("""(a) => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
         if (m.type === 'Range1d' && Math.abs(m.start - a) < 1e-6) return true; return false; }""",
-                           centre - 12.0, timeout=10_000)
+                           arg=centre - 12.0, timeout=10_000)
     page.screenshot(path=artifacts / "app_real_star_swap_zoom.png", full_page=True)
     # the twin table's OOD column
     _tab(page, "Twins")
