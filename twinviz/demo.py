@@ -121,13 +121,14 @@ def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report
                               recipe: dict) -> None:
     from twinviz.latents import encode_dataset, save_latents
     from twinviz.evaluation import evaluate, write_report
+    from twinviz.evaluation.ood import add_ood
     from twinviz.model import FaderNetwork
     from twinviz.latents.projection import add_projections
     from twinviz.spectra.dataset import load_spectra
 
     model = FaderNetwork.from_pretrained(model_dir)
     ds = load_spectra(data)
-    lat = encode_dataset(model, ds)
+    lat = add_ood(encode_dataset(model, ds), model, ds, model_dir)
     umap_opts = recipe.get("umap", {})
     lat = add_projections(lat, ("pca", "umap"), **umap_opts)
     save_latents(lat, latents)

@@ -14,8 +14,8 @@ import numpy as np
 
 from twinviz.training import runfiles
 
-__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "synthetic_latents",
-           "toy_arrays", "toy_dataset", "untrained_model", "wait_for", "write_toy"]
+__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "survey_sample",
+           "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "wait_for", "write_toy"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
 SAMPLE_GENERATOR = "twinviz.testing"
@@ -99,6 +99,36 @@ def make_sample(directory, n_pairs: int = 60, seed: int = 0, latent_dim: int = 8
     lat = add_projections(lat, ("pca",))
     latents_path = save_latents(lat, directory / "sample.latents.nc")
     return model_dir, data_path, latents_path
+
+
+def survey_sample(n_stars: int = 80, seed: int = 0, snr: float = 100.0, masked: float = 0.05):
+    """A dataset that looks imported from a survey (``twinviz import apogee``): string
+    APOGEE-style ids, no known groups (all −1), noise with ``flux_err`` = 1/snr, a ``mask`` with a
+    random fraction ``masked`` of pixels plus a 40-pixel block per star bad (their flux 1 and
+    flux_err 100, the importer's placeholders), and no synthesizer provenance (no truth)."""
+    from twinviz.spectra.dataset import make_spectra
+
+    synth = SampleSynthesizer()
+    rng = np.random.default_rng([seed, 31])
+    fe_h = rng.normal(-0.1, 0.25, n_stars)
+    x_fe = rng.normal(0.05, 0.1, (n_stars, len(SAMPLE_ELEMENTS)))
+    teff = rng.uniform(4100, 5400, n_stars)
+    logg = rng.uniform(1.2, 3.3, n_stars)
+    flux = np.stack([synth.spectrum(teff[i], logg[i], fe_h[i], dict(zip(SAMPLE_ELEMENTS, x_fe[i])))
+                     for i in range(n_stars)])
+    flux = flux + rng.normal(0.0, 1.0 / snr, flux.shape).astype(np.float32)
+    err = np.full(flux.shape, 1.0 / snr, dtype=np.float32)
+    p = flux.shape[1]
+    mask = rng.random(flux.shape) < masked
+    starts = rng.integers(0, p - 40, n_stars)
+    for i, a in enumerate(starts):
+        mask[i, a:a + 40] = True
+    flux[mask], err[mask] = 1.0, 100.0
+    ids = np.array([f"2M{rng.integers(0, 24):02d}{rng.integers(0, 10**6):06d}+{rng.integers(0, 10**7):07d}"
+                    for _ in range(n_stars)])
+    return make_spectra(flux, synth.grid.wavelength, teff, logg, flux_err=err, mask=mask, fe_h=fe_h,
+                        x_fe=x_fe, elements=SAMPLE_ELEMENTS, snr=np.full(n_stars, snr), star=ids,
+                        attrs={"generator": "twinviz.testing survey-like sample", "seed": seed})
 
 
 def synthetic_latents(n: int, dim: int = 16, n_clusters: int = 50, seed: int = 0):

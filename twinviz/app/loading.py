@@ -61,6 +61,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         projections = {"pca": pca_projection(z)[0]}
     teff = np.asarray(ds["teff"].values, dtype=np.float32)
     logg = np.asarray(ds["logg"].values, dtype=np.float32)
+    criteria, recon = _ood_of(latents, model, model_dir, ds)
     data = AppData(
         model=model, model_dir=model_dir, data_path=data_path, latents_path=latents_path,
         wavelength=np.asarray(ds["wavelength"].values, dtype=np.float64), segments=tuple(grid.segments),
@@ -68,12 +69,26 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         star_ids=np.asarray(ds["star"].values), z=z, projections=projections,
         labels=data_labels(teff, logg, group, fe_h, x_fe, elements), fe_h=fe_h, x_fe=x_fe,
         elements=elements, attrs=dict(ds.attrs), synthesizer=_synthesizer_for(ds, grid),
+        mask=np.asarray(ds["mask"].values, dtype=bool) if "mask" in ds else None,
+        flux_err=np.asarray(ds["flux_err"].values, dtype=np.float32) if "flux_err" in ds else None,
+        recon_mse=recon, ood=criteria,
     )
     data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path)
     if z.shape[0] != n:
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")
     return data
+
+
+def _ood_of(latents, model, model_dir, ds):
+    """(criteria, recon MSE [N]) of the stars: as stored by `twinviz embed`, else computed now
+    (one decoder pass over the stars)."""
+    from twinviz.evaluation.ood import add_ood, ood_from_latents
+
+    found = ood_from_latents(latents)
+    if found is None or latents.sizes["star"] != ds.sizes["star"]:
+        found = ood_from_latents(add_ood(latents, model, ds, model_dir))
+    return found
 
 
 def data_labels(teff, logg, group, fe_h=None, x_fe=None, elements=()) -> dict:
@@ -107,6 +122,7 @@ def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
 
 
 def _latents_for(model, model_dir, ds, data_path, latents_path):
+    from twinviz.evaluation.ood import add_ood
     from twinviz.latents import encode_dataset, load_latents, save_latents
     from twinviz.spectra.dataset import DatasetError
 
@@ -128,7 +144,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
         except DatasetError:
             pass
     log.info("encoding %d stars of %s (first start; cached in %s)", ds.sizes["star"], data_path, path)
-    lat = encode_dataset(model, ds)
+    lat = add_ood(encode_dataset(model, ds), model, ds, model_dir)
     lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
     try:
         save_latents(lat, path)
@@ -199,9 +215,10 @@ def load_app_data(model=None, data=None, latents=None) -> AppData:
 
 
 def model_fingerprint(model_dir: Path) -> str:
-    """Short hash of a model's weights + config: names its cached latents."""
+    """Short hash of a model's weights + config (+ validation stats, which the cached latents'
+    out-of-distribution flags depend on): names its cached latents."""
     h = hashlib.sha1()
-    for name in (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS):
+    for name in (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS, runfiles.MODEL_VALIDATION_STATS):
         p = Path(model_dir) / name
         if p.is_file():
             h.update(name.encode())

@@ -111,11 +111,16 @@ class MetricsView(pn.viewable.Viewer):
             return
         n = report.get("n_stars")
         limits = report.get("thresholds", {})
+        table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
+                                     layout="fit_data_stretch", sizing_mode="stretch_width")
+        if report.get("n_with_twin") == 0:  # data without groups: reconstruction MSE only
+            self.status.object = (f"{n} stars, none with a known twin. **Twin ranks: "
+                                  f"{report.get('ranks', 'absent')}.** Only the reconstruction MSE is measured.")
+            self.body.objects = [table]
+            return
         self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin; "
                               f"≤ 0.1 % means twin rank ≤ {limits.get('rank_0p1', '?')}, "
                               f"≤ 1 % means rank ≤ {limits.get('rank_1', '?')}.")
-        table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
-                                     layout="fit_data_stretch", sizing_mode="stretch_width")
         self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
 
     def _compute(self, event=None):

@@ -60,12 +60,17 @@ class AppData:
     elements: tuple = ()
     attrs: dict = field(default_factory=dict)
     synthesizer: object | None = None   # twinviz.spectra.synth.Synthesizer when the data are synthetic
+    mask: np.ndarray | None = None      # [N, P] bool, True = bad pixel (imported survey data)
+    flux_err: np.ndarray | None = None  # [N, P] float32 1-σ flux uncertainty
+    recon_mse: np.ndarray | None = None  # [N] reconstruction MSE over good pixels (flux units²)
+    ood: object | None = None           # twinviz.evaluation.ood.OODCriteria the stars are judged by
     report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
     _index: object | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _z_torch: object | None = None
+    _ood_flags: np.ndarray | None = None
 
     # ---- sizes and lookups ----------------------------------------------------------------
     @property
@@ -122,6 +127,43 @@ class AppData:
             ranks = self.twin_ranks().astype(np.float32)
             return np.where(ranks > 0, ranks, np.nan).astype(np.float32)
         return self.labels[name]
+
+    # ---- observed spectra ------------------------------------------------------------------
+    def bad_pixels(self, position: int) -> np.ndarray:
+        """[P] True where the star's flux must not be shown or compared (masked or non-finite)."""
+        bad = ~np.isfinite(self.flux[position])
+        if self.mask is not None:
+            bad |= self.mask[position]
+        return bad
+
+    def observed(self, position: int) -> np.ndarray:
+        """The star's observed flux [P] with NaN at bad pixels (a plotted line breaks there)."""
+        return np.where(self.bad_pixels(position), np.float32(np.nan), self.flux[position])
+
+    def observed_err(self, position: int) -> np.ndarray | None:
+        """The star's 1-σ flux uncertainty [P], NaN at bad pixels; None without ``flux_err``."""
+        if self.flux_err is None:
+            return None
+        err = self.flux_err[position]
+        return np.where(self.bad_pixels(position) | ~np.isfinite(err), np.float32(np.nan), err)
+
+    # ---- out of distribution ---------------------------------------------------------------
+    def ood_flags(self) -> np.ndarray:
+        """[N] bool: stars the model cannot speak for (twinviz.evaluation.ood); all False when
+        no criteria are loaded."""
+        if self._ood_flags is None:
+            if self.ood is None:
+                self._ood_flags = np.zeros(self.n_stars, dtype=bool)
+            else:
+                self._ood_flags = self.ood.flags(self.teff, self.logg, self.recon_mse)["ood"]
+        return self._ood_flags
+
+    def ood_text(self, position: int) -> str:
+        """Why the star is out of distribution, with its numbers ("" when it is not)."""
+        if self.ood is None:
+            return ""
+        recon = None if self.recon_mse is None else float(self.recon_mse[position])
+        return self.ood.describe(float(self.teff[position]), float(self.logg[position]), recon)
 
     # ---- model and truth ---------------------------------------------------------------------
     def decode(self, position: int, teff: float, logg: float) -> np.ndarray:

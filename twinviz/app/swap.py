@@ -5,16 +5,23 @@ panned together:
 
 1. D(z★, u_slider) in blue with the truth in black — the synthesizer's spectrum for the star's
    own chemistry at the slider's Teff/logg when the data are from the built-in synthesizer;
-   otherwise an observed spectrum when the sliders sit on a star's labels (the star's own, or
-   its twin's: "what would this star look like at its twin's temperature?").
+   otherwise (real stars: no way to synthesise a truth) an observed spectrum when the sliders sit
+   on a star's labels (the star's own, or its twin's: "what would this star look like at its
+   twin's temperature?").
 2. The swap reconstruction D(z_twin, u★) in orange against the star's observed spectrum.
 3. The residuals of both.
+
+Observed spectra are drawn with their masked pixels as gaps (NaN breaks the line) and, when the
+data carry ``flux_err``, a grey ±1σ band. A star the model cannot speak for (out of its
+training range, or reconstructed far worse than its validation stars: twinviz.evaluation.ood)
+gets a red badge with the numbers, as does the compared twin.
 
 Speed: a slider move costs one decoder pass plus one synthesizer spectrum, then only the
 changed columns of the Bokeh ColumnDataSources are sent to the browser; nothing is re-laid out.
 """
 from __future__ import annotations
 
+import html
 import time
 
 import numpy as np
@@ -35,7 +42,9 @@ HELP = """**Swap explorer.** The decoder rebuilds the selected star from its lat
 Teff/logg you set with the sliders (blue), beside the truth (black). Below, the *swap*: the
 twin's latent decoded at the star's own labels (orange) against the star's observed spectrum — if
 z holds only chemistry, they match. Drag to pan, scroll to zoom (all panels move together); pick
-an element to jump to its strongest lines."""
+an element to jump to its strongest lines. Real stars: the truth is the observed spectrum (when
+the sliders sit on the star's or the twin's labels), masked pixels are gaps, the grey band is
+±1σ `flux_err`; a red badge marks a star the model cannot speak for (out of distribution)."""
 
 
 class SwapExplorer(pn.viewable.Viewer):
@@ -58,6 +67,9 @@ class SwapExplorer(pn.viewable.Viewer):
             "spectrum": ColumnDataSource({"x": x, "model": nan, "truth": nan}, name="tv-spectrum"),
             "swap": ColumnDataSource({"x": x, "observed": nan, "swap": nan}, name="tv-swap"),
             "residual": ColumnDataSource({"x": x, "model": nan, "swap": nan}, name="tv-residual"),
+            # ±1σ flux_err around the observed curves: one patch each, NaN rows break it at gaps.
+            "truth_band": ColumnDataSource({"x": [], "y": []}, name="tv-truth-band"),
+            "observed_band": ColumnDataSource({"x": [], "y": []}, name="tv-observed-band"),
         }
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         pad = 0.005 * (hi - lo)
@@ -75,11 +87,14 @@ class SwapExplorer(pn.viewable.Viewer):
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools=tools,
                       active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", **common)
+        band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0, legend_label="±1σ flux_err")
+        spec.patch("x", "y", source=self.sources["truth_band"], **band)
         src = self.sources["spectrum"]
         spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=1.2, legend_label="truth")
         spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=1.4,
                   legend_label="D(z★, u slider)")
         swap = figure(height=220, title="swap: D(z twin, u★) vs observed star", y_axis_label="flux", **common)
+        swap.patch("x", "y", source=self.sources["observed_band"], **band)
         src = self.sources["swap"]
         swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=1.2, legend_label="star observed")
         swap.line("x", "swap", source=src, color=theme.SWAP, line_width=1.4, legend_label="D(z twin, u★)")
@@ -119,6 +134,10 @@ class SwapExplorer(pn.viewable.Viewer):
         self.line_select.param.watch(self._on_line, "value")
         self.mse_text = pn.pane.Markdown("", css_classes=["tv-mse"], margin=(0, 10))
         self.star_text = pn.pane.Markdown("", margin=(0, 10))
+        self.ood_badge = pn.pane.HTML("", css_classes=["tv-ood-badge"], visible=False, margin=(0, 10),
+                                      sizing_mode="stretch_width",
+                                      styles={"background": theme.OOD, "color": "white", "padding": "4px 10px",
+                                              "border-radius": "4px", "font-weight": "600"})
 
     def _set_labels_of(self, position: int):
         d = self.state.data
@@ -149,22 +168,31 @@ class SwapExplorer(pn.viewable.Viewer):
         self._push()
 
     def _truth(self, star: int, teff: float, logg: float):
-        """The truth at the slider labels and what it is, or (None, why not)."""
+        """(truth [P] at the slider labels or None, what it is, its 1-σ error [P] or None)."""
         d = self.state.data
         curve = d.truth(star, teff, logg)
         if curve is not None:
-            return curve, "synthesizer truth (same chemistry)"
-        for pos, who in ((star, "star observed"), (self.state.compared_twin(), "twin observed")):
+            return curve, "synthesizer truth (same chemistry)", None
+        twin = self.state.compared_twin()
+        for pos, who in ((star, "star observed"), (twin, "twin observed")):
             if abs(d.teff[pos] - teff) <= 10.0 and abs(d.logg[pos] - logg) <= 0.01:
-                return d.flux[pos], who
-        return None, "no truth here (move the sliders to the star's or the twin's labels)"
+                return d.observed(pos), who, d.observed_err(pos)
+        (t0, t1), (g0, g1) = d.teff_range, d.logg_range
+        if not any(t0 <= d.teff[p] <= t1 and g0 <= d.logg[p] <= g1 for p in (star, twin)):
+            return None, "no truth: the star's and the twin's Teff/logg lie outside the model's range", None
+        return None, "no truth here (move the sliders to the star's or the twin's labels)", None
 
     def _update_model_curve(self):
         t_start = time.perf_counter()
         s, d = self.state, self.state.data
         model = d.decode(s.star, s.teff, s.logg)
-        truth, self.truth_label = self._truth(s.star, s.teff, s.logg)
+        truth, self.truth_label, truth_err = self._truth(s.star, s.teff, s.logg)
         gy = self._gaps.y
+        band = {"x": [], "y": []}
+        if truth_err is not None:
+            band = theme.band_patch(self._gaps.x, gy(truth), gy(truth_err))
+        if len(band["x"]) or len(self.sources["truth_band"].data["x"]):  # nothing to send for no band
+            self.sources["truth_band"].data = band
         if truth is None:
             truth_col = np.full(self._gaps.x.size, np.nan, dtype=np.float32)
             resid = truth_col
@@ -185,8 +213,11 @@ class SwapExplorer(pn.viewable.Viewer):
         s, d = self.state, self.state.data
         twin = s.compared_twin()
         swap = d.decode(twin, float(d.teff[s.star]), float(d.logg[s.star]))
-        observed = d.flux[s.star]
+        observed = d.observed(s.star)  # NaN at masked pixels: gaps in the line
         gy = self._gaps.y
+        err = d.observed_err(s.star)
+        self.sources["observed_band"].data = ({"x": [], "y": []} if err is None
+                                              else theme.band_patch(self._gaps.x, gy(observed), gy(err)))
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
         self._swap_mse = flux_mse(swap, observed)
@@ -198,6 +229,10 @@ class SwapExplorer(pn.viewable.Viewer):
             f"**star {d.star_ids[s.star]}** · Teff {d.teff[s.star]:.0f} K · logg {d.logg[s.star]:.2f}"
             f" &nbsp;|&nbsp; compared with **{d.star_ids[twin]}**{tag} · Teff {d.teff[twin]:.0f} K · "
             f"logg {d.logg[twin]:.2f}")
+        badges = [f"⚠ out of distribution — {who} {html.escape(str(d.star_ids[p]))}: {html.escape(why)}"
+                  for who, p in (("star", s.star), ("compared twin", twin)) for why in [d.ood_text(p)] if why]
+        self.ood_badge.object = "<br>".join(badges)
+        self.ood_badge.visible = bool(badges)
 
     def _write_mse(self):
         m = getattr(self, "_model_mse", float("nan"))
@@ -235,5 +270,5 @@ class SwapExplorer(pn.viewable.Viewer):
             self._layout = pn.Column(
                 theme.help_pane(HELP), controls,
                 pn.Row(self.star_text, self.mse_text, sizing_mode="stretch_width"),
-                self._plot_pane, sizing_mode="stretch_width", name="Swap explorer")
+                self.ood_badge, self._plot_pane, sizing_mode="stretch_width", name="Swap explorer")
         return self._layout

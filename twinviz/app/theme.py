@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 TRUTH = "#000000"
+BAND = "#7f7f7f"        # ±1σ flux_err band around observed spectra
+OOD = "#B00020"         # the out-of-distribution badge
 OBSERVED = "#000000"
 RECONSTRUCTION = "#0072B2"
 SWAP = "#E69F00"
@@ -40,6 +42,25 @@ class GapLine:
         if self._where.size == 0:
             return values
         return np.insert(values, self._where, np.nan)
+
+
+def band_patch(x, centre, err) -> dict:
+    """``{"x": …, "y": …}`` of one Bokeh ``patch`` covering centre ± err, broken (NaN rows) wherever
+    x, centre or err is not finite — masked pixels and chip gaps stay visible as holes. Each
+    finite run becomes its own polygon: along the upper edge, back along the lower one."""
+    x = np.asarray(x, dtype=np.float64)
+    c = np.asarray(centre, dtype=np.float64)
+    e = np.asarray(err, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(c) & np.isfinite(e)
+    if not ok.any():
+        return {"x": np.empty(0), "y": np.empty(0)}
+    edges = np.diff(np.concatenate(([0], ok.view(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    xs, ys = [], []
+    for a, b in zip(starts, stops):
+        xs += [x[a:b], x[a:b][::-1], [np.nan]]
+        ys += [c[a:b] + e[a:b], (c[a:b] - e[a:b])[::-1], [np.nan]]
+    return {"x": np.concatenate(xs)[:-1], "y": np.concatenate(ys)[:-1]}
 
 
 def style_figure(fig) -> None:

@@ -23,11 +23,14 @@ __all__ = ["TwinTable", "neighbour_table"]
 HELP = """**Twins.** The stars whose latents are closest to the selected star's (L1 distance).
 If the model stripped Teff and logg from z, they share its chemistry whatever their temperature.
 Click a row to compare that star's spectrum with the selected one (and use it in the swap
-explorer); ✓ marks a known true twin (same chemistry group)."""
+explorer); ✓ marks a known true twin (same chemistry group). **OOD** marks a star the model
+cannot speak for — outside its training Teff/logg range or reconstructed far worse than its
+validation stars — with the numbers: do not read it as a trustworthy twin."""
 
 
 def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
-    """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin."""
+    """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin,
+    and OOD (out-of-distribution flag with its numbers; "" when in distribution)."""
     pos, dist = data.neighbours(star, k)
     table = pd.DataFrame({
         "rank": np.arange(1, pos.size + 1),
@@ -41,6 +44,10 @@ def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
     if np.any(data.group >= 0):
         same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
         table["true twin"] = np.where(same, "✓", "")
+    if data.ood is not None:
+        recon = data.recon_mse
+        table["OOD"] = [data.ood.short(float(data.teff[p]), float(data.logg[p]),
+                                       None if recon is None else float(recon[p])) for p in pos]
     table.attrs["positions"] = pos
     return table
 
@@ -127,7 +134,7 @@ class TwinTable(pn.viewable.Viewer):
         dist = float(np.abs(d.z[twin] - d.z[s]).sum())
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
                  f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
-        star_flux, twin_flux = d.flux[s], d.flux[twin]
+        star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
 
         def changes():
             self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux))

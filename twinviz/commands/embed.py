@@ -1,6 +1,8 @@
 """Encode a spectra dataset into fader-network latents, streamed in chunks of stars, and add 2-D
 maps (PCA and UMAP) beside them. The result is an xarray dataset with z(star, latent), the star
-labels and pca/umap(star, axis), written atomically to --out (netCDF .nc or zarr .zarr).
+labels, pca/umap(star, axis) and the out-of-distribution flags — recon_mse, ood, ood_labels,
+ood_recon per star, the criteria in ood_* attributes (twinviz.evaluation.ood) — written
+atomically to --out (netCDF .nc or zarr .zarr).
 
 Examples:
   twinviz embed --model runs/fader --data val.nc                 # → val.latents.nc
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from pathlib import Path
 
+    from twinviz.evaluation.ood import add_ood
     from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
     from twinviz.model import ModelError
     from twinviz.latents.projection import add_projections
@@ -74,6 +77,10 @@ def main(args) -> int:
             latents = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk,
                                      progress=lambda done, total: say(f"  {done}/{total} stars"))
             latents.attrs["model"] = str(model_dir)
+            say("out-of-distribution flags: reconstruction error of every star")
+            latents = add_ood(latents, model, ds, model_dir, batch_size=args.batch_size, chunk=args.chunk)
+            n_ood = int(latents["ood"].values.sum())
+            say(f"  {n_ood} of {n} stars out of distribution; criteria: {latents.attrs['ood_basis']}")
             out = Path(args.out) if args.out else default_latents_path(args.data)
     except ModelError as exc:
         print(f"twinviz embed: error: {exc}", file=sys.stderr)

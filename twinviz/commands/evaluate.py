@@ -3,6 +3,10 @@ pairs, with the baselines beside it (λ=0 model when given, polynomial residuals
 the true-abundance oracle on synthetic data). Writes report.json, report.md (with the paper's
 numbers beside ours), rank_curve.png and ranks.nc to --out.
 
+Data without groups (e.g. `twinviz import apogee` without --groups) have no twins to rank: the
+report then gives each model's reconstruction MSE only and says the rank columns are absent
+(not zero); only report.json and report.md are written.
+
 Examples:
   twinviz evaluate --model runs/fader --data val.nc
   twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data val.nc --out eval/
@@ -20,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="the fader model: a run directory (runs/NAME) or its model/ directory")
     parser.add_argument("--data", required=True, metavar="FILE",
-                        help="validation spectra (.nc/.zarr) whose twins share a `group` id")
+                        help="validation spectra (.nc/.zarr) whose twins share a `group` id (without "
+                             "groups: reconstruction MSE only)")
     parser.add_argument("--baseline-model", metavar="DIR", default=None,
                         help="the λ=0 conditional autoencoder run, reported beside the fader network")
     parser.add_argument("--out", metavar="DIR", default=None,
@@ -83,5 +88,5 @@ def main(args) -> int:
     out = Path(args.out) if args.out else run_dir_of(model_dir) / "evaluation"
     paths = write_report(report, out)
     print(report_markdown(report, plot_name=None))
-    print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}, {paths['ranks']}")
+    print("wrote " + ", ".join(str(paths[k]) for k in ("md", "json", "png", "ranks") if k in paths))
     return 0

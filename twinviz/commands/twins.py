@@ -19,7 +19,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--star", required=True, type=int, help="the star's id (the dataset's `star` coordinate)")
+    parser.add_argument("--star", required=True,
+                        help="the star's id (the dataset's `star` coordinate: a number, or an APOGEE_ID "
+                             "such as 2M05392474+4038437 for imported data)")
     parser.add_argument("-k", "--k", type=int, default=10, help="number of twins to list")
     parser.add_argument("--latents", metavar="FILE", help="latent file from `twinviz embed`")
     parser.add_argument("--model", metavar="DIR", help="…or a model/run directory, with --data, to encode now")
@@ -90,19 +92,56 @@ def _confidence(args, latents, pos, positions, distances):
 
 def _latents_from_args(args):
     """(latents, the model when it was loaded to encode them, else None)."""
+    from twinviz.evaluation.ood import add_ood
     from twinviz.latents import encode_dataset, load_latents
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
 
-    from twinviz.commands._model_arg import load_model
+    from twinviz.commands._model_arg import load_model, resolve_model_dir
 
     if args.latents:
         return load_latents(args.latents), None
     if args.model and args.data:
-        model = load_model(args.model, args.device)
-        return encode_dataset(model, open_spectra(args.data, chunks={})), model
+        model_dir = resolve_model_dir(args.model)
+        model = load_model(model_dir, args.device)
+        ds = open_spectra(args.data, chunks={})
+        return add_ood(encode_dataset(model, ds), model, ds, model_dir), model
     raise ModelError("give --latents FILE, or --model DIR with --data FILE. "
                      "Fix: e.g. `twinviz twins --latents val.latents.nc --star 42`")
+
+
+def _star_key(text: str, ids):
+    """The id typed on the command line, as the dataset's ids are typed (int ids stay ints)."""
+    import numpy as np
+
+    if np.issubdtype(ids.dtype, np.integer):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return str(text)
+
+
+def _ood_rows(latents, positions):
+    """Per position: {"flag", "labels", "recon", "recon_mse", "why"}, or None without flags."""
+    from twinviz.evaluation.ood import ood_from_latents
+
+    found = ood_from_latents(latents)
+    if found is None:
+        return None, None
+    criteria, recon = found
+    teff, logg = latents["teff"].values, latents["logg"].values
+    flags = criteria.flags(teff, logg, recon)
+    rows = {}
+    for p in positions:
+        rows[p] = {"flag": bool(flags["ood"][p]), "labels": bool(flags["ood_labels"][p]),
+                   "recon": bool(flags["ood_recon"][p]), "recon_mse": float(recon[p]),
+                   "why": criteria.describe(float(teff[p]), float(logg[p]), float(recon[p]))}
+    return rows, criteria.basis
+
+
+NO_FLAGS = ("unknown: this latent file has no out-of-distribution flags (written before they existed). "
+            "Fix: re-run `twinviz embed`, or pass --model and --data")
 
 
 def main(args) -> int:
@@ -115,7 +154,8 @@ def main(args) -> int:
         latents, model = _latents_from_args(args)
         ids = latents["star"].values
         index = TwinIndex(latents["z"].values, metric=args.metric, backend=args.backend, ids=ids)
-        pos = index.position_of(args.star)
+        star = _star_key(args.star, ids)
+        pos = index.position_of(star)
         positions, distances = index.search(pos, args.k)
         p_twin, p_note = _confidence(args, latents, pos, positions, distances)
         explanation = _explain(args, model, latents, pos, positions, index) if args.explain else None
@@ -123,6 +163,7 @@ def main(args) -> int:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
+    ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
     rows = []
     for rank, (p, d) in enumerate(zip(positions.tolist(), distances.tolist()), start=1):
         row = {"rank": rank, "star": ids[p].item(), "distance": d}
@@ -131,8 +172,10 @@ def main(args) -> int:
                 row[name] = latents[name].values[p].item()
         row["same_group"] = bool(groups[pos] >= 0 and groups[p] == groups[pos])
         row["p_twin"] = p_twin[rank - 1]
+        row["ood"] = ood[p] if ood else None
         rows.append(row)
-    me = {"star": args.star, **{n: latents[n].values[pos].item() for n in ("teff", "logg", "group") if n in latents}}
+    me = {"star": star, **{n: latents[n].values[pos].item() for n in ("teff", "logg", "group") if n in latents},
+          "ood": ood[pos] if ood else None}
     twin = None
     if groups[pos] >= 0 and np.count_nonzero(groups == groups[pos]) > 1:
         twin_pos, twin_dist = index.twin_distances(groups)
@@ -140,7 +183,8 @@ def main(args) -> int:
         twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
         print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin,
-                          "p_twin_note": p_note, "explain": explanation}, indent=2))
+                          "p_twin_note": p_note, "explain": explanation, "ood_criteria": basis or NO_FLAGS},
+                         indent=2))
         return 0
     labels = []
     if "teff" in me:
@@ -149,17 +193,31 @@ def main(args) -> int:
         labels.append(f"logg {me['logg']:.2f} dex")
     if "group" in me:
         labels.append(f"group {me['group']}")
-    print(f"star {args.star}: " + ", ".join(labels))
+    print(f"star {star}: " + ", ".join(labels))
+    if ood is None:
+        print(f"out of distribution: {NO_FLAGS}")
+    else:
+        mine = ood[pos]
+        print(f"out of distribution: YES — {mine['why']}" if mine["flag"]
+              else f"out of distribution: no (recon MSE {mine['recon_mse']:.3g})")
+        print(f"  criteria: {basis}")
+        if mine["flag"]:
+            print("  its twins below are not to be trusted as chemistry twins: the model cannot speak for this star")
     if twin is not None:
         print(f"its closest true twin (same group): star {twin['star']}, {args.metric} distance "
               f"{twin['distance']:.5g}, twin rank {twin['twin_rank']} of {len(ids)}")
     print(p_note)
-    print(f"{'rank':>4} {'star':>10} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8} "
-          f"{'P(twin)':>8}  twin?")
+    w = max(10, *(len(str(r["star"])) for r in rows)) if rows else 10
+    print(f"{'rank':>4} {'star':>{w}} {args.metric + ' dist':>12} {'Teff K':>8} {'logg':>6} {'group':>8} "
+          f"{'P(twin)':>8}  {'twin?':<5}  {'recon MSE':>9}  OOD")
     for r in rows:
         p = "n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}"
-        print(f"{r['rank']:>4} {r['star']:>10} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
-              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  {'yes' if r['same_group'] else ''}")
+        o = r["ood"]
+        recon = f"{o['recon_mse']:>9.3g}" if o else f"{'?':>9}"
+        flag = ("OOD: " + o["why"] if o["flag"] else "") if o else "?"
+        print(f"{r['rank']:>4} {str(r['star']):>{w}} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
+              f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  "
+              f"{'yes' if r['same_group'] else '':<5}  {recon}  {flag}")
     if explanation is not None:
         _print_explanation(explanation)
     return 0

@@ -91,11 +91,46 @@ def _model_result(key, model, ds, groups, partners, *, batch_size, chunk, metric
     return result
 
 
+NO_GROUPS = ("absent: no two stars share a `group` id (an imported survey without known twins, group = −1), "
+             "so no star has a twin to rank; the rank columns are undefined, not zero. Fix: give known "
+             "twins a shared group (e.g. `twinviz import apogee --groups members.csv`)")
+
+
+def _mse_only_report(model, baseline_model, ds, groups, source, *, metric, backend, batch_size, chunk, say):
+    """The report of data without groups: each model's reconstruction MSE, no ranks, no baselines."""
+    from twinviz.latents.encode import encode_dataset
+
+    n = groups.size
+    no_partners = np.full(n, -1, dtype=np.int64)
+    empty = np.empty(0, dtype=np.int64)
+    methods = []
+    for key, m in (("fader", model), ("lambda0", baseline_model)):
+        if m is None:
+            continue
+        say(f"no groups: reconstruction MSE of the {METHOD_LABELS[key]} only (no twin ranks)")
+        t0 = time.perf_counter()
+        z = encode_dataset(m, ds, batch_size=batch_size, chunk=chunk)["z"].values
+        mse, _ = model_errors(m, ds, z, no_partners, batch_size=batch_size, chunk=chunk)
+        methods.append(MethodResult(key=key, label=METHOD_LABELS[key], ranks=empty, queries=empty,
+                                    fractions=rank_fractions(empty, n), mse=mse, swapped_mse=None,
+                                    seconds=time.perf_counter() - t0))
+    settings = {"data": str(source), "metric": metric, "ranks": NO_GROUPS,
+                "baselines": "none: the pixel-space baselines and the oracle only rank twins",
+                "backend": TwinIndex(np.zeros((1, 1)), backend=backend).backend,
+                "batch_size": batch_size, "chunk": chunk}
+    return EvaluationReport(n_stars=n, n_with_twin=0, methods=methods, star_ids=np.asarray(ds["star"].values),
+                            settings=settings, reference=())
+
+
 def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomial", "raw_flux", "oracle"),
              poly_degree: int = 2, poly_pca: dict | None = None, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
              backend: str = "auto", batch_size: int = 1024, chunk: int = 8192,
              progress=None) -> EvaluationReport:
     """Table 1 for ``model`` (a FaderNetwork, or None for baselines only) on validation set ``ds``.
+
+    Data without groups (no two stars share a ``group`` id, e.g. an imported survey) have no twin
+    ranks: the report then holds each model's reconstruction MSE only, ``n_with_twin`` = 0 and
+    ``settings["ranks"]`` saying why the rank columns are absent (never zero).
 
     baseline_model : the λ = 0 conditional AE, reported as "lambda0" when given
     baselines : any of "polynomial", "polynomial_pca", "raw_flux", "oracle" (the oracle is skipped
@@ -115,9 +150,13 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
     partners = swap_partners(groups)
     n_with_twin = int(np.count_nonzero(partners >= 0))
     if n_with_twin == 0:
-        raise DatasetError(f"{source}: group: no star shares its group id with another, so there are no "
-                           "twins to rank. Fix: evaluate on a validation set with twin pairs "
-                           "(`twinviz simulate` makes them) or set `group` for known twins")
+        if model is None and baseline_model is None:
+            raise DatasetError(f"{source}: group: no star shares its group id with another, so there are no "
+                               "twins to rank, and without a model there is no reconstruction MSE either. "
+                               "Fix: evaluate on a validation set with twin pairs (`twinviz simulate` makes "
+                               "them) or set `group` for known twins")
+        return _mse_only_report(model, baseline_model, ds, groups, source, metric=metric, backend=backend,
+                                batch_size=batch_size, chunk=chunk, say=say)
     unknown = set(baselines) - {"polynomial", "polynomial_pca", "raw_flux", "oracle"}
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from polynomial, polynomial_pca, "

@@ -24,13 +24,16 @@ def flux_mse(a, b) -> float:
 
 
 def squared_error_sums(model, z, flux, teff, logg, good, partners, *, start: int = 0, batch_size: int = 1024,
-                       autocast=None) -> tuple[np.ndarray, np.ndarray]:
+                       autocast=None, star_mse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sums of squared errors and pixel counts, ``([recon, swapped], [recon, swapped])``.
 
     ``flux``, ``good`` [n, P], ``teff``, ``logg`` [n] are stars ``start … start+n`` of a set whose
     latents are ``z`` [N, d] and partners ``partners`` [N] (positions in the set, −1: no twin,
     left out of the swapped sum). Bad pixels (``good`` False) count in neither. ``autocast`` is
     an optional context-manager factory (mixed precision on a GPU). Divide sums by counts for MSEs.
+    ``star_mse``, when given, is an output array [n]: each star's own reconstruction MSE over
+    its good pixels (NaN for a star without one) — the per-star distribution that
+    :mod:`twinviz.evaluation.ood` compares new stars with.
     """
     import torch
 
@@ -52,6 +55,10 @@ def squared_error_sums(model, z, flux, teff, logg, good, partners, *, start: int
             err = np.where(ok, (recon.float().cpu().numpy() - x).astype(np.float64) ** 2, 0.0)
             sums[0] += err.sum()
             counts[0] += int(ok.sum())
+            if star_mse is not None:
+                n_ok = ok.sum(axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    star_mse[b0:b1] = np.where(n_ok > 0, err.sum(axis=1) / n_ok, np.nan)
             mate = np.asarray(partners[rows])
             has = mate >= 0
             if has.any():

@@ -28,6 +28,8 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
             return ""
         return f"{100 * v:.1f} %" + (f" ± {100 * se:.1f}" if se else "")
 
+    if not report.has_ranks:
+        return _mse_only_markdown(report, num)
     t = report.thresholds
     lines = [
         "# twinviz evaluation (Table 1)",
@@ -80,6 +82,33 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
     return "\n".join(lines) + "\n"
 
 
+def _mse_only_markdown(report: EvaluationReport, num) -> str:
+    s = report.settings
+    lines = [
+        "# twinviz evaluation (reconstruction only: no twin ranks)",
+        "",
+        f"Data: {report.n_stars} stars" + (f" (`{s.get('data')}`)" if s.get("data") else "") + ".",
+        "",
+        f"**Twin ranks (Table 1): {s.get('ranks', 'absent')}.**",
+        "",
+        "| method | reconstruction MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in report.methods:
+        lines.append(f"| **{m.label}** (ours) | {num(m.mse)} | absent | absent | absent | absent |")
+    lines += [
+        "",
+        "MSE in squared flux units over good pixels (mask False, finite): mean of (D(E(x,u),u) − x)². "
+        "The swapped MSE needs each star's twin, so it is absent too. Baselines: "
+        f"{s.get('baselines', 'none')}. The published Table-1 rows are not shown: they are twin ranks and "
+        "MSEs on noiseless synthetic spectra, not comparable with these data.",
+    ]
+    for key in ("model", "baseline_model"):
+        if s.get(key):
+            lines.append(f"{key.replace('_', ' ')}: `{s[key]}`")
+    return "\n".join(lines) + "\n"
+
+
 def plot_rank_curves(report: EvaluationReport, path) -> Path:
     """Save the cumulative twin-rank curves of all methods as a PNG (atomic write)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -124,18 +153,22 @@ def ranks_dataset(report: EvaluationReport) -> xr.Dataset:
 
 
 def write_report(report: EvaluationReport, out_dir) -> dict[str, Path]:
-    """Write report.json, report.md, rank_curve.png and ranks.nc into ``out_dir`` (atomically)."""
+    """Write report.json, report.md, rank_curve.png and ranks.nc into ``out_dir`` (atomically);
+    without twin ranks (data without groups) only report.json and report.md."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": plot_rank_curves(report, out_dir / "rank_curve.png")}
+    paths = {}
+    if report.has_ranks:
+        paths["png"] = plot_rank_curves(report, out_dir / "rank_curve.png")
     for name, text in (("report.json", json.dumps(_no_nan(report.to_dict()), indent=2, allow_nan=False,
                                                   default=_json_default) + "\n"),
                        ("report.md", report_markdown(report, "rank_curve.png"))):
         paths[name.split(".")[1]] = write_text_atomic(out_dir / name, text)
-    ranks_path = out_dir / "ranks.nc"
-    with atomic_path(ranks_path) as tmp:
-        ranks_dataset(report).to_netcdf(tmp, engine="h5netcdf")
-    paths["ranks"] = ranks_path
+    if report.has_ranks:
+        ranks_path = out_dir / "ranks.nc"
+        with atomic_path(ranks_path) as tmp:
+            ranks_dataset(report).to_netcdf(tmp, engine="h5netcdf")
+        paths["ranks"] = ranks_path
     return paths
 
 

@@ -77,7 +77,10 @@ class MethodResult:
 
     def to_dict(self, curve_points: int = 200) -> dict:
         f = self.fractions
-        r, frac = cumulative_rank_curve(self.ranks, f.n_stars, n_points=curve_points)
+        if f.n_ranked:
+            r, frac = cumulative_rank_curve(self.ranks, f.n_stars, n_points=curve_points)
+        else:  # no twin ranks (data without groups): no curve, and the fractions below are null
+            r, frac = np.empty(0, dtype=np.int64), []
         out = {
             "key": self.key, "label": self.label,
             "mse": self.mse, "swapped_mse": self.swapped_mse,
@@ -110,6 +113,11 @@ class EvaluationReport:
         raise KeyError(f"no method {key!r} in this report; it has {[m.key for m in self.methods]}")
 
     @property
+    def has_ranks(self) -> bool:
+        """False for data without groups: MSEs only, the rank columns are absent (not zero)."""
+        return self.n_with_twin > 0
+
+    @property
     def thresholds(self) -> dict:
         return {"rank_0p1": self.n_stars // 1000, "rank_1": self.n_stars // 100}
 
@@ -120,6 +128,7 @@ class EvaluationReport:
             "twinviz_version": __version__,
             "n_stars": self.n_stars,
             "n_with_twin": self.n_with_twin,
+            "ranks": "present" if self.has_ranks else self.settings.get("ranks", "absent"),
             "thresholds": self.thresholds,
             "settings": self.settings,
             "methods": [m.to_dict() for m in self.methods],

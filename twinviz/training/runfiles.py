@@ -3,12 +3,14 @@
 A run directory ``runs/NAME/`` (docs/training.md, docs/runs.md) holds what the trainer writes
 (``CONFIG`` … ``CHECKPOINT_DIR``) plus the run manager's own ``LAUNCH`` file and, on "Open in
 explorer" of a running run, a ``SNAPSHOT_PREFIX<step>/`` model directory. A model directory
-(``runs/NAME/model``, ``FaderNetwork.save_pretrained``) holds ``MODEL_WEIGHTS`` + ``MODEL_CONFIG``.
+(``runs/NAME/model``, ``FaderNetwork.save_pretrained``) holds ``MODEL_WEIGHTS`` + ``MODEL_CONFIG``,
+and, when trained with a validation set, ``MODEL_VALIDATION_STATS``.
 Importing this module imports nothing else.
 """
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_STATE", "CONFIG", "LAUNCH", "LOG", "METRICS", "MODEL_CONFIG",
-           "MODEL_CALIBRATION", "MODEL_DIR", "MODEL_WEIGHTS", "SCHEDULER_LOCK", "SNAPSHOT_PREFIX", "STATUS"]
+           "MODEL_CALIBRATION", "MODEL_DIR", "MODEL_VALIDATION_STATS", "MODEL_WEIGHTS", "SCHEDULER_LOCK",
+           "SNAPSHOT_PREFIX", "STATUS"]
 
 # Written by the trainer (twinviz.training.rundir).
 CONFIG = "config.json"          # the TrainConfig
@@ -28,3 +30,4 @@ SCHEDULER_LOCK = ".scheduler.lock"  # in the runs folder: serialises starting qu
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CALIBRATION = "calibration.json"  # `twinviz calibrate`: P(twin | distance), tied to the weights' hash
+MODEL_VALIDATION_STATS = "validation_stats.json"  # per-star validation recon MSE (twinviz.evaluation.ood)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from twinviz.evaluation.ood import write_validation_stats
 from twinviz.model import FaderNetwork
 from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
 
@@ -39,7 +40,7 @@ from twinviz.training.config import TrainConfig, TrainConfigError
 from twinviz.training.data import make_source
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
-from twinviz.training.validation import ValidationSet
+from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
 
@@ -373,21 +374,27 @@ class Trainer:
                    "train_recon": train_recon, "lambda": self.lambda_at(p["step"]), "time": p["elapsed"]}
             if self.val is not None:
                 rec.update(self.val.evaluate(self.model, autocast=self.autocast))
-            metric, higher = _best_metric(rec)
-            value = rec.get(metric)
-            best = p["best_value"]
-            improved = value is not None and math.isfinite(value) and not rec.get("val_collapsed", False) and (
-                best is None or (value > best if higher else value < best))
+            chosen = best_epoch_key(rec)
+            previous = best_epoch_key(p["best"]) if p["best"] else None
+            improved = chosen is not None and (previous is None or chosen[0] != previous[0]
+                                               or chosen[1] < previous[1])
             if improved:
-                p["best_value"] = value
+                metric = chosen[0]
+                p["best_value"] = rec[metric]
                 p["best"] = {k: v for k, v in rec.items() if k.startswith("val_") or k == "train_recon"}
                 p["best"].update(epoch=epoch, step=p["step"], metric=metric)
                 self.model.save_pretrained(self.run.model_dir)
+                if self.val is not None:
+                    # The per-star validation errors of exactly these weights, beside them.
+                    write_validation_stats(self.run.model_dir, self.val.star_mse, source=self.config.val,
+                                           epoch=epoch, step=p["step"])
             rec["best"] = improved
             self.run.log_metrics(rec)
             self.run.update_status(epoch=p["epoch"], step=p["step"], best=p["best"])
             shown = " ".join(f"{k}={v:.4g}" for k, v in rec.items()
                              if isinstance(v, float) and k not in ("time", "lambda"))
+            if "val_adv_at_chance" in rec:
+                shown += " adversary " + ("at chance" if rec["val_adv_at_chance"] else "ABOVE chance")
             self.log("epoch %d (step %d): %s%s", epoch, p["step"], shown, " [best]" if improved else "")
         self._save_checkpoint()
 
@@ -397,17 +404,6 @@ class Trainer:
                             {"ae": self.opt_ae, "adversary": self.opt_adv}, dict(self.progress))
         if self.world > 1:
             torch.distributed.barrier()
-
-
-def _best_metric(rec: dict) -> tuple[str, bool]:
-    """The metric that picks the best model: twin rank-1 when the validation set has groups,
-    else validation MSE, else the training reconstruction loss. Returns (name, higher_is_better)."""
-    rank1 = rec.get("val_rank1")
-    if rank1 is not None and math.isfinite(rank1):
-        return "val_rank1", True
-    if "val_mse" in rec:
-        return "val_mse", False
-    return "train_recon", False
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
