@@ -8,7 +8,6 @@ from twinviz.cli import main as cli
 from twinviz.evaluation.baselines import (choose_polynomial_pca, polynomial_pca_residuals, polynomial_residuals,
                                          residual_components)
 from twinviz.evaluation.compute import evaluate
-from twinviz.spectra.dataset import save_spectra
 from twinviz.spectra.simulation import simulate
 
 
