@@ -116,3 +116,27 @@ def test_opened_is_said_only_once_the_model_has_loaded(tab_factory, tmp_path):
     tab._on_open()
     pending[-1].set_exception(RuntimeError("model.safetensors: cannot be read"))
     assert tab.run_message.alert_type == "danger" and "cannot be read" in tab.run_message.object
+
+
+def test_the_documented_ways_to_serve_bind_to_localhost():
+    """Every command block that starts the app in README.md and docs/ binds to localhost; the
+    only other address appears in docs/app.md's "Exposing the app", next to authentication."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    commands = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        in_block = False
+        for line in doc.read_text().splitlines():
+            if line.startswith("```"):
+                in_block = not in_block
+            elif in_block and "panel serve" in line.split("#")[0] and "`" not in line.split("#")[0]:
+                commands.append((doc.name, line))
+        for inline in re.findall(r"`(panel serve app\.py [^`]*--args[^`]*)`", doc.read_text()):
+            commands.append((doc.name, inline))
+    assert len(commands) >= 4, commands
+    for name, line in commands:
+        assert "--address localhost" in line, f"{name}: {line}"
+    exposing = (root / "docs" / "app.md").read_text().split("## Exposing the app")[1].split("\n## ")[0]
+    assert "--address 0.0.0.0 --basic-auth" in exposing and "TWINVIZ_ALLOW_REMOTE_TRAINING=1" in exposing

@@ -194,7 +194,7 @@ def error_page(message: str, title: str = "twinviz could not start"):
     body = pn.pane.Alert(
         f"### {html.escape(title)}\n\n{html.escape(message)}\n\n"
         "Start it with a model directory and a spectra file, e.g.\n\n"
-        "`panel serve app.py --args --model runs/NAME/model --data val.nc`\n\n"
+        "`panel serve app.py --address localhost --args --model runs/NAME/model --data val.nc`\n\n"
         "or with no arguments to open the bundled demo.",
         alert_type="danger", sizing_mode="stretch_width", css_classes=["tv-error"])
     return _template(body)
