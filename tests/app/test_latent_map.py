@@ -43,3 +43,38 @@ def test_the_map_renders_with_datashader(state):
     assert root.select_one({"type": bokeh.models.Plot}) is not None  # the map became a Bokeh plot
     img = hv.render(view.plot)  # a bokeh figure with an image glyph (the raster) and a colour bar
     assert any(type(r.glyph).__name__ == "Image" for r in img.renderers)
+
+
+def _lit(image) -> int:
+    return int(np.isfinite(image.dimension_values(2, flat=False)).sum())
+
+
+def _raster(n: int):
+    import datashader as dsh
+    from holoviews.operation.datashader import rasterize
+
+    from twinviz.testing import synthetic_latents
+
+    _, xy, which = synthetic_latents(n, seed=1)
+    points = hv.Points((xy[:, 0], xy[:, 1], which.astype(np.float32)), kdims=["x", "y"], vdims=["value"])
+    return rasterize(points, aggregator=dsh.mean("value"), width=900, height=520, dynamic=False)
+
+
+def test_a_sparse_map_is_spread_into_points_and_a_dense_one_left_as_a_density():
+    from twinviz.app.latent_map import spread_sparse
+
+    sparse = _raster(4000)
+    spread = spread_sparse(sparse, dynamic=False)
+    assert _lit(spread) > 3 * _lit(sparse)  # single pixels became dots
+    dense = _raster(1_000_000)
+    assert _lit(spread_sparse(dense, dynamic=False)) == _lit(dense)  # a density stays as it is
+
+
+def test_the_selection_markers_sit_at_the_exact_coordinates(state):
+    view = LatentMap(state)
+    xy = state.data.projections["pca"]
+    twins, sel = view._highlight(star=7, k=5, projection="pca", twin=-1).values()
+    np.testing.assert_array_equal(sel.dimension_values("x")[0], xy[7, 0])
+    np.testing.assert_array_equal(sel.dimension_values("y")[0], xy[7, 1])
+    pos, _ = state.data.neighbours(7, 5)
+    np.testing.assert_array_equal(twins.dimension_values("x"), xy[pos, 0])

@@ -98,20 +98,27 @@ def test_cancel_kills_a_run_that_ignores_sigterm_after_the_grace_period(manager,
     assert "no checkpoint" in run.error
 
 
-def test_a_run_given_a_bad_dataset_fails_with_the_reason(manager):
-    run = manager.launch(dict(TINY_TRAINING, data="broken.nc"), name="bad-data")
-    assert manager.wait(run, timeout=60) == "failed"
-    assert "broken.nc" in run.error
-    assert run.launch_info["returncode"] != 0
+def test_a_launch_on_a_file_that_is_not_spectra_is_refused_with_the_reason(manager):
+    with pytest.raises(RunError) as info:
+        manager.launch(dict(TINY_TRAINING, data="broken.nc"), name="bad-data")
+    assert "data: 'broken.nc' is not a spectra dataset" in str(info.value) and "Fix:" in str(info.value)
+    other = toy_dataset(5, seed=3, n_pixels=40)  # another grid than train.nc's
+    save_spectra(other, manager.data_dir / "other_grid.nc")
+    with pytest.raises(RunError, match="val: .*other_grid.nc is on grid"):
+        manager.launch(dict(TINY_TRAINING, val="other_grid.nc"))
+    assert not any(manager.runs_dir.iterdir())  # nothing was created
 
 
 def test_a_run_the_trainer_rejects_fails_with_the_trainers_message(manager):
-    # The validation set's grid differs from the training set's: the trainer reports it.
-    other = toy_dataset(5, seed=3, n_pixels=40)
-    save_spectra(other, manager.data_dir / "other_grid.nc")
-    run = manager.launch(dict(TINY_TRAINING, val="other_grid.nc"), name="crash")
+    # The header is a valid dataset (the launch check reads no flux values); the trainer reads
+    # the flux, finds NaN outside the mask and reports it.
+    bad = toy_dataset(5, seed=3, n_pixels=48)
+    bad["flux"].values[2, 5] = np.nan
+    save_spectra(bad, manager.data_dir / "nan_flux.nc", validate_first=False)
+    run = manager.launch(dict(TINY_TRAINING, data="nan_flux.nc"), name="crash")
     assert manager.wait(run, timeout=60) == "failed"
-    assert run.error and "grid" in run.error.lower()
+    assert run.error and "nan_flux.nc" in run.error and "NaN" in run.error
+    assert run.launch_info["returncode"] != 0
 
 
 # --- restart discovery -----------------------------------------------------------------------
@@ -269,6 +276,7 @@ def test_run_names_and_devices_are_checked(manager):
     with pytest.raises(RunError, match="not present"):
         manager.launch(TINY_TRAINING, devices=["cuda:7"])
     assert "train.nc" in manager.data_files() and "val.nc" in manager.data_files()
+    assert "broken.nc" not in manager.data_files()  # only valid spectra datasets are offered
 
 
 def test_devices_lists_what_is_there():

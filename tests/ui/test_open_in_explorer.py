@@ -88,7 +88,7 @@ def test_a_run_trained_in_the_training_tab_opens_in_the_explorer(page, served, i
     page.screenshot(path=str(artifacts / "open_in_explorer_run_done.png"), full_page=True)
 
     page.get_by_role("button", name="Open in explorer").click()
-    page.get_by_text(f"Opened the best model of {RUN}").wait_for(timeout=10_000)
+    page.get_by_text(f"Opened the best model of {RUN}").wait_for(timeout=90_000)  # once loaded
 
     # The explorer switches: the sidebar names the run's model and its validation data, the
     # star picker holds the new dataset's first star, and the swap explorer is in front.

@@ -6,7 +6,7 @@ In a notebook::
     twinviz.app.explore()                                  # the bundled demo
     twinviz.app.explore(model="runs/x/model", data="val.nc")
 
-Served: ``panel serve app.py [--args --model DIR --data FILE [--latents FILE] [--runs DIR]
+Served: ``panel serve app.py --address localhost [--args --model DIR --data FILE [--latents FILE] [--runs DIR]
 [--data-dir DIR]]``.
 Every component also works on its own, e.g. ``SwapExplorer(ExplorerState(load_app_data(...)))``.
 """

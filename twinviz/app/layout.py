@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import logging
+from concurrent.futures import Future
+from pathlib import Path
 
 import panel as pn
 import param
@@ -19,7 +21,7 @@ from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
-from twinviz.app.state import AppData, ExplorerState
+from twinviz.app.state import AppData, AppDataError, ExplorerState
 from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
 from twinviz.app.twin_table import TwinTable
@@ -89,12 +91,13 @@ class Explorer(pn.viewable.Viewer):
             pn.state.location.sync(self.tabs, {"active": "tab"})
         self._url_synced = True
 
-    def open_model(self, run=None, model_dir=None, data_path=None):
+    def open_model(self, run=None, model_dir=None, data_path=None, done: Future | None = None):
         """Show another model (e.g. a training run's) in this session's explorer tabs.
 
         Loading (encoding the dataset, its 2-D maps) runs in a worker thread so the server
         stays responsive; the tabs show a loading indicator meanwhile. Other sessions are
-        not affected. Returns the worker thread.
+        not affected. Returns the worker thread. ``done``, when given, gets the model
+        directory as its result once the new views are in place, or the error.
         """
         import threading
 
@@ -109,15 +112,15 @@ class Explorer(pn.viewable.Viewer):
             except Exception as exc:  # show the reason, keep the current model
                 message = f"could not open {model_dir} with {data_path}: {exc}"
                 log.warning(message)
-                in_session(lambda: self._open_failed(message), doc)
+                in_session(lambda: self._open_failed(message, done), doc)
                 return
-            in_session(lambda: self._swap_in(new_data), doc)
+            in_session(lambda: self._swap_in(new_data, done, model_dir), doc)
 
         thread = threading.Thread(target=work, name="twinviz-open-model", daemon=True)
         thread.start()
         return thread
 
-    def _swap_in(self, new_data: AppData):
+    def _swap_in(self, new_data: AppData, done: Future | None = None, model_dir=None):
         old = self.state
         if self._url_synced and pn.state.location is not None:
             pn.state.location.unsync(old)
@@ -127,11 +130,15 @@ class Explorer(pn.viewable.Viewer):
             self.sync_url()
         self.tabs.loading = False
         self.tabs.active = 0
+        if done is not None:
+            done.set_result(model_dir)
 
-    def _open_failed(self, message: str):
+    def _open_failed(self, message: str, done: Future | None = None):
         self.tabs.loading = False
         if pn.state.notifications is not None:
             pn.state.notifications.error(message, duration=0)
+        if done is not None:
+            done.set_exception(AppDataError(message))
 
     def sidebar(self) -> list:
         return [self._sidebar]
@@ -145,12 +152,19 @@ def _training_tab(data: AppData, folders: dict, on_open):
     from twinviz.app.training import TrainingTab
 
     runs_dir = folders.get("runs") or "runs"
-    data_dir = folders.get("data_dir") or (data.data_path.parent if data.data_path else "data")
+    data_dir = Path(folders.get("data_dir") or (data.data_path.parent if data.data_path else "data"))
+    defaults = {}
+    if data.data_path is not None and data.data_path.resolve().is_relative_to(data_dir.resolve()):
+        # the dataset being explored (the bundled demo's spectra) is the default training data
+        defaults["data"] = str(data.data_path.resolve().relative_to(data_dir.resolve()))
 
-    def open_in_explorer(run, model_dir):
-        on_open(run, model_dir)
+    def open_in_explorer(run, model_dir) -> Future:
+        done = Future()  # the tab says "Opened" once this completes
+        on_open(run, model_dir, done=done)
+        return done
 
-    return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), on_open=open_in_explorer)
+    return TrainingTab(runs_dir=str(runs_dir), data_dir=str(data_dir), on_open=open_in_explorer,
+                       defaults=defaults)
 
 
 def _template(main, sidebar=()):
@@ -180,7 +194,7 @@ def error_page(message: str, title: str = "twinviz could not start"):
     body = pn.pane.Alert(
         f"### {html.escape(title)}\n\n{html.escape(message)}\n\n"
         "Start it with a model directory and a spectra file, e.g.\n\n"
-        "`panel serve app.py --args --model runs/NAME/model --data val.nc`\n\n"
+        "`panel serve app.py --address localhost --args --model runs/NAME/model --data val.nc`\n\n"
         "or with no arguments to open the bundled demo.",
         alert_type="danger", sizing_mode="stretch_width", css_classes=["tv-error"])
     return _template(body)

@@ -8,9 +8,17 @@ Public API (for ``layout.py``)::
 ``on_open(run, model_dir)`` is called when the user presses "Open in explorer": ``run`` is a
 :class:`twinviz.runs.Run` (its dataset: ``run.config["val"] or run.config["data"]``),
 ``model_dir`` a directory ``FaderNetwork.from_pretrained`` (and ``load_app_data(model=...)``)
-can open — the best model of a finished run, or the latest checkpoint of a running one. The
-same event also sets the ``opened`` parameter (``{"run", "model", "data"}``) for code that
-prefers ``tab.param.watch``. ``selected`` is the name of the run this session looks at.
+can open — the best model of a finished run, or the latest checkpoint of a running one. When
+the loading happens elsewhere, ``on_open`` returns a :class:`concurrent.futures.Future` that
+completes once the model is shown (or fails with the reason); the tab says "Opening…" until
+then and "Opened" only after. Once opened, the ``opened`` parameter is set
+(``{"run", "model", "data"}``) for code that prefers ``tab.param.watch``. ``selected`` is the
+name of the run this session looks at.
+
+The form offers only valid spectra datasets of ``data_dir`` (``twinviz.runs.datasets``):
+``defaults["data"]`` (the app passes the dataset it explores) is preselected, validation is
+another file named like validation data, or none. Launch and Cancel are for visitors on the
+serving machine unless remote launches are allowed (``twinviz.app.access``).
 
 Sharing: the :class:`~twinviz.runs.RunManager` (one per runs/data folder per process) and
 its single background polling thread are shared by every session, so runs are global and go
@@ -21,153 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 import time
+from concurrent.futures import Future
 
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Range1d, Span
-from bokeh.plotting import figure
 
-from twinviz.app.session import in_session
-from twinviz.runs import Run, RunError, RunManager, devices
-from twinviz.options import meta, options_of
+from twinviz.app.access import training_access
+from twinviz.app.session import current_document, in_session
+from twinviz.app.training_curves import LossCurves, best_text, duration_text
+from twinviz.app.training_form import (FORM_FIELDS, MAIN_FIELDS, field_choices, field_help, parse_fields,
+                                       widget_for)
+from twinviz.runs import Run, RunError, RunManager, default_pair, devices
 from twinviz.training.config import TrainConfig
 
 __all__ = ["TrainingTab", "field_choices", "field_help"]
-
-# Okabe–Ito colours (colour-blind safe): training curves blue, validation orange.
-TRAIN_COLOUR = "#0072B2"
-VAL_COLOUR = "#E69F00"
-CHANCE_COLOUR = "#999999"
-
-# Which fields the form shows, their help and their choices come from TrainConfig's field
-# declarations (twinviz.options): "main" ones up front, "more" ones in a collapsed "More
-# settings" card; data/val/out/device/progress (form=None) are set by the dataset pickers, the
-# device choice and the run manager.
-MAIN_FIELDS = tuple(f.name for f in options_of(TrainConfig) if meta(f, "form") == "main")
-FORM_FIELDS = tuple(f.name for f in options_of(TrainConfig) if meta(f, "form"))
-STEP_COLUMNS = ("step", "recon", "adv_loss", "adv_acc")
-EPOCH_COLUMNS = ("step", "val_mse", "val_adv_acc", "val_swapped_mse", "val_rank1")
-
-
-def field_help() -> dict[str, str]:
-    """One line of help per TrainConfig field: the same declaration ``twinviz train --help``
-    prints, so the form and the command line never disagree."""
-    return {f.name: meta(f, "help") for f in options_of(TrainConfig)}
-
-
-def field_choices() -> dict[str, tuple]:
-    """The allowed values of every TrainConfig field that has a fixed set of them."""
-    return {f.name: meta(f, "choices") for f in options_of(TrainConfig) if meta(f, "choices")}
-
-
-def _duration(seconds) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return ""
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _best_text(best: dict) -> str:
-    shown = []
-    for key, label, fmt in (("val_rank1", "rank-1", "{:.1%}"), ("val_swapped_mse", "swap MSE", "{:.2e}"),
-                            ("val_mse", "MSE", "{:.2e}"), ("train_recon", "train", "{:.3g}")):
-        value = best.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            shown.append(f"{label} {fmt.format(value)}")
-        if len(shown) == 2:
-            break
-    return ", ".join(shown)
-
-
-def _log_positive(value):
-    """NaN for values a log axis cannot show (missing, zero, negative)."""
-    return value if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else float("nan")
-
-
-def _number(value):
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else float("nan")
-
-
-class LossCurves:
-    """Four small linked Bokeh plots fed incrementally (ColumnDataSource.stream)."""
-
-    def __init__(self):
-        # Named so that browser tests can find them in the page's Bokeh document.
-        self.step = ColumnDataSource({c: [] for c in STEP_COLUMNS}, name="training-steps")
-        self.epoch = ColumnDataSource({c: [] for c in EPOCH_COLUMNS}, name="validation-epochs")
-        common = dict(height=210, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,hover",
-                      toolbar_location="right", x_axis_label="step")
-        self.recon = figure(title="Reconstruction loss", y_axis_type="log", **common)
-        x_range = self.recon.x_range
-        self.adversary = figure(title="Adversary accuracy (lower is better disentangled)",
-                                x_range=x_range, y_range=Range1d(0, 1.02), **common)
-        self.swapped = figure(title="Swapped reconstruction MSE (validation)", y_axis_type="log",
-                              x_range=x_range, **common)
-        self.rank1 = figure(title="Twin rank-1 fraction (validation)", x_range=x_range,
-                            y_range=Range1d(0, 1.02), **common)
-        kw = dict(line_width=2)
-        self.recon.line("step", "recon", source=self.step, color=TRAIN_COLOUR, legend_label="training", **kw)
-        self.recon.scatter("step", "val_mse", source=self.epoch, color=VAL_COLOUR, size=7,
-                           legend_label="validation MSE")
-        self.adversary.line("step", "adv_acc", source=self.step, color=TRAIN_COLOUR,
-                            legend_label="training batches", **kw)
-        self.adversary.scatter("step", "val_adv_acc", source=self.epoch, color=VAL_COLOUR, size=7,
-                               legend_label="validation")
-        self.chance = Span(location=0, dimension="width", line_color=CHANCE_COLOUR, line_dash="dashed",
-                           visible=False)
-        self.adversary.add_layout(self.chance)
-        self.swapped.line("step", "val_swapped_mse", source=self.epoch, color=VAL_COLOUR, **kw)
-        self.swapped.scatter("step", "val_swapped_mse", source=self.epoch, color=VAL_COLOUR, size=7)
-        self.rank1.line("step", "val_rank1", source=self.epoch, color=VAL_COLOUR, **kw)
-        self.rank1.scatter("step", "val_rank1", source=self.epoch, color=VAL_COLOUR, size=7)
-        for fig in self.figures:
-            fig.toolbar.logo = None
-            fig.title.text_font_style = "normal"
-            fig.min_border_left = 55
-            if fig.legend:
-                fig.legend.location = "top_right"
-                fig.legend.click_policy = "hide"
-                fig.legend.label_text_font_size = "11px"
-                fig.legend.background_fill_alpha = 0.6
-        self.n_points = 0
-
-    @property
-    def figures(self):
-        return (self.recon, self.adversary, self.swapped, self.rank1)
-
-    def clear(self) -> None:
-        self.step.data = {c: [] for c in STEP_COLUMNS}
-        self.epoch.data = {c: [] for c in EPOCH_COLUMNS}
-        self.chance.visible = False
-        self.n_points = 0
-
-    def add(self, records: list[dict]) -> None:
-        """Stream new metrics records (only the rows; Bokeh sends a small patch)."""
-        steps = [r for r in records if r.get("kind") == "step"]
-        epochs = [r for r in records if r.get("kind") == "epoch"]
-        if steps:
-            self.step.stream({
-                "step": [_number(r.get("step")) for r in steps],
-                "recon": [_log_positive(r.get("mse_flux", r.get("recon"))) for r in steps],
-                "adv_loss": [_number(r.get("adv_loss")) for r in steps],
-                "adv_acc": [_number(r.get("adv_acc")) for r in steps]})
-        if epochs:
-            self.epoch.stream({
-                "step": [_number(r.get("step")) for r in epochs],
-                "val_mse": [_log_positive(r.get("val_mse")) for r in epochs],
-                "val_adv_acc": [_number(r.get("val_adv_acc")) for r in epochs],
-                "val_swapped_mse": [_log_positive(r.get("val_swapped_mse")) for r in epochs],
-                "val_rank1": [_number(r.get("val_rank1")) for r in epochs]})
-            chance = epochs[-1].get("val_adv_chance")
-            if isinstance(chance, (int, float)) and math.isfinite(chance):
-                self.chance.location, self.chance.visible = chance, True
-        self.n_points += len(steps) + len(epochs)
-
 
 class TrainingTab(pn.viewable.Viewer):
     """Launch and follow training runs (see the module docstring for the wiring)."""
@@ -181,9 +58,13 @@ class TrainingTab(pn.viewable.Viewer):
                         doc="last run opened in the explorer: {'run', 'model', 'data'}")
     poll_period = param.Integer(default=1000, bounds=(100, None), doc="refresh period, ms")
     cpu_slots = param.Integer(default=1, bounds=(1, None), doc="CPU runs allowed at once (queue)")
+    allow_remote = param.Boolean(default=None, allow_None=True,
+                                 doc="let visitors on other machines launch and cancel runs "
+                                     "(None: $TWINVIZ_ALLOW_REMOTE_TRAINING; see app/access.py)")
 
     def __init__(self, **params):
         super().__init__(**params)
+        self.access = training_access(self.allow_remote)  # this session's client, decided once
         self.manager = RunManager.shared(self.runs_dir, self.data_dir, cpu_slots=self.cpu_slots)
         self.manager.start_background(interval=min(1.0, self.poll_period / 1000))
         self._help = field_help()
@@ -224,20 +105,24 @@ class TrainingTab(pn.viewable.Viewer):
     def _build_form(self) -> None:
         initial = dataclasses.replace(TrainConfig(), **{k: v for k, v in self.defaults.items()
                                                         if k not in ("data", "val")})
-        files = self.manager.data_files()
         self.name_input = pn.widgets.TextInput(label="Run name (optional)", placeholder="e.g. fader-lambda0.01",
                                                sizing_mode="stretch_width")
-        data_default = self.defaults.get("data")
+        # Only valid spectra datasets (headers checked: no latents caches, reports or ranks).
+        datasets = self.manager.datasets()
+        options = {d.label: d.path for d in datasets}
+        data_default, val_default = default_pair(datasets, preferred=self.defaults.get("data"))
+        if self.defaults.get("val") in options.values() and self.defaults["val"] != data_default:
+            val_default = self.defaults["val"]
         self.data_select = pn.widgets.Select(
-            label="Training data", options=files, sizing_mode="stretch_width",
-            value=data_default if data_default in files else (files[0] if files else None),
-            description=f"{self._help.get('data', '')} (files in {self.manager.data_dir})")
-        val_options = {"(none)": ""} | {f: f for f in files}
-        val_default = self.defaults.get("val")
+            label="Training data", options=options, value=data_default, sizing_mode="stretch_width",
+            description=f"{self._help.get('data', '')} (spectra datasets in {self.manager.data_dir})")
         self.val_select = pn.widgets.Select(
-            label="Validation data", options=val_options, sizing_mode="stretch_width",
-            value=val_default if val_default in files else (files[1] if len(files) > 1 else ""),
-            description=self._help.get("val"))
+            label="Validation data", options={"(none)": ""} | options, value=val_default or "",
+            sizing_mode="stretch_width", description=self._help.get("val"))
+        self.data_message = pn.pane.Alert(
+            f"No spectra dataset in {html.escape(str(self.manager.data_dir))}. Make one with "
+            f"`twinviz simulate --out {html.escape(str(self.manager.data_dir))}/train.nc`, then reload.",
+            alert_type="warning", visible=not datasets, sizing_mode="stretch_width")
         present = devices()
         self.device_choice = pn.widgets.CheckButtonGroup(
             label="Devices", options={d.label: d.id for d in present},
@@ -246,62 +131,46 @@ class TrainingTab(pn.viewable.Viewer):
             description="one GPU, several GPUs (torchrun, one process each) or the CPU")
         self.fields: dict[str, pn.widgets.Widget] = {}
         for name in FORM_FIELDS:
-            self.fields[name] = self._widget_for(name, getattr(initial, name))
-        self.launch_button = pn.widgets.Button(label="Launch", color="primary",
-                                               sizing_mode="stretch_width")
+            self.fields[name] = widget_for(name, getattr(initial, name), self._help.get(name))
+        self.launch_button = pn.widgets.Button(label="Launch", color="primary", sizing_mode="stretch_width",
+                                               disabled=not self.access.allowed)
         self.launch_button.on_click(self._on_launch)
         self.form_message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
+        # Why Launch (and Cancel) are disabled for this visitor (twinviz/app/access.py).
+        self.access_message = pn.pane.Alert(html.escape(self.access.reason), alert_type="warning",
+                                            visible=not self.access.allowed, sizing_mode="stretch_width",
+                                            css_classes=["tv-access-refused"])
         more = [w for n, w in self.fields.items() if n not in MAIN_FIELDS]
         self.form = pn.Column(
             pn.pane.Markdown("### New run", margin=(0, 10)),
-            self.name_input, self.data_select, self.val_select,
+            self.access_message, self.name_input, self.data_select, self.val_select, self.data_message,
             pn.pane.Markdown("**Device** (what this machine has)", margin=(5, 10, 0, 10)),
             self.device_choice,
             *[self.fields[n] for n in MAIN_FIELDS if n in self.fields],
             pn.Card(*more, title="More settings", collapsed=True, sizing_mode="stretch_width"),
             self.launch_button, self.form_message, width=330, styles={"overflow-y": "auto"})
 
-    def _widget_for(self, name: str, value) -> pn.widgets.Widget:
-        label = name.replace("_", " ").capitalize()
-        kw = dict(label=label, description=self._help.get(name) or None, sizing_mode="stretch_width")
-        if isinstance(value, bool):
-            kw.pop("description")  # a Checkbox has no help tooltip
-            return pn.widgets.Checkbox(value=value, **kw)
-        if isinstance(value, int):
-            return pn.widgets.IntInput(value=value, **kw)
-        if isinstance(value, float):
-            return pn.widgets.FloatInput(value=value, **kw)
-        if isinstance(value, list):
-            return pn.widgets.TextInput(value=",".join(str(v) for v in value), **kw)
-        choices = list(field_choices().get(name) or [])
-        if choices:
-            options = choices if value in choices else [value] + choices
-            return pn.widgets.Select(options=options, value=value, **kw)
-        return pn.widgets.TextInput(value=str(value), **kw)
-
     def form_values(self) -> dict:
         """The form as a config dict (lists parsed; problems raise RunError)."""
-        values, problems = {}, []
-        defaults = TrainConfig()
-        for name, widget in self.fields.items():
-            value = widget.value
-            if isinstance(getattr(defaults, name), list):
-                try:
-                    value = [int(v) for v in str(value).replace(" ", "").split(",") if v]
-                except ValueError:
-                    problems.append(f"{name}: {widget.value!r} must be comma-separated whole numbers")
-                    continue
-            if value is None:
-                problems.append(f"{name}: no value")
-                continue
-            values[name] = value
+        values, problems = parse_fields(self.fields)
         values["data"] = self.data_select.value or ""
         values["val"] = self.val_select.value or None
         if problems:
             raise RunError("; ".join(problems), problems)
         return values
 
+    def _refused(self, message_pane) -> bool:
+        """Whether this session may not start or stop processes; says so in ``message_pane``.
+        Checked here, on the server, whatever the browser shows (twinviz/app/access.py)."""
+        if self.access.allowed:
+            return False
+        message_pane.param.update(object=f"**Not allowed:** {html.escape(self.access.reason)}",
+                                  alert_type="danger", visible=True)
+        return True
+
     def _on_launch(self, event=None) -> Run | None:
+        if self._refused(self.form_message):
+            return None
         try:
             config = self.form_values()
             name = self.name_input.value.strip() or None
@@ -354,9 +223,9 @@ class TrainingTab(pn.viewable.Viewer):
             rows.append({"run": info["name"],
                          "state": "failed (lost)" if info["lost"] else info["state"],
                          "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
-                         "duration": _duration(info["duration"]),
+                         "duration": duration_text(info["duration"]),
                          "progress": f"{info['progress']:.0%}" if info["total_steps"] else "",
-                         "devices": ", ".join(info["devices"]), "best": _best_text(info["best"])})
+                         "devices": ", ".join(info["devices"]), "best": best_text(info["best"])})
         df = pd.DataFrame(rows, columns=["run", "state", "started", "duration", "progress", "devices", "best"])
         key = df.to_json()
         if key == self._table_key:
@@ -414,11 +283,11 @@ class TrainingTab(pn.viewable.Viewer):
         if info["epoch"] is not None and total:
             parts.append(f"epoch {info['epoch']}")
         if info["duration"] is not None:
-            parts.append(f"elapsed {_duration(info['duration'])}")
+            parts.append(f"elapsed {duration_text(info['duration'])}")
         if info["eta"] is not None:
-            parts.append(f"ETA {_duration(info['eta'])}")
+            parts.append(f"ETA {duration_text(info['eta'])}")
         self.progress_text.object = " · ".join(p for p in parts if p)
-        self.cancel_button.disabled = state not in ("queued", "running")
+        self.cancel_button.disabled = state not in ("queued", "running") or not self.access.allowed
         self.open_button.disabled = not (run.has_model or run.has_checkpoint)
         if state == "failed" and info["error"] and not self.run_message.visible:
             error = info["error"].strip().splitlines()
@@ -453,7 +322,7 @@ class TrainingTab(pn.viewable.Viewer):
     # --- actions -----------------------------------------------------------------------------
     def _on_cancel(self, event=None) -> None:
         run = self._selected_run()
-        if run is None:
+        if run is None or self._refused(self.run_message):
             return
         self.manager.cancel(run, grace=30.0)
         self.run_message.param.update(object=f"Cancelling **{html.escape(run.name)}**: it saves a checkpoint "
@@ -470,15 +339,32 @@ class TrainingTab(pn.viewable.Viewer):
                                           "first checkpoint.", alert_type="warning", visible=True)
             return
         data = run.config.get("val") or run.config.get("data")
+        which = "latest checkpoint" if model_dir.name.startswith("snapshot-") else "best model"
         try:
-            if self.on_open is not None:
-                self.on_open(run, model_dir)
+            pending = self.on_open(run, model_dir) if self.on_open is not None else None
         except Exception as exc:  # shown to the user; the app stays usable
+            self._open_finished(run, model_dir, data, which, exc)
+            return
+        if not isinstance(pending, Future):
+            self._open_finished(run, model_dir, data, which, None)
+            return
+        # Loading runs elsewhere: say "Opened" only once the model is in the explorer.
+        self.run_message.param.update(object=f"Opening the {which} of **{html.escape(run.name)}** (loading the "
+                                      "model and encoding its data)…", alert_type="info", visible=True)
+        doc = current_document()  # the future may complete in a worker thread
+
+        def finished(future: Future) -> None:
+            error = future.exception()
+            in_session(lambda: self._open_finished(run, model_dir, data, which, error), doc)
+
+        pending.add_done_callback(finished)
+
+    def _open_finished(self, run: Run, model_dir, data, which: str, error) -> None:
+        if error is not None:
             self.run_message.param.update(object=f"**Could not open {html.escape(run.name)}:** "
-                                          f"{html.escape(str(exc))}", alert_type="danger", visible=True)
+                                          f"{html.escape(str(error))}", alert_type="danger", visible=True)
             return
         self.opened = {"run": run.name, "model": str(model_dir), "data": data}
-        which = "latest checkpoint" if model_dir.name.startswith("snapshot-") else "best model"
         self.run_message.param.update(object=f"Opened the {which} of **{html.escape(run.name)}** in the explorer.",
                                       alert_type="success", visible=True)
 

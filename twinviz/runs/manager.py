@@ -19,7 +19,8 @@ Public API (docs/runs.md)
     ``metrics(run) -> list[dict]``            all records so far (read incrementally, shared)
     ``summaries() -> list[dict]``             ``Run.summary()`` of all runs (cached briefly)
     ``validate(config, devices) -> (TrainConfig, list[str])``  raises :class:`RunError`
-    ``data_files() -> list[str]``             dataset files under the data directory
+    ``datasets() -> list[DatasetInfo]``       the valid spectra datasets under the data directory
+    ``data_files() -> list[str]``             their paths (relative to the data directory)
 ``Run`` (runs/run.py)  a read-only handle on one run directory: ``state``, ``status``, ``config``,
     ``progress``, ``eta``, ``duration``, ``best``, ``log_tail()``, ``model_dir``,
     ``checkpoint_dir``, ``model_for_explorer()``. Reading it never changes anything.
@@ -52,12 +53,13 @@ from twinviz.runs import processes
 from twinviz.runs.devices import Device, devices
 from twinviz.runs.follow import MetricsFollower, log_tail
 from twinviz.runs.run import ACTIVE_STATES, FINAL_STATES, Run
-from twinviz.runs.validate import LIMITS, RunError, data_files, resolve_data_path, validate_launch
+from twinviz.runs.datasets import DatasetInfo, spectra_datasets
+from twinviz.runs.validate import LIMITS, RunError, resolve_data_path, validate_launch
 from twinviz.training import runfiles
 from twinviz.training.config import TrainConfig
 from twinviz.training.rundir import iso_time, parse_time, write_json_atomic
 
-__all__ = ["ACTIVE_STATES", "Device", "FINAL_STATES", "LIMITS", "MetricsFollower", "Run",
+__all__ = ["ACTIVE_STATES", "DatasetInfo", "Device", "FINAL_STATES", "LIMITS", "MetricsFollower", "Run",
            "RunError", "RunManager", "devices", "log_tail"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -131,9 +133,14 @@ class RunManager:
         return self.get(run, refresh=False) if isinstance(run, str) else run
 
     # --- validation (runs/validate.py) -------------------------------------------------------
+    def datasets(self) -> list[DatasetInfo]:
+        """The spectra datasets under the data directory that training can use (headers
+        checked; latents caches, reports and other files left out: runs/datasets.py)."""
+        return spectra_datasets(self.data_dir)
+
     def data_files(self) -> list[str]:
-        """Dataset files/folders (.nc, .zarr, .h5) under the data directory, relative paths."""
-        return data_files(self.data_dir)
+        """The paths of :meth:`datasets`, relative to the data directory."""
+        return [d.path for d in self.datasets()]
 
     def resolve_data_path(self, value, field: str = "data") -> Path:
         """``value`` as an absolute path inside the data directory (else :class:`RunError`)."""

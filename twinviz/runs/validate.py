@@ -14,13 +14,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from twinviz.options import check_options, meta, options_of
+from twinviz.runs.datasets import DatasetInfo, dataset_info
 from twinviz.runs.devices import DeviceError, resolve_devices
 from twinviz.training.config import TrainConfig, TrainConfigError
 
-__all__ = ["DATASET_SUFFIXES", "LIMITS", "RunError", "data_files", "resolve_data_path",
-           "validate_launch"]
-
-DATASET_SUFFIXES = (".nc", ".zarr", ".h5", ".hdf5")
+__all__ = ["LIMITS", "RunError", "resolve_data_path", "validate_launch"]
 
 # The launch limits declared on TrainConfig's fields (twinviz.options): beyond them a value is a
 # typing mistake that would tie a GPU up for days or exhaust memory, not a real experiment.
@@ -34,26 +32,6 @@ class RunError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = problems or [message]
-
-
-def data_files(data_dir) -> list[str]:
-    """Dataset files/folders (.nc, .zarr, .h5) under ``data_dir`` (3 levels deep), relative paths."""
-    found = []
-    root = Path(data_dir).resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_depth = len(Path(dirpath).relative_to(root).parts)
-        keep = []
-        for d in dirnames:
-            if d.startswith("."):
-                continue
-            if d.endswith(".zarr"):
-                found.append(str((Path(dirpath) / d).relative_to(root)))
-            elif rel_depth < 3:
-                keep.append(d)
-        dirnames[:] = keep
-        found += [str((Path(dirpath) / f).relative_to(root)) for f in filenames
-                  if f.endswith(DATASET_SUFFIXES) and not f.startswith(".")]
-    return sorted(found)
 
 
 def resolve_data_path(data_dir, value, field: str = "data") -> Path:
@@ -124,6 +102,7 @@ def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple
         raise RunError(f"config must be a TrainConfig or a dict, not {type(config).__name__}")
     _check_types(values, problems)
     problems += check_options(values, TrainConfig, limits=True)
+    found: dict[str, DatasetInfo] = {}
     for field_name in ("data", "val"):
         value = values.get(field_name)
         if field_name == "val" and not value:
@@ -133,6 +112,16 @@ def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple
             values[field_name] = str(resolve_data_path(data_dir, value, field_name))
         except RunError as exc:
             problems.append(str(exc))
+            continue
+        info = dataset_info(values[field_name])  # a latents cache or a report is refused here
+        if isinstance(info, str):
+            problems.append(f"{field_name}: {value!r} is not a spectra dataset: {info}")
+        else:
+            found[field_name] = info
+    if len(found) == 2 and (found["val"].grid, found["val"].n_pixels) != (found["data"].grid, found["data"].n_pixels):
+        problems.append(f"val: {values['val']} is on grid {found['val'].grid} ({found['val'].n_pixels} px) but "
+                        f"the training data are on {found['data'].grid} ({found['data'].n_pixels} px). "
+                        "Fix: choose validation spectra on the training data's grid, or none")
     try:
         device_ids = resolve_devices(device_choice, busy=busy() if callable(busy) else busy)
     except DeviceError as exc:
