@@ -61,6 +61,8 @@ class AppData:
     attrs: dict = field(default_factory=dict)
     synthesizer: object | None = None   # twinviz.spectra.synth.Synthesizer when the data are synthetic
     report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
+    calibration: object | None = None   # twinviz.twins.confidence.TwinCalibration of the model, if any
+    calibration_note: str = ""          # why there is none (e.g. refused: written for other weights)
     _index: object | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
