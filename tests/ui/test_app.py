@@ -177,6 +177,33 @@ def test_tapping_the_map_selects_a_star(page, served, console_errors, no_server_
     page.screenshot(path=artifacts / "app_map_after_tap.png", full_page=True)
 
 
+def test_colouring_by_recovered_cluster_lists_its_members_and_a_click_selects_one(page, served, sample, console_errors,
+                                                                                   no_server_errors, artifacts):
+    import numpy as np
+
+    from twinviz.evaluation.clusters import find_clusters
+    from twinviz.latents import load_latents
+
+    found = find_clusters(load_latents(sample[2])["z"].values, min_cluster_size=5)
+    star = int(np.flatnonzero(found >= 0)[0])
+    members = np.flatnonzero(found == found[star])
+    _open(page, served.url + f"?star={star}")
+    _tab(page, "Latent map")
+    page.locator("select").filter(has=page.locator("option", has_text="recovered cluster")).select_option(
+        "recovered cluster")
+    page.wait_for_selector(f"text={members.size} members", timeout=30_000)
+    # the members table: the rows without a twin-table rank column (Tabulator renders the visible ones)
+    rows = page.locator(".tabulator-row").filter(has_not=page.locator(".tabulator-cell[tabulator-field='rank']"))
+    rows.first.wait_for(timeout=20_000)
+    listed = [int(r.locator(".tabulator-cell[tabulator-field='star']").inner_text()) for r in rows.all()]
+    assert len(listed) >= 3 and set(listed) <= set((1000 + members).tolist())
+    other = next(s_id - 1000 for s_id in listed if s_id - 1000 != star)
+    rows.filter(has_text=str(1000 + other)).first.click()
+    page.wait_for_function(f"() => window.location.search.includes('star={other}')", timeout=10_000)
+    page.wait_for_timeout(800)
+    page.screenshot(path=artifacts / "app_map_recovered_clusters.png", full_page=True)
+
+
 def test_a_permalink_reopens_the_same_view(page, served, console_errors, no_server_errors, artifacts):
     _open(page, served.url + "?star=17&teff=4500.0&logg=2.0&tab=0")
     star_input = page.locator("input[placeholder='a star id, then Enter']")
