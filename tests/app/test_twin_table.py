@@ -50,3 +50,73 @@ def test_csv_export_holds_the_table(state):
     assert text.splitlines()[0].startswith("rank,star,distance,Teff,logg")
     assert len(text.strip().splitlines()) == state.k + 1
     assert view.download.filename == f"twins_of_star_{state.star_id}.csv"
+
+
+def test_without_calibration_there_is_no_p_twin_column_and_the_note_says_why(state):
+    view = TwinTable(state)
+    assert "P(twin)" not in view.table.value.columns
+    assert "not available" in view.p_note.object and "twinviz calibrate" in view.p_note.object
+
+
+def _calibrated_copy(sample_paths, tmp_path, tamper=False):
+    import json
+    import shutil
+
+    from twinviz.latents import load_latents
+    from twinviz.training import runfiles
+    from twinviz.twins.confidence import fit_calibration, save_calibration, weights_sha256
+
+    model_dir, data, latents = sample_paths
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    lat = load_latents(latents)
+    cal = fit_calibration(lat["z"].values, lat["group"].values, lat["teff"].values, lat["logg"].values, k=5,
+                          model_sha256=weights_sha256(copy), data="sample")
+    path = save_calibration(cal, copy)
+    if tamper:
+        saved = json.loads(path.read_text())
+        saved["model_sha256"] = "f" * 64
+        path.write_text(json.dumps(saved))
+    assert (copy / runfiles.MODEL_CALIBRATION).is_file()
+    return copy, data, latents
+
+
+def test_a_calibrated_model_adds_p_twin_per_row(sample_paths, tmp_path):
+    from twinviz.app.loading import load_app_data
+    from twinviz.app.state import ExplorerState
+
+    data = load_app_data(*_calibrated_copy(sample_paths, tmp_path))
+    view = TwinTable(ExplorerState(data))
+    table = view.table.value
+    values = [float(v) for v in table["P(twin)"]]
+    assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values, reverse=True)
+    pos, dist = data.neighbours(0, len(values))
+    np.testing.assert_allclose(values, np.round(data.calibration.probability(dist), 3))
+    assert "isotonic calibration on sample" in view.p_note.object
+
+
+def test_a_calibration_of_other_weights_is_refused_and_the_app_still_opens(sample_paths, tmp_path):
+    from twinviz.app.loading import load_app_data
+    from twinviz.app.state import ExplorerState
+
+    data = load_app_data(*_calibrated_copy(sample_paths, tmp_path, tamper=True))
+    view = TwinTable(ExplorerState(data))
+    assert data.calibration is None and "P(twin)" not in view.table.value.columns
+    assert "not shown" in view.p_note.object and "model_sha256" in view.p_note.object
+
+
+def test_the_chemical_difference_decodes_both_stars_at_the_stars_teff_logg(state):
+    from twinviz.app.twin_table import N_LINES
+
+    view = TwinTable(state)
+    view.table.selection = [1]
+    d, s, twin = state.data, state.star, state.twin
+    expected = d.decode(twin, float(d.teff[s]), float(d.logg[s])).astype(float) - d.decode(s, float(d.teff[s]),
+                                                                                            float(d.logg[s]))
+    chemical = np.asarray(view.source.data["chemical"], dtype=float)
+    np.testing.assert_allclose(chemical[np.isfinite(chemical)], expected, atol=1e-6)
+    marks = view.line_source.data
+    assert len(marks["x"]) == N_LINES
+    biggest = float(np.max(np.abs(expected)))
+    assert abs(abs(marks["y"][0]) - biggest) < 1e-6  # the first named line is the largest difference
+    assert f"neighbour {d.star_ids[twin]} − star {d.star_ids[s]}" in view.lines.object
+    assert view.lines.object.count("\n| ") == N_LINES + 1  # header + one row per line

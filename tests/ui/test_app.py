@@ -122,6 +122,41 @@ def test_picking_a_twin_row_shows_the_comparison(page, served, console_errors, n
     page.screenshot(path=artifacts / "app_twins_row_selected.png", full_page=True)
 
 
+@pytest.fixture(scope="module")
+def served_calibrated(panel_serve, sample, tmp_path_factory):
+    """The sample with a calibrated copy of its model (P(twin) column)."""
+    import shutil
+
+    from twinviz.latents import load_latents
+    from twinviz.twins.confidence import fit_calibration, save_calibration, weights_sha256
+
+    model, data, latents = sample
+    copy = shutil.copytree(model, tmp_path_factory.mktemp("calibrated") / "model")
+    lat = load_latents(latents)
+    save_calibration(fit_calibration(lat["z"].values, lat["group"].values, lat["teff"].values, lat["logg"].values,
+                                     k=5, model_sha256=weights_sha256(copy), data="sample"), copy)
+    return panel_serve("--model", copy, "--data", data, "--latents", latents)
+
+
+def test_twins_tab_shows_p_twin_and_the_chemical_difference(page, served_calibrated, console_errors, artifacts):
+    _open(page, served_calibrated.url)
+    _tab(page, "Twins")
+    page.wait_for_selector(".tabulator-cell[tabulator-field='P(twin)']", timeout=20_000)
+    values = [float(c.inner_text()) for c in page.locator(".tabulator-cell[tabulator-field='P(twin)']").all()]
+    assert values and all(0 <= v <= 1 for v in values) and values == sorted(values, reverse=True)
+    assert page.get_by_text("isotonic calibration on sample", exact=False).first.is_visible()
+    assert page.get_by_text("Chemical difference, neighbour", exact=False).first.is_visible()
+    before = _checksum(page, "tv-compare", "chemical")
+    page.locator(".tabulator-row").nth(4).click()
+    page.wait_for_function(f"() => Math.abs(({CHECKSUM_JS})(['tv-compare', 'chemical']) - {before}) > 1e-9",
+                           timeout=10_000)
+    page.screenshot(path=artifacts / "app_twins_confidence_chemical.png", full_page=True)
+    page.get_by_text("Chemical difference, neighbour", exact=False).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=artifacts / "app_twins_chemical_lines.png")
+    assert not served_calibrated.tracebacks(), "server tracebacks:\n" + served_calibrated.log()
+
+
 def test_tapping_the_map_selects_a_star(page, served, console_errors, no_server_errors, artifacts):
     _open(page, served.url)
     _tab(page, "Latent map")
@@ -145,6 +180,33 @@ def test_tapping_the_map_selects_a_star(page, served, console_errors, no_server_
     assert star != 0
     expect(star_input).to_have_value(str(1000 + star), timeout=10_000)
     page.screenshot(path=artifacts / "app_map_after_tap.png", full_page=True)
+
+
+def test_colouring_by_recovered_cluster_lists_its_members_and_a_click_selects_one(page, served, sample, console_errors,
+                                                                                   no_server_errors, artifacts):
+    import numpy as np
+
+    from twinviz.evaluation.clusters import find_clusters
+    from twinviz.latents import load_latents
+
+    found = find_clusters(load_latents(sample[2])["z"].values, min_cluster_size=5)
+    star = int(np.flatnonzero(found >= 0)[0])
+    members = np.flatnonzero(found == found[star])
+    _open(page, served.url + f"?star={star}")
+    _tab(page, "Latent map")
+    page.locator("select").filter(has=page.locator("option", has_text="recovered cluster")).select_option(
+        "recovered cluster")
+    page.wait_for_selector(f"text={members.size} members", timeout=30_000)
+    # the members table: the rows without a twin-table rank column (Tabulator renders the visible ones)
+    rows = page.locator(".tabulator-row").filter(has_not=page.locator(".tabulator-cell[tabulator-field='rank']"))
+    rows.first.wait_for(timeout=20_000)
+    listed = [int(r.locator(".tabulator-cell[tabulator-field='star']").inner_text()) for r in rows.all()]
+    assert len(listed) >= 3 and set(listed) <= set((1000 + members).tolist())
+    other = next(s_id - 1000 for s_id in listed if s_id - 1000 != star)
+    rows.filter(has_text=str(1000 + other)).first.click()
+    page.wait_for_function(f"() => window.location.search.includes('star={other}')", timeout=10_000)
+    page.wait_for_timeout(800)
+    page.screenshot(path=artifacts / "app_map_recovered_clusters.png", full_page=True)
 
 
 def test_a_permalink_reopens_the_same_view(page, served, console_errors, no_server_errors, artifacts):

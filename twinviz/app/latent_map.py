@@ -22,7 +22,9 @@ __all__ = ["LatentMap", "SPREAD", "spread_sparse"]
 HELP = """**Latent map.** Each pixel is the mean label of the stars whose latents project there
 (2-D UMAP or PCA of z). A good model shows *no* Teff/logg structure here — colour by Teff or logg
 to check — but does sort by chemistry ([Fe/H], abundances). Click to select the nearest star; the
-selection (red star) and its top-k twins (orange) are highlighted."""
+selection (red star) and its top-k twins (orange) are highlighted. Colour by *recovered cluster*
+to see the groups HDBSCAN finds in z (noise left blank; colours are cluster numbers) and list the
+selected star's cluster below the map."""
 
 LOG_SCALED = {"twin rank", "group size"}
 

@@ -19,6 +19,7 @@ from twinviz.app import theme
 from twinviz.app.session import current_document, in_session
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
+from twinviz.app.cluster_members import ClusterMembers
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
 from twinviz.app.state import AppData, AppDataError, ExplorerState
@@ -69,7 +70,9 @@ class Explorer(pn.viewable.Viewer):
         self.latent_map = LatentMap(s)
         self.twins = TwinTable(s)
         self.metrics = MetricsView(s)
-        views = [("Swap explorer", self.swap), ("Latent map", self.latent_map), ("Twins", self.twins),
+        self.cluster_members = ClusterMembers(s)
+        map_tab = pn.Column(self.latent_map, self.cluster_members, sizing_mode="stretch_width", name="Latent map")
+        views = [("Swap explorer", self.swap), ("Latent map", map_tab), ("Twins", self.twins),
                  ("Metrics", self.metrics)]
         if len(self.tabs) >= len(views):
             # (title, view): a bare view would be titled by its object name ("SwapExplorer01234").

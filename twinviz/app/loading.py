@@ -29,6 +29,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     from twinviz.model import FaderNetwork, ModelError
     from twinviz.spectra.dataset import DatasetError, load_spectra
     from twinviz.spectra.grid import identify_grid
+    from twinviz.twins.confidence import CalibrationError, load_calibration
 
     model_dir, data_path = Path(model_dir), Path(data_path)
     if not model_dir.is_dir():
@@ -74,6 +75,10 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         recon_mse=recon, ood=criteria,
     )
     data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path)
+    try:  # a refused calibration hides the P(twin) column and says why; it never stops the app
+        data.calibration = load_calibration(model_dir)
+    except CalibrationError as exc:
+        data.calibration_note = f"P(twin): not shown: {exc}"
     if z.shape[0] != n:
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")

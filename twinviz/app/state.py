@@ -25,6 +25,11 @@ import param
 __all__ = ["AppData", "AppDataError", "ExplorerState"]
 
 
+RECOVERED_CLUSTER = "recovered cluster"  # colour-by name of the HDBSCAN clusters of z
+CLUSTER_MIN_SIZE = 5                     # HDBSCAN min_cluster_size in the app (as `twinviz clusters`)
+CLUSTER_MAX_STARS = 20_000               # above this, clustering in a request would take too long
+
+
 class AppDataError(RuntimeError):
     """The app cannot start on the given model/data/latents; the message says which file and
     how to fix it (shown to the user as the page's error message)."""
@@ -65,12 +70,15 @@ class AppData:
     recon_mse: np.ndarray | None = None  # [N] reconstruction MSE over good pixels (flux units²)
     ood: object | None = None           # twinviz.evaluation.ood.OODCriteria the stars are judged by
     report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
+    calibration: object | None = None   # twinviz.twins.confidence.TwinCalibration of the model, if any
+    calibration_note: str = ""          # why there is none (e.g. refused: written for other weights)
     _index: object | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _z_torch: object | None = None
     _ood_flags: np.ndarray | None = None
+    _clusters: np.ndarray | None = None
 
     # ---- sizes and lookups ----------------------------------------------------------------
     @property
@@ -114,15 +122,31 @@ class AppData:
                            f"{self.star_ids[-1]}, {self.n_stars} stars). Fix: type an id from the dataset")
 
     def label_names(self) -> list[str]:
-        """Colour-by choices: the dataset's labels, plus twin rank when groups are known."""
+        """Colour-by choices: the dataset's labels, plus twin rank when groups are known and the
+        recovered cluster (HDBSCAN on z) up to CLUSTER_MAX_STARS stars."""
         names = list(self.labels)
         if "group size" in self.labels and "twin rank" not in names and (
                 self._ranks is not None or self.n_stars <= 200_000):
             names.append("twin rank")
+        if self.n_stars <= CLUSTER_MAX_STARS:
+            names.append(RECOVERED_CLUSTER)
         return names
+
+    def recovered_clusters(self) -> np.ndarray:
+        """HDBSCAN cluster of every star on z (−1 noise; twinviz.evaluation.clusters), computed
+        on first use, then kept."""
+        if self._clusters is None:
+            with self._lock:
+                if self._clusters is None:
+                    from twinviz.evaluation.clusters import find_clusters
+                    self._clusters = find_clusters(self.z, min_cluster_size=CLUSTER_MIN_SIZE)
+        return self._clusters
 
     def label_values(self, name: str) -> np.ndarray:
         """Values [N] of a colour-by choice (NaN where unknown)."""
+        if name == RECOVERED_CLUSTER:
+            found = self.recovered_clusters()
+            return np.where(found >= 0, found, np.nan).astype(np.float32)
         if name == "twin rank" and name not in self.labels:
             ranks = self.twin_ranks().astype(np.float32)
             return np.where(ranks > 0, ranks, np.nan).astype(np.float32)

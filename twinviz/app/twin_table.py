@@ -1,7 +1,10 @@
 """Twin lookup: the selected star's top-k L1 neighbours in latent space, and a comparison.
 
 Choosing a row sets the session's compared twin (which the swap explorer also uses) and draws
-that neighbour's observed spectrum over the star's, with their difference underneath.
+that neighbour's observed spectrum over the star's, with their difference underneath, and the
+chemical difference: both latents decoded at the star's (Teff, logg), its strongest lines
+labelled by element (twinviz.evaluation.explain). With a calibrated model the table has a P(twin)
+column (twinviz.twins.confidence); the note under the table says when it is absent and why.
 """
 from __future__ import annotations
 
@@ -11,21 +14,27 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Range1d
+from bokeh.models import ColumnDataSource, LabelSet, Range1d
 from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
 from twinviz.app.state import ExplorerState
+from twinviz.evaluation.explain import strongest_lines
 
 __all__ = ["TwinTable", "neighbour_table"]
+
+N_LINES = 5  # strongest lines of the chemical difference named under the plots
 
 HELP = """**Twins.** The stars whose latents are closest to the selected star's (L1 distance).
 If the model stripped Teff and logg from z, they share its chemistry whatever their temperature.
 Click a row to compare that star's spectrum with the selected one (and use it in the swap
-explorer); ✓ marks a known true twin (same chemistry group). **OOD** marks a star the model
-cannot speak for — outside its training Teff/logg range or reconstructed far worse than its
-validation stars — with the numbers: do not read it as a trustworthy twin."""
+explorer); ✓ marks a known true twin (same chemistry group). P(twin) is the model's calibrated
+probability of a shared chemistry (`twinviz calibrate`). **OOD** marks a star the model cannot
+speak for — outside its training Teff/logg range or reconstructed far worse than its validation
+stars — with the numbers: do not read it as a trustworthy twin. The last plot decodes both stars
+at the selected star's Teff and logg: what remains is their difference in chemistry, with the
+lines that differ most named by element."""
 
 
 def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
@@ -44,12 +53,34 @@ def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
     if np.any(data.group >= 0):
         same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
         table["true twin"] = np.where(same, "✓", "")
+    note = data.calibration_note
+    if data.calibration is not None or not note:
+        from twinviz.twins.confidence import table_probabilities
+
+        def labels(p):
+            return {"teff": float(data.teff[p]), "logg": float(data.logg[p])}
+        p_twin, note = table_probabilities(data.calibration, dist, labels(star), [labels(p) for p in pos])
+        if data.calibration is not None:
+            table["P(twin)"] = ["n/a" if p is None else f"{p:.3f}" for p in p_twin]
     if data.ood is not None:
         recon = data.recon_mse
         table["OOD"] = [data.ood.short(float(data.teff[p]), float(data.logg[p]),
                                        None if recon is None else float(recon[p])) for p in pos]
     table.attrs["positions"] = pos
+    table.attrs["p_twin_note"] = note
     return table
+
+
+def _lines_markdown(lines, twin_id, star_id, chemical) -> str:
+    """The strongest lines of the chemical difference as a short Markdown table."""
+    rms = float(np.sqrt(np.mean(chemical ** 2)))
+    rows = [f"**Chemical difference, neighbour {twin_id} − star {star_id}**: RMS {rms:.2g}, "
+            f"max |Δ| {float(np.max(np.abs(chemical))):.2g} (near zero for true twins). Strongest lines:", "",
+            "| λ (Å) | Δ flux | line | element |", "|---|---|---|---|"]
+    for r in lines:
+        line = "—" if r["species"] is None else f"{r['species']} {r['line_wavelength']:.2f} Å"
+        rows.append(f"| {r['wavelength']:.2f} | {r['delta_flux']:+.4f} | {line} | {', '.join(r['elements'] or [])} |")
+    return "\n".join(rows)
 
 
 class TwinTable(pn.viewable.Viewer):
@@ -66,6 +97,8 @@ class TwinTable(pn.viewable.Viewer):
             height=330, sizing_mode="stretch_width", theme="simple", name="twins",
             text_align={"true twin": "center"})
         self.table.param.watch(self._on_selection, "selection")
+        self.p_note = pn.pane.Markdown("", name="p-twin-note", sizing_mode="stretch_width", margin=(0, 10))
+        self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
                                                 color="light", width=140)
         self._make_figures()
@@ -77,6 +110,7 @@ class TwinTable(pn.viewable.Viewer):
     def _refresh(self, *events):
         frame = neighbour_table(self.state.data, self.state.star, self.state.k)
         self._positions = frame.attrs.pop("positions")
+        self.p_note.object = frame.attrs.pop("p_twin_note")
         self.table.value = frame
         self.download.filename = f"twins_of_star_{self.state.star_id}.csv"
         self._sync_selection()
@@ -110,8 +144,9 @@ class TwinTable(pn.viewable.Viewer):
         self._gaps = theme.GapLine(d.wavelength, d.segments)
         x = self._gaps.x
         nan = np.full(x.size, np.nan, dtype=np.float32)
-        self.source = ColumnDataSource({"x": x, "star": nan, "twin": nan, "difference": nan},
+        self.source = ColumnDataSource({"x": x, "star": nan, "twin": nan, "difference": nan, "chemical": nan},
                                        name="tv-compare")
+        self.line_source = ColumnDataSource({"x": [], "y": [], "label": []}, name="tv-chemical-lines")
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         self.x_range = Range1d(lo, hi, bounds=(lo, hi))
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset",
@@ -122,10 +157,17 @@ class TwinTable(pn.viewable.Viewer):
         diff = figure(height=150, y_axis_label="Δ flux", x_axis_label="wavelength (Å)", **common)
         diff.line("x", "difference", source=self.source, color=theme.RESIDUAL_SWAP, line_width=1.0,
                   legend_label="neighbour − star")
-        for fig in (spec, diff):
+        chem = figure(height=170, y_axis_label="Δ flux, chemistry", x_axis_label="wavelength (Å)", **common)
+        chem.line("x", "chemical", source=self.source, color=theme.SELECTED, line_width=1.0,
+                  legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg")
+        chem.scatter("x", "y", source=self.line_source, size=6, color=theme.SELECTED, marker="inverted_triangle")
+        chem.add_layout(LabelSet(x="x", y="y", text="label", source=self.line_source, text_font_size="9px",
+                                 y_offset=6, x_offset=-8))
+        for fig in (spec, diff, chem):
             theme.style_figure(fig)
         spec.xaxis.major_label_text_font_size = "0px"
-        self.figures = {"spectrum": spec, "difference": diff}
+        diff.xaxis.axis_label = None
+        self.figures = {"spectrum": spec, "difference": diff, "chemical": chem}
 
     def _draw(self):
         d, s = self.state.data, self.state.star
@@ -135,9 +177,17 @@ class TwinTable(pn.viewable.Viewer):
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
                  f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
         star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
+        u = (float(d.teff[s]), float(d.logg[s]))
+        chemical = d.decode(twin, *u).astype(np.float64) - d.decode(s, *u)
+        lines = strongest_lines(d.wavelength, chemical, *u, n=N_LINES)
+        marks = {"x": [r["wavelength"] for r in lines], "y": [r["delta_flux"] for r in lines],
+                 "label": [r["species"] or "" for r in lines]}
+        self.lines.object = _lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical)
 
         def changes():
-            self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux))
+            self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux),
+                                    chemical=gy(chemical.astype(np.float32)))
+            self.line_source.data = marks
             self.figures["spectrum"].title.text = title
 
         in_session(changes)
@@ -151,6 +201,7 @@ class TwinTable(pn.viewable.Viewer):
             self._plot_pane = pn.pane.Bokeh(bk_column(list(self.figures.values()), sizing_mode="stretch_width"),
                                             sizing_mode="stretch_width")
             self._layout = pn.Column(theme.help_pane(HELP),
-                                     pn.Row(self.table, sizing_mode="stretch_width"),
-                                     self.download, self._plot_pane, sizing_mode="stretch_width", name="Twins")
+                                     pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
+                                     self.download, self._plot_pane, self.lines, sizing_mode="stretch_width",
+                                     name="Twins")
         return self._layout
