@@ -61,22 +61,26 @@ def dataset(cell: dict, split: str, pairs: int, root: Path) -> Path:
     return path
 
 
-def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversary_weight=None) -> tuple[Path, float]:
+def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversary_weight=None,
+            settings: dict | None = None, device: str = "auto") -> tuple[Path, float]:
     from twinviz.training import TrainConfig, train
 
     timing = out / "wall_seconds.json"
     if (out / "model" / "model.safetensors").exists() and timing.exists():
         return out / "model", json.loads(timing.read_text())["seconds"]
-    kw = {} if adversary_weight is None else {"adversary_weight": adversary_weight}
+    kw = dict(settings or {})
+    if adversary_weight is not None:
+        kw["adversary_weight"] = adversary_weight
     t0 = time.perf_counter()
     train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), epochs=epochs, seed=seed,
-                      num_threads=threads, progress=False, **kw), overwrite=True)
+                      num_threads=threads, progress=False, device=device, **kw), overwrite=True)
     seconds = time.perf_counter() - t0
     timing.write_text(json.dumps({"seconds": seconds}))
     return out / "model", seconds
 
 
-def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int) -> dict:
+def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int, settings: dict | None = None,
+             device: str = "auto") -> dict:
     from twinviz.evaluation import evaluate, write_report
     from twinviz.evaluation.baselines import choose_polynomial_pca
     from twinviz.model import FaderNetwork
@@ -96,13 +100,16 @@ def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: i
     for seed in seeds:
         report_path = root / f"seed{seed}" / "report.json"
         if not report_path.exists():
-            fader_dir, fader_s = trained(data, root / f"seed{seed}" / "fader", seed, sizes["epochs"], threads)
-            l0_dir, l0_s = trained(data, root / f"seed{seed}" / "lambda0", seed, sizes["epochs"], threads, 0.0)
+            fader_dir, fader_s = trained(data, root / f"seed{seed}" / "fader", seed, sizes["epochs"], threads,
+                                         settings=settings, device=device)
+            l0_dir, l0_s = trained(data, root / f"seed{seed}" / "lambda0", seed, sizes["epochs"], threads, 0.0,
+                                   settings=settings, device=device)
             baselines = ("polynomial", "polynomial_pca", "raw_flux", "oracle") if seed == seeds[0] else ()
             report = evaluate(FaderNetwork.from_pretrained(fader_dir), test,
                               baseline_model=FaderNetwork.from_pretrained(l0_dir), baselines=baselines,
                               poly_pca=poly_pca, pixel_queries=queries)
-            report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed)
+            report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed,
+                                   train_settings=settings or {}, train_device=device)
             write_report(report, report_path.parent)
         results["seeds"][seed] = json.loads(report_path.read_text())
     return results
@@ -133,7 +140,8 @@ def summarize(result: dict) -> dict:
             "n_seeds": len(result["seeds"])}
 
 
-def render(results: list[dict], sizes: dict, threads: int) -> str:
+def render(results: list[dict], sizes: dict, threads: int, settings: dict | None = None,
+           device: str = "auto") -> str:
     def pct(stat):
         mean, sd = stat if stat else (None, None)
         if mean is None:
@@ -145,7 +153,9 @@ def render(results: list[dict], sizes: dict, threads: int) -> str:
              f"Sizes: {sizes['train']} training pairs, {sizes['val']} validation pairs (best epoch; the "
              f"polynomial-PCA baseline's degree and components), {sizes['test']} held-out test pairs "
              f"(N = {2 * sizes['test']} stars, the numbers below); {sizes['epochs']} epochs per training, "
-             f"{threads} CPU thread(s), TrainConfig defaults otherwise. Fader and λ = 0 rows: mean ± sd over "
+             f"{threads} CPU thread(s), device {device}, "
+             + (f"TrainConfig defaults except {json.dumps(settings)}. " if settings else "TrainConfig defaults otherwise. ")
+             + "Fader and λ = 0 rows: mean ± sd over "
              "training seeds; baselines are deterministic (one value). Pixel baselines rank a seeded "
              "sample of query stars against all N.", "",
              "| cell | seeds | method | rank 1 % | ≤ 0.1 % | ≤ 1 % | train min/run | fader ÷ strongest baseline (rank 1) |",
@@ -183,7 +193,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--queries", type=int, default=1000, help="query stars for pixel baselines")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "results" / "suite.md")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig fields for every training (JSON values), e.g. adversary_weight=0.1")
+    parser.add_argument("--device", default="auto", help="training device (auto: CUDA when present)")
+    parser.add_argument("--jobs", type=int, default=1, help="cells at once (processes)")
     args = parser.parse_args(argv)
+    settings = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            settings[field] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[field] = value
     size = args.size or ("quick" if args.quick else "default")
     sizes = SIZES[size]
     out = args.out / size
@@ -192,13 +215,23 @@ def main(argv=None) -> int:
         known = ", ".join(c["name"] for c in cells())
         parser.error(f"unknown cell in {args.cells}; known: {known}")
     results = []
-    for cell in chosen:
-        t0 = time.perf_counter()
-        results.append(run_cell(cell, sizes, args.seeds, out, args.threads, args.queries))
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.report, render(results, sizes, args.threads))
-        print(f"{cell['name']}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    print(render(results, sizes, args.threads))
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device)
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(run_cell, chosen, *[[a] * len(chosen) for a in run]))
+    else:
+        for cell in chosen:
+            t0 = time.perf_counter()
+            results.append(run_cell(cell, *run))
+            write_text_atomic(args.report, render(results, sizes, args.threads, settings, args.device))
+            print(f"{cell['name']}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    text = render(results, sizes, args.threads, settings, args.device)
+    write_text_atomic(args.report, text)
+    print(text)
     return 0
 
 

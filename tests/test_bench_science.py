@@ -1,4 +1,5 @@
 """benchmarks/bench_science.py runs a cell end to end and resumes from its files."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +11,44 @@ def test_one_smoke_cell_runs_then_resumes_without_retraining(tmp_path):
     report = tmp_path / "suite.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_science.py"), "--size", "smoke", "--out",
            str(tmp_path / "out"), "--cells", "dwarfs-lowd-snr50-realistic", "--seeds", "0",
-           "--report", str(report), "--queries", "50"]
+           "--report", str(report), "--queries", "50", "--set", "latent_dim=8"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     table = report.read_text()
     for method in ("fader", "lambda0", "polynomial_pca", "polynomial", "raw_flux", "oracle"):
         assert f"| dwarfs-lowd-snr50-realistic | 1 | {method} |" in table
+    assert 'TrainConfig defaults except {"latent_dim": 8}' in table
     cell = tmp_path / "out" / "smoke" / "dwarfs-lowd-snr50-realistic"
+    for method in ("fader", "lambda0"):  # --set reaches both trainings
+        config = json.loads((cell / "seed0" / method / "model" / "config.json").read_text())
+        assert config["latent_dim"] == 8
     weights = cell / "seed0" / "fader" / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert weights.stat().st_mtime_ns == stamp  # reused, not retrained
     assert report.read_text() == table
+
+
+def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
+    report = tmp_path / "study.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "study_defaults.py"), "--size", "smoke", "--out",
+           str(tmp_path / "out"), "--cells", "giants-lowd-noiseless", "--variants", "default", "lambda0",
+           "--report", str(report)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    root = tmp_path / "out" / "smoke"
+    rows = [json.loads(line) for line in (root / "study.jsonl").read_text().splitlines()]
+    assert sorted(r["variant"] for r in rows) == ["default", "lambda0"]
+    assert all(set(r["val"]) == {"raw", "std", "white"} for r in rows)
+    assert not (root / "giants-lowd-noiseless" / "test.nc").exists()  # the test split is never made
+    table = report.read_text()
+    for variant in ("default", "lambda0"):
+        for scaling in ("raw", "std", "white"):
+            assert f"| {variant} | {scaling} | 1 |" in table
+    assert "| *polynomial_pca (baseline)* |" in table
+    winner = json.loads((root / "winner.json").read_text())
+    assert winner["variant"] in ("default", "lambda0")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert len((root / "study.jsonl").read_text().splitlines()) == 2  # resumed, nothing retrained
