@@ -88,3 +88,35 @@ def test_p_twin_is_not_applicable_outside_the_calibration_data(sample, tmp_path)
                                  "--json").stdout)
     for row in listed["twins"]:  # a neighbour outside the range gets no P, one inside gets one
         assert (row["p_twin"] is None) == (row["teff"] > float(cool["teff"].max()) + 1e-3)
+
+
+def test_p_twin_is_not_applicable_to_an_out_of_distribution_star(sample, tmp_path):
+    """A star the model reconstructs far worse than its validation stars gets no P(twin), even
+    with labels inside the calibration's range."""
+    import shutil
+
+    from twinviz.evaluation.ood import measure_validation_stats
+    from twinviz.spectra.dataset import load_spectra, save_spectra
+
+    model, data, _ = sample
+    own = shutil.copytree(model, tmp_path / "model")
+    measure_validation_stats(own, data)
+    assert _twinviz("calibrate", "--model", own, "--data", data, "--out", tmp_path / "r").returncode == 0
+    ds = load_spectra(data)
+    odd = int(ds["star"].values[0])
+    import numpy as np
+
+    pixels = np.arange(ds.sizes["wavelength"] if "wavelength" in ds.sizes else ds["flux"].shape[1])
+    ds["flux"].values[0] = (1.0 + 0.5 * np.sin(pixels / 3.0)).astype(ds["flux"].dtype)  # unlike any star
+    path = save_spectra(ds, tmp_path / "odd.nc")
+    out = json.loads(_twinviz("twins", "--model", own, "--data", path, "--star", odd, "-k", 4, "--json").stdout)
+    assert out["query"]["ood"]["flag"] and out["query"]["ood"]["recon"]
+    assert all(row["p_twin"] is None for row in out["twins"])
+    assert "out of distribution" in out["p_twin_note"]
+    normal = int(ds["star"].values[10])
+    listed = json.loads(_twinviz("twins", "--model", own, "--data", path, "--star", normal, "-k", 4,
+                                 "--json").stdout)["twins"]
+    assert any(row["p_twin"] is not None for row in listed)  # the others keep their P(twin)
+    for row in listed:
+        if row["ood"]["flag"]:
+            assert row["p_twin"] is None

@@ -204,7 +204,7 @@ def test_colouring_by_recovered_cluster_lists_its_members_and_a_click_selects_on
     assert len(listed) >= 3 and set(listed) <= set((1000 + members).tolist())
     other = next(s_id - 1000 for s_id in listed if s_id - 1000 != star)
     rows.filter(has_text=str(1000 + other)).first.click()
-    page.wait_for_function(f"() => window.location.search.includes('star={other}')", timeout=10_000)
+    page.wait_for_function(f"() => window.location.search.includes('star={other}')", timeout=30_000)
     page.wait_for_timeout(800)
     page.screenshot(path=artifacts / "app_map_recovered_clusters.png", full_page=True)
 

@@ -76,7 +76,7 @@ def test_launch_with_the_forms_defaults_runs_to_done_and_opens(page, served, inp
 
     page.get_by_role("button", name="Open in explorer").click()
     message = page.get_by_text(f"the best model of {name}")
-    message.wait_for(timeout=10_000)
+    message.wait_for(timeout=30_000)
     if message.inner_text().startswith("Opened"):  # then the explorer must already show the run's model
         assert f"model: {name}/model" in source.inner_text()
     source.get_by_text(f"model: {name}/model").wait_for(timeout=90_000)

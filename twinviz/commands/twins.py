@@ -164,6 +164,10 @@ def main(args) -> int:
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
     ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
+    if ood and any(ood[p]["flag"] for p in [pos, *positions.tolist()]):
+        # a calibration speaks for stars like its validation stars only
+        p_twin = [None if (ood[pos]["flag"] or ood[p]["flag"]) else pt for p, pt in zip(positions.tolist(), p_twin)]
+        p_note += " (n/a where the star or its neighbour is out of distribution: the calibration does not apply)"
     rows = []
     for rank, (p, d) in enumerate(zip(positions.tolist(), distances.tolist()), start=1):
         row = {"rank": rank, "star": ids[p].item(), "distance": d}
