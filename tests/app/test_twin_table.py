@@ -94,6 +94,27 @@ def test_a_calibrated_model_adds_p_twin_per_row(sample_paths, tmp_path):
     assert "isotonic calibration on sample" in view.p_note.object
 
 
+def test_p_twin_is_na_where_the_star_or_its_neighbour_is_out_of_distribution(sample_paths, tmp_path):
+    from twinviz.app.loading import load_app_data
+    from twinviz.app.twin_table import neighbour_table
+    from twinviz.evaluation.ood import OODCriteria
+
+    data = load_app_data(*_calibrated_copy(sample_paths, tmp_path))
+    star = 0
+    pos, _ = data.neighbours(star, 8)
+    # judge by a Teff range that holds the star but not every neighbour
+    teffs = np.sort(data.teff[pos])
+    lo = min(float(data.teff[star]), float(teffs[len(teffs) // 2])) - 1e-3
+    hi = max(float(data.teff[star]), float(teffs[len(teffs) // 2])) + 1e-3
+    object.__setattr__(data, "ood", OODCriteria(teff_range=(lo, hi), logg_range=(-10.0, 10.0)))
+    table = neighbour_table(data, star, 8)
+    flagged = [bool(o) for o in table["OOD"]]
+    assert any(flagged) and not all(flagged)
+    assert all(p_twin == "n/a" for p_twin, flag in zip(table["P(twin)"], flagged) if flag)
+    assert any(p_twin != "n/a" for p_twin, flag in zip(table["P(twin)"], flagged) if not flag)
+    assert "out of distribution" in table.attrs["p_twin_note"]
+
+
 def test_a_calibration_of_other_weights_is_refused_and_the_app_still_opens(sample_paths, tmp_path):
     from twinviz.app.loading import load_app_data
     from twinviz.app.state import ExplorerState

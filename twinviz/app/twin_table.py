@@ -66,6 +66,11 @@ def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
         recon = data.recon_mse
         table["OOD"] = [data.ood.short(float(data.teff[p]), float(data.logg[p]),
                                        None if recon is None else float(recon[p])) for p in pos]
+        mine = data.ood.short(float(data.teff[star]), float(data.logg[star]),
+                              None if recon is None else float(recon[star]))
+        if "P(twin)" in table and (mine or any(table["OOD"])):  # the calibration does not apply
+            table["P(twin)"] = ["n/a" if (mine or o) else p for p, o in zip(table["P(twin)"], table["OOD"])]
+            note += " (n/a where the star or its neighbour is out of distribution: the calibration does not apply)"
     table.attrs["positions"] = pos
     table.attrs["p_twin_note"] = note
     return table
