@@ -16,8 +16,13 @@ data carry ``flux_err``, a grey ±1σ band. A star the model cannot speak for (o
 training range, or reconstructed far worse than its validation stars: twinviz.evaluation.ood)
 gets a red badge with the numbers, as does the compared twin.
 
-Speed: a slider move costs one decoder pass plus one synthesizer spectrum, then only the
-changed columns of the Bokeh ColumnDataSources are sent to the browser; nothing is re-laid out.
+Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The sliders skip
+Panel's 50 ms debounce and its busy spinner; the update runs inside the slider's own event
+(before the URL sync) and ``pn.io.unlocked`` sends every change of the move — the changed
+ColumnDataSource columns as binary float32, the title, the MSE line — as one Bokeh message, so the
+browser repaints once. The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a
+next-tick callback, one message per changed model) stays for benchmarks/bench_app.py, which times
+both in one run. No decimation: the three panels draw all 7 214 pixels (see docs/app.md).
 """
 from __future__ import annotations
 
@@ -46,10 +51,12 @@ UPDATE_ENV = "TWINVIZ_SWAP_UPDATE"
 
 
 class _PromptSlider(pn.widgets.FloatSlider):
-    """A FloatSlider whose changes reach the server's callbacks at once: Panel otherwise waits
-    50 ms (its debounce) before handling a widget change."""
+    """A FloatSlider whose changes reach the server's callbacks at once (Panel otherwise waits
+    50 ms, its debounce, before handling a widget change) and do not flip the page's busy
+    spinner (two more messages, and a restyle of the page, per move)."""
 
     _priority_changes = ["value", "value_throttled"]
+    _busy__ignore = ["value", "value_throttled"]
 
 HELP = """**Swap explorer.** The decoder rebuilds the selected star from its latent z★ at any
 Teff/logg you set with the sliders (blue), beside the truth (black). Below, the *swap*: the
