@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ui
 
 def test_one_slider_step_is_one_message_with_every_changed_column(page, served, console_errors):  # noqa: F811
     frames: list[str | bytes] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", frames.append))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
     _open(page, served.url)
     handle, _ = _slider_handle(page, "Teff (K)")
     handle.focus()
