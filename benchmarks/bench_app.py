@@ -4,13 +4,20 @@ per session, and the latent map at a million stars.
     python benchmarks/bench_app.py                 # the bundled demo when present, else the sample
     python benchmarks/bench_app.py --data sample   # the tiny sample (no demo needed)
     python benchmarks/bench_app.py --map-points 1000000 --moves 40
+    python benchmarks/bench_app.py --slider-only --moves 60   # only slider → plot, both paths
 
-Targets (issue 5): slider → updated plot p95 ≤ 150 ms in the browser, server compute ≤ 10 ms per
-update, cold start ≤ 15 s once the first run's cache exists. Prints one table.
+Targets: slider → updated plot p95 ≤ 100 ms in the browser (issue 12; 150 ms in issue 5),
+server compute ≤ 10 ms per update, cold start ≤ 15 s once the first run's cache exists.
+
+Slider → plot is timed for the swap explorer's current update path ("fast") and for the path
+before issue 12 ("legacy": ``TWINVIZ_SWAP_UPDATE=legacy``) in the same run: two servers, one
+page each, the moves alternating between them so that a change of machine load hits both alike.
+Prints one table.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -52,13 +59,14 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _serve(args, log):
+def _serve(args, log, env=None):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "panel", "serve", str(REPO / "app.py"), "--port", str(port),
            "--allow-websocket-origin", f"localhost:{port}", "--args", *map(str, args)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
     url = f"http://localhost:{port}/app"
     while True:
         try:
@@ -75,12 +83,80 @@ def _open(page, url, timeout=120_000):
                            "Bokeh.documents[0].get_model_by_name('tv-spectrum') !== null", timeout=timeout)
 
 
-def browser_numbers(inputs, moves: int, extra_sessions: int) -> dict:
+class _SliderPage:
+    """One page of one server, its Teff slider focused; ``move()`` times one keyboard step."""
+
+    def __init__(self, page):
+        self.page = page
+        # The Teff slider, found by its title (the sidebar's k slider comes first in the page);
+        titles = page.locator(".bk-slider-title")
+        self.title = next(titles.nth(i) for i in range(titles.count())
+                          if titles.nth(i).inner_text().startswith("Teff"))
+        index = next(i for i in range(titles.count()) if titles.nth(i).inner_text().startswith("Teff"))
+        self.handle = page.locator(".noUi-handle").nth(index)
+        # alternate single steps, starting away from the nearer bound, so every move changes the value
+        start_teff = float(self.title.inner_text().split(":")[1])
+        self.keys = ("ArrowRight", "ArrowLeft") if start_teff < 4750 else ("ArrowLeft", "ArrowRight")
+        self.n = 0
+
+    def move(self) -> float:
+        """Slider → updated data in the browser's document, then one animation frame (painted); ms."""
+        page = self.page
+        self.handle.focus()
+        before = page.evaluate(CHECKSUM_JS, "tv-spectrum")
+        key = self.keys[self.n % 2]
+        self.n += 1
+        t0 = time.perf_counter()
+        page.keyboard.press(key)
+        try:
+            page.wait_for_function(f"(b) => {{ const s = ({CHECKSUM_JS})('tv-spectrum'); return s !== null && s !== b; }}",
+                                   arg=before, polling="raf", timeout=10_000)
+        except Exception:
+            print(f"move {self.n} ({key}) did not change the plot; slider title now: "
+                  f"{self.title.inner_text()!r}; checksum {before}")
+            raise
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+        return (time.perf_counter() - t0) * 1e3
+
+
+def slider_numbers(inputs, moves: int, browser, log) -> dict:
+    """Slider → plot for both update paths, measured in this run, moves interleaved."""
+    servers, pages = {}, {}
+    try:
+        for mode in ("legacy", "fast"):
+            proc, url = _serve(inputs, log, env={"TWINVIZ_SWAP_UPDATE": mode})
+            servers[mode] = proc
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open(page, url)
+            page.wait_for_timeout(1000)
+            pages[mode] = _SliderPage(page)
+        times = {mode: [] for mode in pages}
+        for mode in pages:  # one untimed move each: first-use costs
+            pages[mode].move()
+        for _ in range(moves):
+            for mode in pages:
+                times[mode].append(pages[mode].move())
+    finally:
+        for proc in servers.values():
+            proc.terminate()
+            proc.wait()
+    out = {}
+    for mode, ts in times.items():
+        out[f"slider→plot p50, {mode} (ms)"] = float(np.percentile(ts, 50))
+        out[f"slider→plot p95, {mode} (ms)"] = float(np.percentile(ts, 95))
+    return out
+
+
+def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     out = {}
     with tempfile.TemporaryFile("w+") as log, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        out.update(slider_numbers(inputs, moves, browser, log))
+        if slider_only:
+            browser.close()
+            return out
         # Cold start, first with whatever cache exists (warms it), then measured on a fresh process.
         for attempt in range(2):
             t0 = time.perf_counter()
@@ -101,32 +177,6 @@ def browser_numbers(inputs, moves: int, extra_sessions: int) -> dict:
         out["cold start (s)"] = cold
         page.wait_for_timeout(1000)
         rss_one = _rss_mb(proc.pid)
-        # Slider → updated data in the browser's document, then one animation frame (painted).
-        # The Teff slider, found by its title (the sidebar's k slider comes first in the page);
-        titles = page.locator(".bk-slider-title")
-        teff_index = next(i for i in range(titles.count()) if titles.nth(i).inner_text().startswith("Teff"))
-        handle = page.locator(".noUi-handle").nth(teff_index)
-        handle.focus()
-        # alternate single steps, starting away from the nearer bound, so every move changes the value
-        start_teff = float(titles.nth(teff_index).inner_text().split(":")[1])
-        first, other = ("ArrowRight", "ArrowLeft") if start_teff < 4750 else ("ArrowLeft", "ArrowRight")
-        latencies = []
-        for i in range(moves):
-            before = page.evaluate(CHECKSUM_JS, "tv-spectrum")
-            key = first if i % 2 == 0 else other
-            t0 = time.perf_counter()
-            page.keyboard.press(key)
-            try:
-                page.wait_for_function(f"(b) => {{ const s = ({CHECKSUM_JS})('tv-spectrum'); return s !== null && s !== b; }}",
-                                       arg=before, polling="raf", timeout=10_000)
-            except Exception:
-                print(f"move {i} ({key}) did not change the plot; slider title now: "
-                      f"{titles.nth(teff_index).inner_text()!r}; checksum {before}")
-                raise
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
-            latencies.append((time.perf_counter() - t0) * 1e3)
-        out["slider→plot p50 (ms)"] = float(np.percentile(latencies, 50))
-        out["slider→plot p95 (ms)"] = float(np.percentile(latencies, 95))
         # Memory per extra session.
         pages = []
         for _ in range(extra_sessions):
@@ -223,18 +273,22 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=4, help="extra browser sessions for memory")
     parser.add_argument("--map-points", type=int, default=1_000_000)
     parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--slider-only", action="store_true",
+                        help="only slider → plot in the browser, both update paths (no cold start, "
+                             "sessions, map or server compute)")
     args = parser.parse_args(argv)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         which, inputs = _inputs(args.data, Path(tmp))
         rows["data"] = which
-        rows.update(server_compute(inputs, args.moves))
+        if not args.slider_only:
+            rows.update(server_compute(inputs, args.moves))
         if not args.skip_browser:
             flags = [a for pair in zip(("--model", "--data", "--latents"), inputs) if pair[1] for a in pair]
-            rows.update(browser_numbers(flags, args.moves, args.sessions))
-    if args.map_points:
+            rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only))
+    if args.map_points and not args.slider_only:
         rows.update(map_numbers(args.map_points))
-    targets = {"slider→plot p95 (ms)": 150, "server compute p95 (ms)": 10, "cold start (s)": 15}
+    targets = {"slider→plot p95, fast (ms)": 100, "server compute p95 (ms)": 10, "cold start (s)": 15}
     width = max(map(len, rows))
     print(f"\n{'measure':<{width}}  value      target")
     for k, v in rows.items():

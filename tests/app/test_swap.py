@@ -100,3 +100,33 @@ def test_jumping_to_an_elements_line_zooms_all_panels(state):
     view.line_select.param.trigger("value")
     assert view.x_range.start < 15200 and view.x_range.end > 16900
     assert view.figures["spectrum"].x_range is view.figures["residual"].x_range
+
+
+def test_the_fast_and_the_legacy_update_paths_show_the_same_curves(state, monkeypatch):
+    from twinviz.app.swap import UPDATE_ENV
+
+    views = {}
+    for mode in ("legacy", "fast"):
+        monkeypatch.setenv(UPDATE_ENV, mode)
+        views[mode] = SwapExplorer(ExplorerState(state.data, star=state.star))
+        assert views[mode].update_mode == mode
+    for mode, view in views.items():
+        with param.edit_constant(view.teff_slider):
+            view.teff_slider.value_throttled = 4420.0
+        view.state.logg = 1.7
+    legacy, fast = views["legacy"], views["fast"]
+    for name, source in fast.sources.items():
+        for column, values in source.data.items():
+            np.testing.assert_array_equal(np.asarray(values), np.asarray(legacy.sources[name].data[column]))
+    assert fast.figures["spectrum"].title.text == legacy.figures["spectrum"].title.text
+    assert fast.mse_text.object == legacy.mse_text.object
+
+
+def test_the_fast_sliders_skip_panels_debounce_and_busy_spinner(state):
+    view = SwapExplorer(state)
+    for slider in (view.teff_slider, view.logg_slider):
+        # Panel handles "priority" changes at once instead of after its 50 ms debounce
+        assert {"value", "value_throttled"} <= set(slider._priority_changes)
+        assert {"value", "value_throttled"} <= set(slider._busy__ignore)
+    legacy = SwapExplorer(state, update_mode="legacy")
+    assert "value_throttled" not in legacy.teff_slider._priority_changes

@@ -16,12 +16,18 @@ data carry ``flux_err``, a grey ±1σ band. A star the model cannot speak for (o
 training range, or reconstructed far worse than its validation stars: twinviz.evaluation.ood)
 gets a red badge with the numbers, as does the compared twin.
 
-Speed: a slider move costs one decoder pass plus one synthesizer spectrum, then only the
-changed columns of the Bokeh ColumnDataSources are sent to the browser; nothing is re-laid out.
+Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The sliders skip
+Panel's 50 ms debounce and its busy spinner; the update runs inside the slider's own event
+(before the URL sync) and ``pn.io.unlocked`` sends every change of the move — the changed
+ColumnDataSource columns as binary float32, the title, the MSE line — as one Bokeh message, so the
+browser repaints once. The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a
+next-tick callback, one message per changed model) stays for benchmarks/bench_app.py, which times
+both in one run. No decimation: the three panels draw all 7 214 pixels (see docs/app.md).
 """
 from __future__ import annotations
 
 import html
+import os
 import time
 
 import numpy as np
@@ -36,7 +42,21 @@ from twinviz.evaluation.errors import flux_mse
 from twinviz.app.lines import element_lines
 from twinviz.app.state import ExplorerState
 
-__all__ = ["SwapExplorer"]
+__all__ = ["SwapExplorer", "UPDATE_ENV"]
+
+#: Environment variable choosing the slider update path: "fast" (default) or "legacy", the
+#: path before issue 12 (debounced slider, one message per changed model), which
+#: benchmarks/bench_app.py times in the same run as the fast one.
+UPDATE_ENV = "TWINVIZ_SWAP_UPDATE"
+
+
+class _PromptSlider(pn.widgets.FloatSlider):
+    """A FloatSlider whose changes reach the server's callbacks at once (Panel otherwise waits
+    50 ms, its debounce, before handling a widget change) and do not flip the page's busy
+    spinner (two more messages, and a restyle of the page, per move)."""
+
+    _priority_changes = ["value", "value_throttled"]
+    _busy__ignore = ["value", "value_throttled"]
 
 HELP = """**Swap explorer.** The decoder rebuilds the selected star from its latent z★ at any
 Teff/logg you set with the sliders (blue), beside the truth (black). Below, the *swap*: the
@@ -54,9 +74,13 @@ class SwapExplorer(pn.viewable.Viewer):
     line_window = param.Number(default=8.0, bounds=(0.5, 200), doc="half-width (Å) of a line jump")
     last_update_ms = param.Number(default=0.0, doc="server-side compute of the last update (ms)")
     truth_label = param.String(default="", doc="what the black curve of the top panel is")
+    update_mode = param.Selector(default="fast", objects=["fast", "legacy"],
+                                 doc="fast: a slider move is handled at once and its changes reach the "
+                                     "browser as one message; legacy: the old path (benchmarks only)")
 
     def __init__(self, state: ExplorerState, **params):
         theme.ensure_extensions()
+        params.setdefault("update_mode", os.environ.get(UPDATE_ENV) or "fast")
         super().__init__(state=state, **params)
         d = state.data
         self._gaps = theme.GapLine(d.wavelength, d.segments)
@@ -113,12 +137,11 @@ class SwapExplorer(pn.viewable.Viewer):
         d = self.state.data
         t0, t1 = d.teff_range
         g0, g1 = d.logg_range
-        self.teff_slider = pn.widgets.FloatSlider(label="Teff (K)", start=t0, end=t1, step=10,
-                                                  value=self.state.teff, format="0",
-                                                  sizing_mode="stretch_width")
-        self.logg_slider = pn.widgets.FloatSlider(label="logg (dex)", start=g0, end=g1, step=0.01,
-                                                  value=self.state.logg, format="0.00",
-                                                  sizing_mode="stretch_width")
+        slider = pn.widgets.FloatSlider if self.update_mode == "legacy" else _PromptSlider
+        self.teff_slider = slider(label="Teff (K)", start=t0, end=t1, step=10, value=self.state.teff, format="0",
+                                  sizing_mode="stretch_width")
+        self.logg_slider = slider(label="logg (dex)", start=g0, end=g1, step=0.01, value=self.state.logg,
+                                  format="0.00", sizing_mode="stretch_width")
         # The decoder runs on release (value_throttled); dragging only moves the handle.
         self.teff_slider.param.watch(lambda e: setattr(self.state, "teff", e.new), "value_throttled")
         self.logg_slider.param.watch(lambda e: setattr(self.state, "logg", e.new), "value_throttled")
@@ -148,7 +171,12 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_labels(self, *events):
         self.teff_slider.value = self.state.teff
         self.logg_slider.value = self.state.logg
-        in_session(self._model_changes)
+        if self.update_mode == "legacy":
+            in_session(self._model_changes)
+            return
+        # At once, before the other watchers (the URL); every change leaves in one message.
+        with pn.io.unlocked():
+            self._model_changes()
 
     def _model_changes(self):
         self._update_model_curve()

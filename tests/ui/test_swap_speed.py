@@ -1,0 +1,38 @@
+"""The swap explorer's slider path in a real browser: one slider step reaches the page as a
+single Bokeh message carrying every changed column (binary float32), not one message per model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.ui.test_app import CHECKSUM_JS, _open, _slider_handle, sample, served  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.ui
+
+
+def test_one_slider_step_is_one_message_with_every_changed_column(page, served, console_errors):  # noqa: F811
+    frames: list[str | bytes] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+    _open(page, served.url)
+    handle, _ = _slider_handle(page, "Teff (K)")
+    handle.focus()
+    before = page.evaluate(CHECKSUM_JS, ["tv-spectrum", "model"])
+    frames.clear()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"() => Math.abs(({CHECKSUM_JS})(['tv-spectrum', 'model']) - {before}) > 1e-9",
+                           timeout=10_000)
+    # the URL follows in its own, later message: once it is there, the slider's data have all arrived
+    page.wait_for_function("() => new URLSearchParams(window.location.search).has('teff')", timeout=10_000)
+    contents = [json.loads(f) for f in frames if isinstance(f, str) and f.startswith('{"events"')]
+    with_data = [c for c in contents if any(e["kind"] == "ColumnDataChanged" for e in c["events"])]
+    assert len(with_data) == 1, [c["events"] for c in with_data]
+    events = with_data[0]["events"]
+    columns = {name for e in events if e["kind"] == "ColumnDataChanged" for name in e["cols"]}
+    assert {"model", "truth"} <= columns  # the spectrum panel and the residual's model column
+    assert sum(e["kind"] == "ColumnDataChanged" for e in events) == 2
+    # the title and the MSE line travel in the same message
+    assert any(e["kind"] == "ModelChanged" and e["attr"] == "text" for e in events)
+    # numbers go as binary float32 buffers, 4 bytes a pixel (7 214 pixels + chip gaps here)
+    binary = [f for f in frames if isinstance(f, bytes)]
+    assert binary and all(len(b) % 4 == 0 for b in binary)
