@@ -78,3 +78,19 @@ def test_the_selection_markers_sit_at_the_exact_coordinates(state):
     np.testing.assert_array_equal(sel.dimension_values("y")[0], xy[7, 1])
     pos, _ = state.data.neighbours(7, 5)
     np.testing.assert_array_equal(twins.dimension_values("x"), xy[pos, 0])
+
+
+def test_the_colour_bar_title_follows_the_colouring(state):
+    view = LatentMap(state)
+    plot = hv.renderer("bokeh").get_plot(view.plot)
+
+    def title():
+        bars = [sub.handles["colorbar"] for sub in plot.subplots.values() if "colorbar" in sub.handles]
+        assert len(bars) == 1
+        return bars[0].title
+
+    assert title() == state.colour_by == "Teff"
+    state.colour_by = "logg"
+    assert title() == "logg"
+    state.colour_by = "recovered cluster"
+    assert title() == "recovered cluster"

@@ -62,3 +62,23 @@ def test_latents_are_computed_and_cached_when_not_given(sample_paths, tmp_path, 
     first = load_app_data(model, local)
     assert list(tmp_path.glob("copy.latents-*.nc")), "latents cached beside the data"
     assert first.z.shape == (120, 8) and "pca" in first.projections
+
+
+def test_the_star_summary_says_unknown_for_a_missing_fe_h(sample_paths):
+    import dataclasses
+
+    import numpy as np
+
+    from twinviz.app.controls import StarPicker
+    from twinviz.app.loading import load_app_data
+    from twinviz.app.state import ExplorerState
+
+    data = load_app_data(*sample_paths)
+    fe_h = data.fe_h.copy()
+    fe_h[3] = np.nan  # an imported star without [Fe/H]
+    state = ExplorerState(dataclasses.replace(data, fe_h=fe_h))
+    picker = StarPicker(state)
+    state.star = 3
+    assert "[Fe/H] unknown" in picker.summary.object and "nan" not in picker.summary.object
+    state.star = 4
+    assert f"[Fe/H] **{fe_h[4]:+.2f}**" in picker.summary.object

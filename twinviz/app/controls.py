@@ -83,8 +83,8 @@ class StarPicker(pn.viewable.Viewer):
         self.id_input.value = str(self.state.star_id)
         self.message.visible = False
         rows = [f"Teff **{d.teff[s]:.0f} K**", f"logg **{d.logg[s]:.2f}**"]
-        if d.fe_h is not None:
-            rows.append(f"[Fe/H] **{d.fe_h[s]:+.2f}**")
+        if d.fe_h is not None:  # imported stars may lack it (NaN): say so rather than print "+nan"
+            rows.append(f"[Fe/H] **{d.fe_h[s]:+.2f}**" if np.isfinite(d.fe_h[s]) else "[Fe/H] unknown")
         if d.group[s] >= 0:
             rows.append(f"chemistry group **{d.group[s]}**")
         # Bold text, not a Markdown heading: the template sizes headings of panes added after the

@@ -67,7 +67,8 @@ class LatentMap(pn.viewable.Viewer):
         self.raster = spread_sparse(raster).opts(
             cmap=theme.MAP_CMAP, colorbar=True, tools=["hover", "tap"], responsive=True,
             height=self.height, min_width=400, active_tools=["wheel_zoom"],
-            framewise=False, default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"])
+            framewise=False, default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
+            hooks=[self._colour_bar_title])
         self.raster = self.raster.apply.opts(clabel=state.param.colour_by,
                                              cnorm=pn.bind(lambda c: "log" if c in LOG_SCALED else "linear",
                                                            state.param.colour_by))
@@ -76,6 +77,13 @@ class LatentMap(pn.viewable.Viewer):
         self.tap = hv.streams.Tap(source=self.raster, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
         self.plot = (self.raster * highlight).opts(hv.opts.Overlay(responsive=True, height=self.height))
+
+    def _colour_bar_title(self, plot, element):
+        """HoloViews sets the colour bar's title when the plot is first drawn only; keep it on
+        the current colouring (the hook runs on every update)."""
+        bar = plot.handles.get("colorbar")
+        if bar is not None and bar.title != self.state.colour_by:
+            bar.title = self.state.colour_by
 
     def _points(self, projection: str, colour_by: str):
         d = self.state.data
