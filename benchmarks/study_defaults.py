@@ -73,7 +73,10 @@ def scaled(z_train, z, how: str):
     return (((z - mu) @ v) / np.sqrt(w)).astype(np.float32)
 
 
-def steps_per_run(train_pairs: int, epochs: int, batch: int = 256) -> int:
+def steps_per_run(train_pairs: int, epochs: int) -> int:
+    from twinviz.training import TrainConfig
+
+    batch = TrainConfig.__dataclass_fields__["batch_size"].default  # the trainings use the default
     return math.ceil(2 * train_pairs / batch) * epochs
 
 

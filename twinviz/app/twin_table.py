@@ -53,24 +53,22 @@ def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
     if np.any(data.group >= 0):
         same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
         table["true twin"] = np.where(same, "✓", "")
+    ood = None  # the OOD cell of the star and each neighbour ("" when in distribution)
+    if data.ood is not None:
+        recon = data.recon_mse
+        ood = {p: data.ood.short(float(data.teff[p]), float(data.logg[p]), None if recon is None else float(recon[p]))
+               for p in [star, *pos.tolist()]}
     note = data.calibration_note
     if data.calibration is not None or not note:
         from twinviz.twins.confidence import table_probabilities
 
         def labels(p):
-            return {"teff": float(data.teff[p]), "logg": float(data.logg[p])}
+            return {"teff": float(data.teff[p]), "logg": float(data.logg[p]), "ood": bool(ood and ood[p])}
         p_twin, note = table_probabilities(data.calibration, dist, labels(star), [labels(p) for p in pos])
         if data.calibration is not None:
             table["P(twin)"] = ["n/a" if p is None else f"{p:.3f}" for p in p_twin]
-    if data.ood is not None:
-        recon = data.recon_mse
-        table["OOD"] = [data.ood.short(float(data.teff[p]), float(data.logg[p]),
-                                       None if recon is None else float(recon[p])) for p in pos]
-        mine = data.ood.short(float(data.teff[star]), float(data.logg[star]),
-                              None if recon is None else float(recon[star]))
-        if "P(twin)" in table and (mine or any(table["OOD"])):  # the calibration does not apply
-            table["P(twin)"] = ["n/a" if (mine or o) else p for p, o in zip(table["P(twin)"], table["OOD"])]
-            note += " (n/a where the star or its neighbour is out of distribution: the calibration does not apply)"
+    if ood is not None:
+        table["OOD"] = [ood[p] for p in pos.tolist()]
     table.attrs["positions"] = pos
     table.attrs["p_twin_note"] = note
     return table

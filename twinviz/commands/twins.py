@@ -68,7 +68,7 @@ def _print_explanation(e) -> None:
         print(f"{r['wavelength']:>10.2f} {r['delta_flux']:>+9.4f}  {line:<21} {', '.join(r['elements'] or [])}")
 
 
-def _confidence(args, latents, pos, positions, distances):
+def _confidence(args, latents, pos, positions, distances, ood):
     """(P(twin) per listed star or None, a note saying where P comes from or why it is absent).
     Raises CalibrationError for a calibration file of other weights."""
     from twinviz.commands._model_arg import resolve_model_dir
@@ -83,7 +83,8 @@ def _confidence(args, latents, pos, positions, distances):
                                          f"listed by {args.metric}")
 
     def labels(p):
-        return {name: latents[name].values[p].item() for name in ("teff", "logg", "snr") if name in latents}
+        return {**{name: latents[name].values[p].item() for name in ("teff", "logg", "snr") if name in latents},
+                "ood": bool(ood and ood[p]["flag"])}
     probabilities, note = table_probabilities(cal, distances, labels(pos), [labels(p) for p in positions.tolist()])
     if cal is None:
         note = note.replace("--model M", f"--model {args.model}")
@@ -157,17 +158,13 @@ def main(args) -> int:
         star = _star_key(args.star, ids)
         pos = index.position_of(star)
         positions, distances = index.search(pos, args.k)
-        p_twin, p_note = _confidence(args, latents, pos, positions, distances)
+        ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
+        p_twin, p_note = _confidence(args, latents, pos, positions, distances, ood)
         explanation = _explain(args, model, latents, pos, positions, index) if args.explain else None
     except (ModelError, TwinIndexError, CalibrationError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
-    ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
-    if ood and any(ood[p]["flag"] for p in [pos, *positions.tolist()]):
-        # a calibration speaks for stars like its validation stars only
-        p_twin = [None if (ood[pos]["flag"] or ood[p]["flag"]) else pt for p, pt in zip(positions.tolist(), p_twin)]
-        p_note += " (n/a where the star or its neighbour is out of distribution: the calibration does not apply)"
     rows = []
     for rank, (p, d) in enumerate(zip(positions.tolist(), distances.tolist()), start=1):
         row = {"rank": rank, "star": ids[p].item(), "distance": d}

@@ -96,8 +96,9 @@ class TwinCalibration:
 def table_probabilities(cal: TwinCalibration | None, distances, star: dict, neighbours: list[dict]):
     """P(twin) of each listed neighbour of one star, or None where it does not apply, and a note.
 
-    ``star`` and each of ``neighbours``: {"teff", "logg"[, "snr"]}; ``distances`` in the
-    calibration's metric. The note says where P comes from, or why there is none."""
+    ``star`` and each of ``neighbours``: {"teff", "logg"[, "snr"][, "ood"]}; ``distances`` in the
+    calibration's metric; ``"ood": True`` marks an out-of-distribution star, for which the
+    calibration does not apply. The note says where P comes from, or why there is none."""
     none = [None] * len(neighbours)
     if cal is None:
         return none, "P(twin): not available: this model has no calibration. Fix: `twinviz calibrate --model M --data VAL.nc`"
@@ -106,14 +107,16 @@ def table_probabilities(cal: TwinCalibration | None, distances, star: dict, neig
     why = cal.not_applicable(star["teff"], star["logg"], star.get("snr"))
     if why:
         return none, f"P(twin): not applicable to this star: {why}"
+    if star.get("ood"):
+        return none, "P(twin): not applicable to this star: it is out of distribution, so the calibration does not apply"
     out = []
     for d, other in zip(np.asarray(distances, np.float64).tolist(), neighbours):
         pair_snr = None if star.get("snr") is None else min(star["snr"], other["snr"])
-        ok = cal.not_applicable(other["teff"], other["logg"], pair_snr) is None
+        ok = not other.get("ood") and cal.not_applicable(other["teff"], other["logg"], pair_snr) is None
         out.append(float(cal.probability(d, pair_snr)) if ok else None)
     note = f"P(twin): {cal.method} calibration on {cal.data} (Brier {cal.brier:.3f})"
     if None in out:
-        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range"
+        note += "; n/a: a neighbour outside the calibration data's Teff/logg/SNR range or out of distribution"
     return out, note
 
 
