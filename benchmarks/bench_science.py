@@ -63,10 +63,12 @@ def dataset(cell: dict, split: str, pairs: int, root: Path) -> Path:
 
 def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversary_weight=None,
             settings: dict | None = None, device: str = "auto") -> tuple[Path, float]:
+    from twinviz.atomic import write_text_atomic
     from twinviz.training import TrainConfig, train
 
     timing = out / "wall_seconds.json"
     if (out / "model" / "model.safetensors").exists() and timing.exists():
+        _twin_metric_of(out, data, settings, device)
         return out / "model", json.loads(timing.read_text())["seconds"]
     kw = dict(settings or {})
     if adversary_weight is not None:
@@ -75,15 +77,14 @@ def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversa
     train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), epochs=epochs, seed=seed,
                       num_threads=threads, progress=False, device=device, **kw), overwrite=True)
     seconds = time.perf_counter() - t0
-    timing.write_text(json.dumps({"seconds": seconds}))
+    write_text_atomic(timing, json.dumps({"seconds": seconds}))
     return out / "model", seconds
 
 
-def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int, settings: dict | None = None,
-             device: str = "auto") -> dict:
-    from twinviz.evaluation import evaluate, write_report
+def prepare_cell(cell: dict, sizes: dict, out: Path) -> tuple[dict, dict]:
+    """The cell's three datasets and the polynomial-PCA choice (made on validation)."""
+    from twinviz.atomic import write_text_atomic
     from twinviz.evaluation.baselines import choose_polynomial_pca
-    from twinviz.model import FaderNetwork
     from twinviz.spectra.dataset import load_spectra
 
     root = out / cell["name"]
@@ -93,26 +94,108 @@ def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: i
     if not choice_path.exists():
         choice = choose_polynomial_pca(load_spectra(data["val"]))
         choice["chosen_on"] = "validation split"
-        choice_path.write_text(json.dumps(choice, indent=2))
-    poly_pca = json.loads(choice_path.read_text())
-    test = load_spectra(data["test"])
+        write_text_atomic(choice_path, json.dumps(choice, indent=2))
+    return data, json.loads(choice_path.read_text())
+
+
+METHODS = {"fader": None, "lambda0": 0.0}  # training name → adversary weight (None: the default)
+
+
+def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines: bool, trainings: dict,
+               queries: int, settings: dict | None, device: str) -> Path:
+    """Score one seed's fader and λ = 0 models on the test split (baselines once per cell)."""
+    from twinviz.evaluation import evaluate, write_report
+    from twinviz.model import FaderNetwork
+    from twinviz.spectra.dataset import load_spectra
+
+    report_path = data["test"].parent / f"seed{seed}" / "report.json"
+    if report_path.exists():
+        return report_path
+    (fader_dir, fader_s), (l0_dir, l0_s) = trainings["fader"], trainings["lambda0"]
+    baselines = ("polynomial", "polynomial_pca", "raw_flux", "oracle") if with_baselines else ()
+    report = evaluate(FaderNetwork.from_pretrained(fader_dir), load_spectra(data["test"]),
+                      baseline_model=FaderNetwork.from_pretrained(l0_dir), baselines=baselines,
+                      poly_pca=poly_pca, pixel_queries=queries)
+    report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed,
+                           train_settings=settings or {}, train_device=device)
+    write_report(report, report_path.parent)
+    return report_path
+
+
+def collect(cell: dict, sizes: dict, seeds, out: Path) -> dict:
     results = {"cell": cell, "sizes": sizes, "seeds": {}}
     for seed in seeds:
-        report_path = root / f"seed{seed}" / "report.json"
-        if not report_path.exists():
-            fader_dir, fader_s = trained(data, root / f"seed{seed}" / "fader", seed, sizes["epochs"], threads,
-                                         settings=settings, device=device)
-            l0_dir, l0_s = trained(data, root / f"seed{seed}" / "lambda0", seed, sizes["epochs"], threads, 0.0,
-                                   settings=settings, device=device)
-            baselines = ("polynomial", "polynomial_pca", "raw_flux", "oracle") if seed == seeds[0] else ()
-            report = evaluate(FaderNetwork.from_pretrained(fader_dir), test,
-                              baseline_model=FaderNetwork.from_pretrained(l0_dir), baselines=baselines,
-                              poly_pca=poly_pca, pixel_queries=queries)
-            report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed,
-                                   train_settings=settings or {}, train_device=device)
-            write_report(report, report_path.parent)
-        results["seeds"][seed] = json.loads(report_path.read_text())
+        report_path = out / cell["name"] / f"seed{seed}" / "report.json"
+        if report_path.exists():
+            results["seeds"][seed] = json.loads(report_path.read_text())
     return results
+
+
+def _twin_metric_of(out: Path, data: dict, settings: dict | None, device: str) -> None:
+    """Runs trained before training learned the twin metric get it now, as training would have
+    (fitted on the training split, its size chosen on validation); recorded so it happens once."""
+    from twinviz.atomic import write_text_atomic
+    from twinviz.training.twin_metric_fit import fit_model_twin_metric
+
+    marker = out / "twin_metric_fit.json"
+    config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    if marker.exists() or "twin_metric" in config or (settings or {}).get("twin_metric") == "off":
+        return
+    outcome = fit_model_twin_metric(out / "model", str(data["train"]), str(data["val"]),
+                                    device="cuda" if device == "cuda" else "cpu")
+    write_text_atomic(marker, json.dumps(outcome))
+
+
+def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int, settings: dict | None = None,
+             device: str = "auto") -> dict:
+    data, poly_pca = prepare_cell(cell, sizes, out)
+    for seed in seeds:
+        if not (out / cell["name"] / f"seed{seed}" / "report.json").exists():
+            trainings = {name: trained(data, out / cell["name"] / f"seed{seed}" / name, seed, sizes["epochs"],
+                                       threads, weight, settings=settings, device=device)
+                         for name, weight in METHODS.items()}
+            score_seed(cell, data, poly_pca, seed, seed == seeds[0], trainings, queries, settings, device)
+    return collect(cell, sizes, seeds, out)
+
+
+def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int, queries: int,
+                 settings: dict | None, device: str, jobs: int) -> list[dict]:
+    """Every training of every cell and seed as its own task in ``jobs`` processes (lower seeds
+    first), each seed scored as soon as its two trainings are done: the layout for a machine
+    with many cores and one GPU, where the cells' trainings run side by side."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        prepared = dict(zip([c["name"] for c in chosen],
+                            pool.map(prepare_cell, chosen, [sizes] * len(chosen), [out] * len(chosen))))
+        pending, done_trainings = {}, {}
+        for seed in seeds:
+            for cell in chosen:
+                if (out / cell["name"] / f"seed{seed}" / "report.json").exists():
+                    continue
+                data = prepared[cell["name"]][0]
+                for name, weight in METHODS.items():
+                    future = pool.submit(trained, data, out / cell["name"] / f"seed{seed}" / name, seed,
+                                         sizes["epochs"], threads, weight, settings, device)
+                    pending[future] = ("train", cell, seed, name)
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                kind, cell, seed, name = pending.pop(future)
+                result = future.result()
+                if kind == "score":
+                    print(f"{cell['name']} seed {seed}: scored", flush=True)
+                    continue
+                print(f"{cell['name']} seed {seed} {name}: trained in {result[1]:.0f} s", flush=True)
+                trainings = done_trainings.setdefault((cell["name"], seed), {})
+                trainings[name] = result
+                if len(trainings) == len(METHODS):
+                    data, poly_pca = prepared[cell["name"]]
+                    future = pool.submit(score_seed, cell, data, poly_pca, seed, seed == seeds[0], trainings,
+                                         queries, settings, device)
+                    pending[future] = ("score", cell, seed, None)
+    return [collect(cell, sizes, seeds, out) for cell in chosen]
 
 
 def _stats(values):
@@ -124,13 +207,24 @@ def _stats(values):
     return mean, sd
 
 
+def _method_keys(result: dict) -> set:
+    return {m["key"] for report in result["seeds"].values() for m in report["methods"]}
+
+
 def summarize(result: dict) -> dict:
     per_method: dict[str, dict[str, list]] = {}
     seconds: dict[str, list] = {}
+    # A seed whose model kept raw z (validation chose no twin metric) ranked on raw z already: it
+    # counts in the raw-z row too, so that row averages every seed (when any seed has one).
+    any_raw = any(key.endswith("_raw_z") for key in _method_keys(result))
     for report in result["seeds"].values():
-        for m in report["methods"]:
+        methods = {m["key"]: m for m in report["methods"]}
+        for model in ("fader", "lambda0"):
+            if any_raw and model in methods and f"{model}_raw_z" not in methods:
+                methods[f"{model}_raw_z"] = methods[model]
+        for key, m in methods.items():
             for k in METRICS:
-                per_method.setdefault(m["key"], {}).setdefault(k, []).append(m[k])
+                per_method.setdefault(key, {}).setdefault(k, []).append(m[k])
         for key, s in report["settings"].get("train_seconds", {}).items():
             seconds.setdefault(key, []).append(s)
     summary = {key: {k: _stats(v) for k, v in metrics.items()} for key, metrics in per_method.items()}
@@ -155,7 +249,10 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
              f"(N = {2 * sizes['test']} stars, the numbers below); {sizes['epochs']} epochs per training, "
              f"{threads} CPU thread(s), device {device}, "
              + (f"TrainConfig defaults except {json.dumps(settings)}. " if settings else "TrainConfig defaults otherwise. ")
-             + "Fader and λ = 0 rows: mean ± sd over "
+             + "Fader and λ = 0 rows rank twins on z in the model's twin metric (a linear map learned from "
+             "the training twins after training, its size chosen on validation; docs/model.md) when "
+             "training fitted one; their `raw z` rows rank on plain L1 of z, as the paper does. "
+             "Fader and λ = 0 rows: mean ± sd over "
              "training seeds; baselines are deterministic (one value). Pixel baselines rank a seeded "
              "sample of query stars against all N.", "",
              "| cell | seeds | method | rank 1 % | ≤ 0.1 % | ≤ 1 % | train min/run | fader ÷ strongest baseline (rank 1) |",
@@ -169,7 +266,8 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
             base = s["summary"][strongest]["rank1"][0]
             fader = s["summary"]["fader"]["rank1"][0]
             ratio = f"{fader / base:.1f}× ({strongest}){' — below 2×' if fader < 2 * base else ''}" if base else "∞"
-        for key in ("fader", "lambda0", "polynomial_pca", "polynomial", "raw_flux", "oracle"):
+        for key in ("fader", "fader_raw_z", "lambda0", "lambda0_raw_z", "polynomial_pca", "polynomial", "raw_flux",
+                    "oracle"):
             if key not in s["summary"]:
                 continue
             m = s["summary"][key]
@@ -196,7 +294,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainConfig fields for every training (JSON values), e.g. adversary_weight=0.1")
     parser.add_argument("--device", default="auto", help="training device (auto: CUDA when present)")
-    parser.add_argument("--jobs", type=int, default=1, help="cells at once (processes)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes: every training (cell × seed × fader/λ=0) is its own task")
     args = parser.parse_args(argv)
     settings = {}
     for item in args.set:
@@ -218,11 +317,7 @@ def main(argv=None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device)
     if args.jobs > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(run_cell, chosen, *[[a] * len(chosen) for a in run]))
+        results = run_parallel(chosen, *run, jobs=args.jobs)
     else:
         for cell in chosen:
             t0 = time.perf_counter()

@@ -7,13 +7,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_one_smoke_cell_runs_then_resumes_without_retraining(tmp_path):
+def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_path):
     report = tmp_path / "suite.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_science.py"), "--size", "smoke", "--out",
            str(tmp_path / "out"), "--cells", "dwarfs-lowd-snr50-realistic", "--seeds", "0",
            "--report", str(report), "--queries", "50", "--set", "latent_dim=8"]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    # First with two processes (the fader and lambda=0 trainings side by side), then resumed
+    # by the one-process path, which must find everything and write the same table.
+    first = subprocess.run(cmd + ["--jobs", "2"], capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "dwarfs-lowd-snr50-realistic seed 0: scored" in first.stdout
     table = report.read_text()
     for method in ("fader", "lambda0", "polynomial_pca", "polynomial", "raw_flux", "oracle"):
         assert f"| dwarfs-lowd-snr50-realistic | 1 | {method} |" in table

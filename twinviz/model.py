@@ -148,6 +148,7 @@ class FaderNetwork(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.twin_metric = None  # a TwinMetric (twinviz/twins/metric.py) when loaded or fitted
         c = config
         p = c.n_pixels
         self.register_buffer("flux_offset", torch.zeros(p))
@@ -338,6 +339,14 @@ class FaderNetwork(nn.Module):
             for t in (tmp_w, tmp_c):
                 if t.exists():
                     t.unlink()
+        # The twin metric belongs to these weights: written with them, or any older one removed.
+        from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE
+
+        if self.twin_metric is not None:
+            self.twin_metric.save(directory)
+        else:
+            for name in (METRIC_CONFIG, METRIC_FILE):
+                (directory / name).unlink(missing_ok=True)
         return directory
 
     @classmethod
@@ -382,6 +391,12 @@ class FaderNetwork(nn.Module):
         except RuntimeError as exc:
             raise ModelError(f"{w_path}: weights do not match {cfg_path.name} ({exc})") from exc
         model.eval()
+        from twinviz.twins.metric import TwinMetric, TwinMetricError
+
+        try:
+            model.twin_metric = TwinMetric.load(directory)
+        except TwinMetricError as exc:
+            raise ModelError(str(exc)) from exc
         return model.to(device)
 
     @property

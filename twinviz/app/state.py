@@ -72,6 +72,7 @@ class AppData:
     report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
     calibration: object | None = None   # twinviz.twins.confidence.TwinCalibration of the model, if any
     calibration_note: str = ""          # why there is none (e.g. refused: written for other weights)
+    z_twin: np.ndarray | None = None    # [N, k] z in the model's twin metric (None: twins ranked on z)
     _index: object | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
@@ -84,6 +85,11 @@ class AppData:
     @property
     def n_stars(self) -> int:
         return int(self.z.shape[0])
+
+    @property
+    def search_z(self) -> np.ndarray:
+        """The vectors twins are ranked on: z in the model's twin metric, else z."""
+        return self.z if self.z_twin is None else self.z_twin
 
     @property
     def teff_range(self) -> tuple[float, float]:
@@ -105,7 +111,7 @@ class AppData:
             with self._lock:
                 if self._index is None:
                     from twinviz.twins.index import TwinIndex
-                    self._index = TwinIndex(self.z, metric="l1", ids=self.star_ids)
+                    self._index = TwinIndex(self.search_z, metric="l1", ids=self.star_ids)
         return self._index
 
     def position_of(self, star_id) -> int:
@@ -225,7 +231,7 @@ class AppData:
         mates = mates[mates != position]
         if mates.size == 0:
             return -1
-        d = np.abs(self.z[mates] - self.z[position]).sum(axis=1)
+        d = np.abs(self.search_z[mates] - self.search_z[position]).sum(axis=1)
         return int(mates[np.argmin(d)])
 
     def twin_ranks(self) -> np.ndarray:

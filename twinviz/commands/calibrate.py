@@ -35,6 +35,7 @@ def main(args) -> int:
     from twinviz.latents.encode import encode_dataset
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
+    from twinviz.latents.encode import twin_vectors
     from twinviz.twins.confidence import CalibrationError, fit_calibration, save_calibration, weights_sha256
 
     try:
@@ -43,7 +44,7 @@ def main(args) -> int:
         ds = open_spectra(args.data, chunks={})
         model.check_grid(ds)
         lat = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk)
-        cal = fit_calibration(lat["z"].values, lat["group"].values, lat["teff"].values, lat["logg"].values,
+        cal = fit_calibration(twin_vectors(lat), lat["group"].values, lat["teff"].values, lat["logg"].values,
                               snr=lat["snr"].values if "snr" in lat else None, method=args.method, k=args.k,
                               metric=args.metric, seed=args.seed, model_sha256=weights_sha256(model_dir),
                               data=args.data)

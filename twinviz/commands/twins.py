@@ -145,6 +145,15 @@ NO_FLAGS = ("unknown: this latent file has no out-of-distribution flags (written
             "Fix: re-run `twinviz embed`, or pass --model and --data")
 
 
+def _search_vectors(latents, model):
+    """z in the model's twin metric (twinviz/twins/metric.py) when it has one, else the latents'."""
+    from twinviz.latents.encode import twin_vectors
+
+    if model is not None and model.twin_metric is not None:
+        return model.twin_metric.project(latents["z"].values)
+    return twin_vectors(latents)
+
+
 def main(args) -> int:
     import numpy as np
 
@@ -154,7 +163,7 @@ def main(args) -> int:
     try:
         latents, model = _latents_from_args(args)
         ids = latents["star"].values
-        index = TwinIndex(latents["z"].values, metric=args.metric, backend=args.backend, ids=ids)
+        index = TwinIndex(_search_vectors(latents, model), metric=args.metric, backend=args.backend, ids=ids)
         star = _star_key(args.star, ids)
         pos = index.position_of(star)
         positions, distances = index.search(pos, args.k)

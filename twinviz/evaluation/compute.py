@@ -80,15 +80,22 @@ def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *
                         seconds=time.perf_counter() - t0)
 
 
-def _model_result(key, model, ds, groups, partners, *, batch_size, chunk, metric, backend):
-    from twinviz.latents.encode import encode_dataset
+def _model_results(key, model, ds, groups, partners, *, batch_size, chunk, metric, backend) -> list:
+    """The model's row, ranked on its twin vectors (z_twin when the model has a twin metric,
+    twinviz/twins/metric.py), and then a "raw z" row beside it so the metric's effect shows."""
+    from twinviz.latents.encode import encode_dataset, twin_vectors
 
     t0 = time.perf_counter()
-    z = encode_dataset(model, ds, batch_size=batch_size, chunk=chunk)["z"].values
-    result = evaluate_representation(key, z, groups, metric=metric, backend=backend)
+    latents = encode_dataset(model, ds, batch_size=batch_size, chunk=chunk)
+    z = latents["z"].values
+    result = evaluate_representation(key, twin_vectors(latents), groups, metric=metric, backend=backend)
     result.mse, result.swapped_mse = model_errors(model, ds, z, partners, batch_size=batch_size, chunk=chunk)
     result.seconds = time.perf_counter() - t0
-    return result
+    if "z_twin" not in latents:
+        return [result]
+    raw = evaluate_representation(f"{key}_raw_z", z, groups, metric=metric, backend=backend)
+    raw.mse, raw.swapped_mse = result.mse, result.swapped_mse
+    return [result, raw]
 
 
 NO_GROUPS = ("absent: no two stars share a `group` id (an imported survey without known twins, group = −1), "
@@ -168,10 +175,10 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
     kw = dict(batch_size=batch_size, chunk=chunk, metric=metric, backend=backend)
     if model is not None:
         say("encoding with the fader network and ranking twins")
-        methods.append(_model_result("fader", model, ds, groups, partners, **kw))
+        methods.extend(_model_results("fader", model, ds, groups, partners, **kw))
     if baseline_model is not None:
         say("encoding with the λ=0 baseline model and ranking twins")
-        methods.append(_model_result("lambda0", baseline_model, ds, groups, partners, **kw))
+        methods.extend(_model_results("lambda0", baseline_model, ds, groups, partners, **kw))
     queries = None
     if pixel_queries and pixel_queries < n_with_twin:
         rng = np.random.default_rng(seed)

@@ -43,6 +43,8 @@ PAPER_REFERENCE: tuple[ReferenceRow, ...] = (
 METHOD_LABELS = {
     "fader": "fader network",
     "lambda0": "conditional AE (λ=0)",
+    "fader_raw_z": "fader network, raw z (no twin metric)",
+    "lambda0_raw_z": "conditional AE (λ=0), raw z (no twin metric)",
     "polynomial": "polynomial residuals",
     "polynomial_pca": "polynomial residuals on principal components",
     "raw_flux": "raw flux L1",

@@ -73,6 +73,10 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
         coords={"star": ds["star"].values, "latent": np.arange(z.shape[1], dtype=np.int64)},
     )
     out["z"].attrs.update(long_name="fader-network latent E(x, u)", units="")
+    metric = getattr(model, "twin_metric", None)
+    if metric is not None:  # the vectors twins are ranked on (twinviz/twins/metric.py)
+        out["z_twin"] = (("star", "twin_axis"), metric.project(z))
+        out["z_twin"].attrs.update(long_name="z in the twin metric: (z - mean) @ projection", units="")
     for name in LABEL_VARIABLES:
         if name in ds.variables:
             out[name] = (ds[name].dims, np.asarray(ds[name].values))
@@ -86,3 +90,9 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
         source=str(ds.encoding.get("source", "")),
     )
     return out
+
+
+def twin_vectors(latents: xr.Dataset) -> np.ndarray:
+    """What twins are ranked on: ``z_twin`` when the model had a twin metric, else ``z``."""
+    name = "z_twin" if "z_twin" in latents else "z"
+    return np.asarray(latents[name].values, dtype=np.float32)

@@ -38,7 +38,8 @@ class TrainConfig(Architecture):
     Objective (docs/science.md, Method)
       adversary_weight: λ; adversary_ramp_steps: λ grows linearly from 0 over this many AE
       steps (0: constant λ from the start); adversary_steps: adversary updates per AE update;
-      flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md).
+      flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md);
+      twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off".
     Optimisation
       epochs, batch_size (global, split over DDP ranks), lr (AE, Adam), adversary_lr (Adam),
       lr_schedule ("cosine": decays the AE rate to lr_min_factor·lr; "constant"),
@@ -74,6 +75,10 @@ class TrainConfig(Architecture):
                                   limits=(1, 100), group="objective")
     flux_err_floor: float = option(0.005, help="σ₀ in the pixel weight σ₀²/(σ²+σ₀²), flux units",
                                    above=0, limits=(1e-9, 1.0), group="objective")
+    twin_metric: str = option("fit", help="after training, learn the twin metric (a linear map of z "
+                              "that down-weights what differs between training twins; the number of "
+                              "axes kept is chosen on --val) when both data have groups; off: rank on raw z",
+                              choices=("fit", "off"), group="objective", resumable=True)
     # optimisation
     epochs: int = option(60, help="passes over the training data", at_least=1, limits=(1, 10_000),
                          form="main", group="optimisation", resumable=True)

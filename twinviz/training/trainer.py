@@ -296,6 +296,8 @@ class Trainer:
         if self.is_main:
             if not (self.run.model_dir / runfiles.MODEL_CONFIG).exists():  # no epoch ever improved
                 self.model.save_pretrained(self.run.model_dir)
+            if state == "done" and self.config.twin_metric == "fit":
+                self._fit_twin_metric()
             self.run.finish(state)
             self.log("training %s at step %d", state, self.progress["step"])
             self.run.close()
@@ -366,6 +368,21 @@ class Trainer:
         finally:
             bar.close()
         return "done"
+
+    def _fit_twin_metric(self) -> None:
+        """Learn the twin metric of the best model (twinviz/twins/metric.py). A failure is logged
+        and the model keeps raw z: the training itself stands."""
+        from twinviz.training.twin_metric_fit import fit_model_twin_metric
+        from twinviz.twins.metric import TwinMetricError
+
+        try:
+            outcome = fit_model_twin_metric(self.run.model_dir, self.config.data, self.config.val,
+                                            device=str(self.device), log=self.log)
+        except (TwinMetricError, OSError, ValueError) as exc:
+            self.run.logger.warning("twin metric not fitted (%s); the model ranks on raw z", exc)
+            return
+        if outcome["status"] == "skipped":
+            self.log("twin metric not fitted: %s; the model ranks on raw z", outcome["why"])
 
     def _end_of_epoch(self, epoch: int, train_recon: float, complete: bool) -> None:
         p = self.progress

@@ -1,0 +1,52 @@
+"""Fit the twin metric (twinviz/twins/metric.py) of a trained model: once, after training.
+
+The best model is encoded on the training spectra (whose twins teach the map) and on the
+validation spectra (which choose how many axes to keep, or none); the result is stored beside
+the weights. Data without groups cannot teach it: the model then keeps raw z.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fit_model_twin_metric"]
+
+
+def _groups(ds) -> np.ndarray | None:
+    if "group" not in ds.variables:
+        return None
+    groups = np.asarray(ds["group"].values, dtype=np.int64)
+    known = groups[groups >= 0]
+    return groups if known.size and len(np.unique(known)) < known.size else None
+
+
+def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, device: str = "cpu",
+                          log=None) -> dict:
+    """Fit, choose and save the twin metric of the model in ``model_dir``. Returns what happened
+    ({"status": "fitted"|"raw z"|"skipped", ...}) for the run's log."""
+    from twinviz.latents.encode import encode_dataset
+    from twinviz.model import FaderNetwork
+    from twinviz.spectra.dataset import open_spectra
+    from twinviz.twins.metric import choose_twin_metric, fit_twin_metric
+
+    say = log or (lambda *a: None)
+    if not val_path:
+        return {"status": "skipped", "why": "no validation data to choose the number of axes"}
+    model = FaderNetwork.from_pretrained(model_dir, device=device)
+    with open_spectra(train_path) as train, open_spectra(val_path) as val:
+        g_train, g_val = _groups(train), _groups(val)
+        if g_train is None or g_val is None:
+            return {"status": "skipped", "why": "training or validation data without twins (group)"}
+        model.twin_metric = None
+        z_train = encode_dataset(model, train)["z"].values
+        z_val = encode_dataset(model, val)["z"].values
+    metric = fit_twin_metric(z_train, g_train, source=str(train_path))
+    chosen = choose_twin_metric(metric, z_val, g_val, source=str(val_path))
+    model.twin_metric = chosen
+    model.save_pretrained(model_dir)  # the same weights, with (or without) the metric beside them
+    if chosen is None:
+        say("twin metric: raw z ranks the validation twins best; kept raw z")
+        return {"status": "raw z"}
+    scores = chosen.info["validation"]
+    say("twin metric: %d of %d axes (validation rank 1 %.1f %% vs %.1f %% on raw z)", chosen.dims,
+        metric.projection.shape[0], 100 * scores[str(chosen.dims)]["rank1"], 100 * scores["raw"]["rank1"])
+    return {"status": "fitted", "dims": chosen.dims}
