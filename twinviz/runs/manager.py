@@ -92,6 +92,7 @@ class RunManager:
         self._summaries: tuple[float, list[dict]] | None = None
         self._thread: threading.Thread | None = None
         self._stop_background = threading.Event()
+        self._listeners: list = []
 
     @classmethod
     def shared(cls, runs_dir, data_dir, **kw) -> "RunManager":
@@ -217,10 +218,18 @@ class RunManager:
             thread.join(timeout=10)
         self._thread = None
 
+    def add_poll_listener(self, listener) -> None:
+        """Call ``listener()`` on the background thread after each of its polls (the app's
+        shared runs feed: one reader of the runs for every session)."""
+        with self._lock:
+            self._listeners.append(listener)
+
     def _poll_forever(self, interval: float) -> None:
         while not self._stop_background.wait(interval):
             try:
                 self.poll()
+                for listener in list(self._listeners):
+                    listener()
             except Exception:  # keep polling: one unreadable run must not stop the queue
                 logging.getLogger(__name__).exception("polling runs in %s failed", self.runs_dir)
 
