@@ -24,7 +24,6 @@ memory back after the sessions close. Linux only (/proc). Prints one table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 # A closed session is discarded this long after its last connection went away.
 UNUSED_LIFETIME_MS = 3000
 CHECK_UNUSED_MS = 500
@@ -99,25 +99,12 @@ def get_page(url: str, timeout: float = 600) -> float:
     return time.perf_counter() - t0
 
 
-def register_models() -> None:
-    """Make every Panel model known to this (client) process, so pulled documents resolve."""
-    import importlib
-    import pkgutil
-
-    import panel.models
-
-    for module in pkgutil.iter_modules(panel.models.__path__):
-        importlib.import_module(f"panel.models.{module.name}")
-
-
 def open_session(url: str, arguments: dict | None):
-    """A non-rendering visitor: websocket + the whole document pulled. Returns (session, s)."""
-    from bokeh.client import pull_session
-    from tornado.ioloop import IOLoop
+    """A non-rendering visitor (twinviz.testing.visit). Returns (session, seconds)."""
+    from twinviz.testing import visit
 
-    asyncio.set_event_loop(asyncio.new_event_loop())  # each client thread runs its own loop
     t0 = time.perf_counter()
-    session = pull_session(url=url, io_loop=IOLoop.current(), arguments=arguments)
+    session = visit(url, arguments)
     if not session.document.roots:
         raise RuntimeError("the pulled document is empty")
     return session, time.perf_counter() - t0
@@ -125,7 +112,6 @@ def open_session(url: str, arguments: dict | None):
 
 def open_many(url: str, n: int, arguments=None, timeout: float = 300):
     """n visitors started at once: (sessions, times, errors, wall seconds to the last)."""
-    register_models()
     t0 = time.perf_counter()
     sessions, times, errors = [], [], []
     with ThreadPoolExecutor(max_workers=n) as pool:

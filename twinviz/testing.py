@@ -15,7 +15,7 @@ import numpy as np
 from twinviz.training import runfiles
 
 __all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "survey_sample",
-           "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "wait_for", "write_toy"]
+           "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "visit", "wait_for", "write_toy"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
 SAMPLE_GENERATOR = "twinviz.testing"
@@ -223,3 +223,21 @@ def wait_for(condition, timeout: float = 60.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def visit(url: str, arguments: dict | None = None):
+    """A visitor that does not render: opens a websocket to the served app at ``url`` and pulls
+    its whole document, as a browser would (``bokeh.client``). Returns the client session
+    (``.document``, ``.close()``). Safe to call from several threads at once."""
+    import asyncio
+    import importlib
+    import pkgutil
+
+    import panel.models
+    from bokeh.client import pull_session
+    from tornado.ioloop import IOLoop
+
+    for module in pkgutil.iter_modules(panel.models.__path__):  # every model a page may hold
+        importlib.import_module(f"panel.models.{module.name}")
+    asyncio.set_event_loop(asyncio.new_event_loop())  # each client thread runs its own loop
+    return pull_session(url=url, io_loop=IOLoop.current(), arguments=arguments)

@@ -108,7 +108,7 @@ def test_another_visitor_sees_the_live_run_and_can_cancel_it(page, context, tab_
     page.screenshot(path=str(artifacts / "training_tab_cancelled.png"), full_page=True)
 
 
-def test_closing_the_page_stops_its_refresh_callback(page, serve, data_dir, tmp_path, console_errors):
+def test_closing_the_page_unsubscribes_it_from_the_runs_feed(page, serve, data_dir, tmp_path, console_errors):
     from twinviz.app.training import TrainingTab
 
     tabs = []
@@ -122,9 +122,9 @@ def test_closing_the_page_stops_its_refresh_callback(page, serve, data_dir, tmp_
     page.goto(url)
     page.get_by_role("button", name="Launch").wait_for()
     tab = tabs[-1]
-    assert tab._callback is not None and tab._callback.running
+    assert tab._subscription is not None and tab.feed.n_subscribers == 1
     page.close()
-    wait_for(lambda: tab._callback is None, timeout=30)
+    wait_for(lambda: tab._subscription is None and tab.feed.n_subscribers == 0, timeout=30)
     tab.manager.stop_background()
 
 

@@ -57,7 +57,8 @@ class Explorer(pn.viewable.Viewer):
 
     state = param.ClassSelector(class_=ExplorerState, doc="this view's selection")
 
-    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None, **params):
+    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None,
+                 show: bool = True, **params):
         ensure_extensions()
         super().__init__(state=state or ExplorerState(data), **params)
         self._sidebar = pn.Column(sizing_mode="stretch_width")
@@ -69,12 +70,13 @@ class Explorer(pn.viewable.Viewer):
         self._views: dict = {}
         self.tabs = pn.Tabs(*self._slots.values(), dynamic=True, sizing_mode="stretch_width", name="views")
         self.tabs.param.watch(lambda event: self._show(event.new), "active")
-        self._build_views()
+        self._build_views(show)
         self._url_synced = False
 
-    def _build_views(self):
-        """(Re)build this session's views for its state; the tabs' content waits until shown.
-        The Training tab is kept: it does not depend on the model shown."""
+    def _build_views(self, show: bool = True):
+        """(Re)build this session's views for its state; the tabs' content waits until shown
+        (``show=False``: even the open tab's, until :meth:`show_active`). The Training tab is
+        kept: it does not depend on the model shown."""
         s = self.state
         self._views = {title: view for title, view in self._views.items() if title == "Training"}
         for title in VIEW_TITLES:
@@ -84,6 +86,11 @@ class Explorer(pn.viewable.Viewer):
         # sees that the tabs switched.
         self.source = source_pane(s.data)
         self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
+        if show:
+            self.show_active()
+
+    def show_active(self) -> None:
+        """Build the open tab's view if it is not built yet."""
         self._show(self.tabs.active)
 
     def _show(self, index) -> None:
@@ -235,9 +242,12 @@ def _template(main, sidebar=()):
 def build_page(data: AppData, sync_url: bool = True, training=None):
     """The served page for one session; with ``sync_url`` the selection lives in the URL.
     ``training``: the Training tab's folders (see :class:`Explorer`)."""
-    explorer = Explorer(data, training=training)
+    # The open tab is built once the URL has said which it is (a permalink to ?tab=4 builds
+    # the Training tab only).
+    explorer = Explorer(data, training=training, show=False)
     if sync_url:
         explorer.sync_url()
+    explorer.show_active()
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
     return page

@@ -14,6 +14,7 @@ Public API (docs/runs.md)
     ``launch(config, name=None, devices="auto") -> Run``  validate, create, queue, start
     ``list_runs() -> list[Run]``, ``get(name) -> Run``   (both poll first)
     ``poll()``                                reap, mark, force overdue cancels, schedule
+    ``start_background(interval)``, ``add_poll_listener(fn)``  one polling thread; fn() after each poll
     ``cancel(run, grace=30.0, wait=False)``   SIGTERM the process group, SIGKILL after grace
     ``wait(run, timeout=None) -> str``        block until the run ends (tests, scripts)
     ``metrics(run) -> list[dict]``            all records so far (read incrementally, shared)
