@@ -99,7 +99,15 @@ def test_a_served_page_registers_no_periodic_callback(app_data, folders):
         session.close()
 
 
-def test_tabs_are_built_when_first_shown(app_data):
+def test_by_default_every_tab_is_built_with_the_page(app_data):
+    page = build_page(app_data, sync_url=False, training=False)
+    assert [len(slot.objects) for slot in page.explorer.tabs] == [1, 1, 1, 1]
+
+
+def test_with_lazy_tabs_a_tab_is_built_when_first_shown(app_data, monkeypatch):
+    from twinviz.app import layout
+
+    monkeypatch.setattr(layout, "LAZY_TABS", True)
     page = build_page(app_data, sync_url=False, training=False)
     explorer = page.explorer
     assert list(explorer._views) == ["Swap explorer"]  # only the open tab

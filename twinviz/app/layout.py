@@ -46,6 +46,13 @@ are its twins. Pick a star here, on the map, or in the twin table; every tab fol
 and the page address is a permalink to what you see."""
 
 
+#: Build each tab's view only when the tab is first shown (and send only the open tab to the
+#: browser). Off: with it on, Chromium fetched Panel's loading.css/markdown.css from the CDN for
+#: tabs built after the page loaded (fails offline; seen in tests/ui/test_app.py), cause not found
+#: yet. The shared runs feed (twinviz/app/runs_feed.py) does not depend on it.
+LAZY_TABS = False
+
+
 class Explorer(pn.viewable.Viewer):
     """The twinviz explorer: sidebar (star picker) + tabs (swap, map, twins, metrics, training).
 
@@ -68,7 +75,7 @@ class Explorer(pn.viewable.Viewer):
         # only what its open tab shows (and dynamic tabs send only that tab to the browser).
         self._slots = {title: pn.Column(name=title, sizing_mode="stretch_width") for title in titles}
         self._views: dict = {}
-        self.tabs = pn.Tabs(*self._slots.values(), dynamic=True, sizing_mode="stretch_width", name="views")
+        self.tabs = pn.Tabs(*self._slots.values(), dynamic=LAZY_TABS, sizing_mode="stretch_width", name="views")
         self.tabs.param.watch(lambda event: self._show(event.new), "active")
         self._build_views(show)
         self._url_synced = False
@@ -86,7 +93,10 @@ class Explorer(pn.viewable.Viewer):
         # sees that the tabs switched.
         self.source = source_pane(s.data)
         self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
-        if show:
+        if not LAZY_TABS:  # every tab now (see LAZY_TABS)
+            for title in self._slots:
+                self._view(title)
+        elif show:
             self.show_active()
 
     def show_active(self) -> None:
