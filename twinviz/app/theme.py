@@ -113,12 +113,7 @@ def ensure_extensions() -> None:
     import holoviews as hv
     import panel as pn
 
-    # Per served page too: Panel lists a page's extension resources per document, and tabs
-    # built after the page loaded (layout.py) must find Tabulator's already in it.
-    doc = pn.state.curdoc
-    served = doc is not None and doc.session_context is not None
-    if ("tabulator" not in pn.extension._loaded_extensions
-            or (served and "tabulator" not in pn.state._extensions_.get(doc, ()))):
+    if "tabulator" not in pn.extension._loaded_extensions:
         pn.extension("tabulator", notifications=True, loading_indicator=True)
     if hv.Store.current_backend != "bokeh" or not hv.Store.renderers:
         hv.extension("bokeh", logo=False)

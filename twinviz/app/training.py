@@ -278,6 +278,10 @@ class TrainingTab(pn.viewable.Viewer):
             self.progress.value, self.progress_text.object = 0, ""
             self.cancel_button.disabled = self.open_button.disabled = True
             return
+        # The curves and the log first: Bokeh sends each change as its own message, so a page
+        # that shows "done" in the title has already received every step record before it.
+        self._refresh_metrics(run)
+        self._refresh_log(run)
         info = run.summary()
         state = info["state"]
         self.title.object = f"### {html.escape(run.name)} — {state}" + (" (process lost)" if info["lost"] else "")
@@ -300,8 +304,6 @@ class TrainingTab(pn.viewable.Viewer):
                 object=f"**Failed:** {html.escape(error[0])}" + (
                     f"<pre style='white-space:pre-wrap;font-size:11px'>{html.escape(chr(10).join(error[1:])[-1500:])}</pre>"
                     if len(error) > 1 else ""), alert_type="danger", visible=True)
-        self._refresh_metrics(run)
-        self._refresh_log(run)
 
     def _refresh_metrics(self, run: Run) -> None:
         records = self.manager.metrics(run)
