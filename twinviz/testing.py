@@ -225,6 +225,12 @@ def wait_for(condition, timeout: float = 60.0, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+#: Panel's model modules the app's pages hold (what a client must know to read the document).
+#: Only these: importing every Panel model would register ones whose JavaScript comes from a
+#: CDN, and a server in the same process would then list those on every page it serves.
+PAGE_MODEL_MODULES = ("browser", "layout", "location", "markup", "reactive_html", "tabs", "tabulator", "widgets")
+
+
 class Visitor:
     """A non-rendering visitor of a served app: a Bokeh client session on its own thread and
     event loop, so it neither needs nor disturbs the caller's loop (Playwright's, a test's).
@@ -251,16 +257,14 @@ class Visitor:
     def _run(self, url, arguments) -> None:
         import asyncio
         import importlib
-        import pkgutil
 
-        import panel.models
         from bokeh.client import pull_session
         from tornado.ioloop import IOLoop
 
         asyncio.set_event_loop(asyncio.new_event_loop())
         try:
-            for module in pkgutil.iter_modules(panel.models.__path__):  # every model a page may hold
-                importlib.import_module(f"panel.models.{module.name}")
+            for name in PAGE_MODEL_MODULES:
+                importlib.import_module(f"panel.models.{name}")
             session = pull_session(url=url, io_loop=IOLoop.current(), arguments=arguments)
         except BaseException as exc:  # handed to the caller
             self._ready.put(exc)

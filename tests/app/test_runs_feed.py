@@ -11,7 +11,6 @@ from bokeh.server.callbacks import PeriodicCallback as BokehPeriodicCallback
 from panel.tests.util import serve_and_wait
 
 from twinviz.app.layout import build_page
-from twinviz.app.metrics import MetricsView
 from twinviz.app.runs_feed import RunsFeed
 from twinviz.app.training import TrainingTab
 from twinviz.runs.manager import RunManager
@@ -97,22 +96,3 @@ def test_a_served_page_registers_no_periodic_callback(app_data, folders):
         assert pages[-1].explorer.training.feed.n_subscribers >= 1
     finally:
         session.close()
-
-
-def test_by_default_every_tab_is_built_with_the_page(app_data):
-    page = build_page(app_data, sync_url=False, training=False)
-    assert [len(slot.objects) for slot in page.explorer.tabs] == [1, 1, 1, 1]
-
-
-def test_with_lazy_tabs_a_tab_is_built_when_first_shown(app_data, monkeypatch):
-    from twinviz.app import layout
-
-    monkeypatch.setattr(layout, "LAZY_TABS", True)
-    page = build_page(app_data, sync_url=False, training=False)
-    explorer = page.explorer
-    assert list(explorer._views) == ["Swap explorer"]  # only the open tab
-    assert [len(slot.objects) for slot in explorer.tabs] == [1, 0, 0, 0]
-    explorer.tabs.active = 3
-    assert list(explorer._views) == ["Swap explorer", "Metrics"]
-    assert [len(slot.objects) for slot in explorer.tabs] == [1, 0, 0, 1]
-    assert isinstance(explorer.metrics, MetricsView)

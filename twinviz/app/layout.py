@@ -37,122 +37,53 @@ ACCENT = "#0b3d5c"
 URL_PARAMETERS = {"star": "star", "teff": "teff", "logg": "logg", "twin": "twin", "k": "k",
                   "colour_by": "colour", "projection": "map"}
 
-#: The explorer's tabs (the Training tab follows unless left out).
-VIEW_TITLES = ("Swap explorer", "Latent map", "Twins", "Metrics")
-
 SIDEBAR_HELP = """twinviz finds **chemically identical stars** from their spectra alone. A fader network
 encodes each spectrum into a latent *z* stripped of Teff and logg; stars with the closest *z* (L1)
 are its twins. Pick a star here, on the map, or in the twin table; every tab follows the selection,
 and the page address is a permalink to what you see."""
 
 
-#: Build each tab's view only when the tab is first shown (and send only the open tab to the
-#: browser). Off: with it on, Chromium fetched Panel's loading.css/markdown.css from the CDN for
-#: tabs built after the page loaded (fails offline; seen in tests/ui/test_app.py), cause not found
-#: yet. The shared runs feed (twinviz/app/runs_feed.py) does not depend on it.
-LAZY_TABS = False
-
-
 class Explorer(pn.viewable.Viewer):
     """The twinviz explorer: sidebar (star picker) + tabs (swap, map, twins, metrics, training).
 
     ``training`` gives the Training tab's folders (``{"runs": DIR, "data_dir": DIR}``; defaults
-    ``./runs`` and the data file's folder); ``training=False`` leaves the tab out. Each tab's
-    view is built when the tab is first shown (or its attribute — ``swap``, ``latent_map``,
-    ``twins``, ``metrics``, ``training`` — first read), so a page costs what its open tab shows.
+    ``./runs`` and the data file's folder); ``training=False`` leaves the tab out.
     """
 
     state = param.ClassSelector(class_=ExplorerState, doc="this view's selection")
 
-    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None,
-                 show: bool = True, **params):
+    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None, **params):
         ensure_extensions()
         super().__init__(state=state or ExplorerState(data), **params)
         self._sidebar = pn.Column(sizing_mode="stretch_width")
-        self._training_folders = None if training is False else (training or {})
-        titles = VIEW_TITLES + (("Training",) if self._training_folders is not None else ())
-        # One slot per tab, filled with its view when the tab is first shown: a page costs
-        # only what its open tab shows (and dynamic tabs send only that tab to the browser).
-        self._slots = {title: pn.Column(name=title, sizing_mode="stretch_width") for title in titles}
-        self._views: dict = {}
-        self.tabs = pn.Tabs(*self._slots.values(), dynamic=LAZY_TABS, sizing_mode="stretch_width", name="views")
-        self.tabs.param.watch(lambda event: self._show(event.new), "active")
-        self._build_views(show)
+        self.tabs = pn.Tabs(dynamic=False, sizing_mode="stretch_width", name="views")
+        self._build_views()
+        self.training = None if training is False else _training_tab(data, training or {}, self.open_model)
+        if self.training is not None:
+            self.tabs.append(("Training", self.training))
         self._url_synced = False
 
-    def _build_views(self, show: bool = True):
-        """(Re)build this session's views for its state; the tabs' content waits until shown
-        (``show=False``: even the open tab's, until :meth:`show_active`). The Training tab is
-        kept: it does not depend on the model shown."""
+    def _build_views(self):
         s = self.state
-        self._views = {title: view for title, view in self._views.items() if title == "Training"}
-        for title in VIEW_TITLES:
-            self._slots[title].objects = []
         self.picker = StarPicker(s)
+        self.swap = SwapExplorer(s)
+        self.latent_map = LatentMap(s)
+        self.twins = TwinTable(s)
+        self.metrics = MetricsView(s)
+        self.cluster_members = ClusterMembers(s)
+        map_tab = pn.Column(self.latent_map, self.cluster_members, sizing_mode="stretch_width", name="Latent map")
+        views = [("Swap explorer", self.swap), ("Latent map", map_tab), ("Twins", self.twins),
+                 ("Metrics", self.metrics)]
+        if len(self.tabs) >= len(views):
+            # (title, view): a bare view would be titled by its object name ("SwapExplorer01234").
+            for i, item in enumerate(views):
+                self.tabs[i] = item
+        else:
+            self.tabs.extend(views)
         # Which model and data are shown: after "Open in explorer" this line is how a user
         # sees that the tabs switched.
         self.source = source_pane(s.data)
         self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
-        if not LAZY_TABS:  # every tab now (see LAZY_TABS)
-            for title in self._slots:
-                self._view(title)
-        elif show:
-            self.show_active()
-
-    def show_active(self) -> None:
-        """Build the open tab's view if it is not built yet."""
-        self._show(self.tabs.active)
-
-    def _show(self, index) -> None:
-        titles = list(self._slots)
-        if isinstance(index, int) and 0 <= index < len(titles):
-            self._view(titles[index])
-
-    def _view(self, title: str):
-        """The content of tab ``title``, built (and put in its tab) on first use."""
-        view = self._views.get(title)
-        if view is None:
-            view = self._views[title] = self._make_view(title)
-            self._slots[title].objects = [view]
-        return view
-
-    def _make_view(self, title: str):
-        s = self.state
-        if title == "Swap explorer":
-            return SwapExplorer(s)
-        if title == "Latent map":
-            return pn.Column(LatentMap(s), ClusterMembers(s), sizing_mode="stretch_width", name="Latent map")
-        if title == "Twins":
-            return TwinTable(s)
-        if title == "Metrics":
-            return MetricsView(s)
-        return _training_tab(s.data, self._training_folders, self.open_model)
-
-    # The views, for code and tests that reach into them (each built when first asked for).
-    @property
-    def swap(self) -> SwapExplorer:
-        return self._view("Swap explorer")
-
-    @property
-    def latent_map(self) -> LatentMap:
-        return self._view("Latent map")[0]
-
-    @property
-    def cluster_members(self) -> ClusterMembers:
-        return self._view("Latent map")[1]
-
-    @property
-    def twins(self) -> TwinTable:
-        return self._view("Twins")
-
-    @property
-    def metrics(self) -> MetricsView:
-        return self._view("Metrics")
-
-    @property
-    def training(self):
-        """The Training tab, or None when the app was built without it."""
-        return None if self._training_folders is None else self._view("Training")
 
     def sync_url(self) -> None:
         """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
@@ -252,14 +183,11 @@ def _template(main, sidebar=()):
 def build_page(data: AppData, sync_url: bool = True, training=None):
     """The served page for one session; with ``sync_url`` the selection lives in the URL.
     ``training``: the Training tab's folders (see :class:`Explorer`)."""
-    # The open tab is built once the URL has said which it is (a permalink to ?tab=4 builds
-    # the Training tab only).
-    explorer = Explorer(data, training=training, show=False)
+    explorer = Explorer(data, training=training)
     if sync_url:
         explorer.sync_url()
-    explorer.show_active()
     doc = current_document()
-    if doc is not None and doc.session_context is not None:
+    if doc is not None and doc.session_context is not None:  # give memory back once visitors leave
         doc.on_session_destroyed(lambda session_context: release_memory_soon())
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
