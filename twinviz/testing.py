@@ -15,7 +15,7 @@ import numpy as np
 from twinviz.training import runfiles
 
 __all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "survey_sample",
-           "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "wait_for", "write_toy"]
+           "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "visit", "wait_for", "write_toy"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
 SAMPLE_GENERATOR = "twinviz.testing"
@@ -223,3 +223,66 @@ def wait_for(condition, timeout: float = 60.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+#: Panel's model modules the app's pages hold (what a client must know to read the document).
+#: Only these: importing every Panel model would register ones whose JavaScript comes from a
+#: CDN, and a server in the same process would then list those on every page it serves.
+PAGE_MODEL_MODULES = ("browser", "layout", "location", "markup", "reactive_html", "tabs", "tabulator", "widgets")
+
+
+class Visitor:
+    """A non-rendering visitor of a served app: a Bokeh client session on its own thread and
+    event loop, so it neither needs nor disturbs the caller's loop (Playwright's, a test's).
+    ``.document`` is the pulled document; ``.close()`` closes the websocket and ends the thread."""
+
+    def __init__(self, url: str, arguments: dict | None = None, timeout: float = 300.0):
+        import queue
+        import threading
+
+        self._commands: queue.Queue = queue.Queue()
+        self._ready: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(url, arguments), daemon=True,
+                                        name="twinviz-visitor")
+        self._thread.start()
+        try:
+            outcome = self._ready.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{url}: no document within {timeout} s") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self.session = outcome
+        self.document = outcome.document
+
+    def _run(self, url, arguments) -> None:
+        import asyncio
+        import importlib
+
+        from bokeh.client import pull_session
+        from tornado.ioloop import IOLoop
+
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        try:
+            for name in PAGE_MODEL_MODULES:
+                importlib.import_module(f"panel.models.{name}")
+            session = pull_session(url=url, io_loop=IOLoop.current(), arguments=arguments)
+        except BaseException as exc:  # handed to the caller
+            self._ready.put(exc)
+            return
+        self._ready.put(session)
+        self._commands.get()  # until close()
+        session.close()
+        IOLoop.current().run_sync(lambda: asyncio.sleep(0.05))  # let the close frame go out
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._commands.put("close")
+            self._thread.join(timeout=30)
+
+
+def visit(url: str, arguments: dict | None = None) -> Visitor:
+    """A visitor that does not render: opens a websocket to the served app at ``url`` and pulls
+    its whole document, as a browser would (``bokeh.client``), on a thread of its own.
+    Returns a :class:`Visitor` (``.document``, ``.close()``). Safe from any thread, including
+    one whose event loop is running."""
+    return Visitor(url, arguments)

@@ -66,7 +66,7 @@ def tab_factory(sample_paths, tmp_path):
 
     yield make
     for tab in made:
-        tab._stop_polling()
+        tab._unsubscribe()
         tab.manager.stop_background()
 
 

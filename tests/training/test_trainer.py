@@ -324,7 +324,7 @@ def test_every_option_the_app_form_offers_builds_a_model(data, tmp_path):
                    for name, w in tab.fields.items() if isinstance(w, pn.widgets.Select)}
         form = tab.form_values()
     finally:
-        tab._stop_polling()
+        tab._unsubscribe()
         tab.manager.stop_background()
     assert {"activation", "adversary_mode", "bin_edges", "flux_scaling", "lr_schedule", "stream"} <= set(offered)
     assert check_options(form, TrainConfig, limits=True) == []  # the form starts inside the limits

@@ -16,7 +16,7 @@ import panel as pn
 import param
 
 from twinviz.app import theme
-from twinviz.app.session import current_document, in_session
+from twinviz.app.session import current_document, in_session, release_memory_soon
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
@@ -186,6 +186,9 @@ def build_page(data: AppData, sync_url: bool = True, training=None):
     explorer = Explorer(data, training=training)
     if sync_url:
         explorer.sync_url()
+    doc = current_document()
+    if doc is not None and doc.session_context is not None:  # give memory back once visitors leave
+        doc.on_session_destroyed(lambda session_context: release_memory_soon())
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
     return page

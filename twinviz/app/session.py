@@ -3,11 +3,15 @@
 Bokeh models may only change while their document is locked. Bokeh locks it for the callbacks
 it schedules itself (next tick, periodic), not for Panel's widget events or for worker threads.
 :func:`in_session` hands a callback to the session's loop when there is one, and otherwise
-(a notebook, tests, plain Python) runs it at once.
+(a notebook, tests, plain Python) runs it at once. :func:`release_memory_soon` gives a
+server's memory back once visitors have left.
 """
 from __future__ import annotations
 
-__all__ = ["current_document", "in_session"]
+import gc
+import threading
+
+__all__ = ["current_document", "in_session", "release_memory_soon"]
 
 
 def current_document():
@@ -37,3 +41,30 @@ def in_session(callback, doc="current") -> None:
             callback()
 
     doc.add_next_tick_callback(locked)
+
+
+_release_lock = threading.Lock()
+_release_timer: threading.Timer | None = None
+
+
+def release_memory_soon(delay: float = 2.0) -> None:
+    """Once no session has closed for ``delay`` seconds: collect garbage and hand freed heap
+    pages back to the system (glibc ``malloc_trim``), so a server's memory comes back after
+    visitors leave. Many sessions closing together cost one pass. Thread-safe."""
+    global _release_timer
+    with _release_lock:
+        if _release_timer is not None:
+            _release_timer.cancel()
+        _release_timer = threading.Timer(delay, _release_memory)
+        _release_timer.daemon = True
+        _release_timer.start()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the collected memory is reused, not returned
+        pass

@@ -22,8 +22,10 @@ serving machine unless remote launches are allowed (``twinviz.app.access``).
 
 Sharing: the :class:`~twinviz.runs.RunManager` (one per runs/data folder per process) and
 its single background polling thread are shared by every session, so runs are global and go
-on when browsers close. Each session has one periodic callback (``poll_period`` ms) that only
-reads files and pushes what changed to its own widgets; it is stopped when the session ends.
+on when browsers close. A tab has no timer of its own: it subscribes to the manager's
+:class:`~twinviz.app.runs_feed.RunsFeed`, which tells it (on its session's event loop) only when
+a run changed, and it unsubscribes when its session ends. ``poll_period`` is how often that one
+thread looks at the runs (the first tab of a runs folder sets it).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import panel as pn
 import param
 
 from twinviz.app.access import training_access
+from twinviz.app.runs_feed import RunsFeed
 from twinviz.app.session import current_document, in_session
 from twinviz.app.training_curves import LossCurves, best_text, duration_text
 from twinviz.app.training_form import (FORM_FIELDS, MAIN_FIELDS, field_choices, field_help, parse_fields,
@@ -56,7 +59,7 @@ class TrainingTab(pn.viewable.Viewer):
     selected = param.String(default=None, allow_None=True, doc="name of the run this session shows")
     opened = param.Dict(default=None, allow_None=True,
                         doc="last run opened in the explorer: {'run', 'model', 'data'}")
-    poll_period = param.Integer(default=1000, bounds=(100, None), doc="refresh period, ms")
+    poll_period = param.Integer(default=1000, bounds=(100, None), doc="how often the shared poller looks at the runs, ms")
     cpu_slots = param.Integer(default=1, bounds=(1, None), doc="CPU runs allowed at once (queue)")
     allow_remote = param.Boolean(default=None, allow_None=True,
                                  doc="let visitors on other machines launch and cancel runs "
@@ -79,22 +82,24 @@ class TrainingTab(pn.viewable.Viewer):
             active = [r for r in runs if r.status.get("state") in ("running", "queued")]
             self.selected = (active or runs)[0].name
         self._refresh()
-        self._callback = None
-        self._start_polling()
+        self.feed = RunsFeed.shared(self.manager)
+        self._subscription = None
+        self._subscribe()
 
-    # --- polling -----------------------------------------------------------------------------
-    def _start_polling(self) -> None:
-        self._callback = pn.state.add_periodic_callback(self._refresh, period=self.poll_period)
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.on_session_destroyed(self._on_session_destroyed)
+    # --- following the runs (one shared poller: app/runs_feed.py) ----------------------------
+    def _subscribe(self) -> None:
+        doc = current_document()
+        self._subscription = self.feed.subscribe(self._refresh, doc)
+        if doc is not None and doc.session_context is not None:
+            doc.on_session_destroyed(self._on_session_destroyed)
 
     def _on_session_destroyed(self, session_context) -> None:
-        self._stop_polling()
+        self._unsubscribe()
 
-    def _stop_polling(self) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self.feed.unsubscribe(self._subscription)
+            self._subscription = None
 
     def _refresh(self) -> None:
         """Bring the table and the selected run's view up to date (files only; cheap)."""
@@ -273,6 +278,10 @@ class TrainingTab(pn.viewable.Viewer):
             self.progress.value, self.progress_text.object = 0, ""
             self.cancel_button.disabled = self.open_button.disabled = True
             return
+        # The curves and the log first: Bokeh sends each change as its own message, so a page
+        # that shows "done" in the title has already received every step record before it.
+        self._refresh_metrics(run)
+        self._refresh_log(run)
         info = run.summary()
         state = info["state"]
         self.title.object = f"### {html.escape(run.name)} — {state}" + (" (process lost)" if info["lost"] else "")
@@ -295,8 +304,6 @@ class TrainingTab(pn.viewable.Viewer):
                 object=f"**Failed:** {html.escape(error[0])}" + (
                     f"<pre style='white-space:pre-wrap;font-size:11px'>{html.escape(chr(10).join(error[1:])[-1500:])}</pre>"
                     if len(error) > 1 else ""), alert_type="danger", visible=True)
-        self._refresh_metrics(run)
-        self._refresh_log(run)
 
     def _refresh_metrics(self, run: Run) -> None:
         records = self.manager.metrics(run)

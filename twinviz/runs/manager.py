@@ -14,6 +14,7 @@ Public API (docs/runs.md)
     ``launch(config, name=None, devices="auto") -> Run``  validate, create, queue, start
     ``list_runs() -> list[Run]``, ``get(name) -> Run``   (both poll first)
     ``poll()``                                reap, mark, force overdue cancels, schedule
+    ``start_background(interval)``, ``add_poll_listener(fn)``  one polling thread; fn() after each poll
     ``cancel(run, grace=30.0, wait=False)``   SIGTERM the process group, SIGKILL after grace
     ``wait(run, timeout=None) -> str``        block until the run ends (tests, scripts)
     ``metrics(run) -> list[dict]``            all records so far (read incrementally, shared)
@@ -92,6 +93,7 @@ class RunManager:
         self._summaries: tuple[float, list[dict]] | None = None
         self._thread: threading.Thread | None = None
         self._stop_background = threading.Event()
+        self._listeners: list = []
 
     @classmethod
     def shared(cls, runs_dir, data_dir, **kw) -> "RunManager":
@@ -217,10 +219,18 @@ class RunManager:
             thread.join(timeout=10)
         self._thread = None
 
+    def add_poll_listener(self, listener) -> None:
+        """Call ``listener()`` on the background thread after each of its polls (the app's
+        shared runs feed: one reader of the runs for every session)."""
+        with self._lock:
+            self._listeners.append(listener)
+
     def _poll_forever(self, interval: float) -> None:
         while not self._stop_background.wait(interval):
             try:
                 self.poll()
+                for listener in list(self._listeners):
+                    listener()
             except Exception:  # keep polling: one unreadable run must not stop the queue
                 logging.getLogger(__name__).exception("polling runs in %s failed", self.runs_dir)
 
