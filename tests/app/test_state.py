@@ -82,3 +82,30 @@ def test_the_star_summary_says_unknown_for_a_missing_fe_h(sample_paths):
     assert "[Fe/H] unknown" in picker.summary.object and "nan" not in picker.summary.object
     state.star = 4
     assert f"[Fe/H] **{fe_h[4]:+.2f}**" in picker.summary.object
+
+
+def test_a_model_with_a_twin_metric_ranks_twins_on_it(sample_paths, tmp_path):
+    """The app ranks neighbours (and picks the true twin) on z in the model's twin metric."""
+    import shutil
+
+    import numpy as np
+
+    from twinviz.model import FaderNetwork
+    from twinviz.twins.index import TwinIndex
+    from twinviz.twins.metric import fit_twin_metric
+
+    model_dir, data_path, _ = sample_paths
+    with_metric = tmp_path / "model"
+    shutil.copytree(model_dir, with_metric)
+    model = FaderNetwork.from_pretrained(with_metric)
+    plain = load_app_data(model_dir, data_path)
+    model.twin_metric = fit_twin_metric(plain.z, plain.group).with_dims(2)  # a deliberately different space
+    model.save_pretrained(with_metric)
+
+    data = load_app_data(with_metric, data_path)
+    assert data.z_twin.shape == (data.n_stars, 2)
+    np.testing.assert_array_equal(data.z, plain.z)  # the decoder still gets z itself
+    positions, distances = data.neighbours(3, 5)
+    expected, _ = TwinIndex(model.twin_metric.project(plain.z)).search(3, 5)
+    np.testing.assert_array_equal(positions, expected)
+    assert not np.array_equal(positions, plain.neighbours(3, 5)[0])
