@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 
-__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks"]
+__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks", "latent_dataset"]
 
 LABEL_VARIABLES = ("teff", "logg", "group", "fe_h", "x_fe", "snr")
 
@@ -68,6 +68,12 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
                                       batch_size=batch_size, mask=block.get("mask"))
         if progress is not None:
             progress(stop, n)
+    return latent_dataset(model, ds, z)
+
+
+def latent_dataset(model, ds: xr.Dataset, z) -> xr.Dataset:
+    """The latent dataset (module docstring) of the stars of ``ds`` encoded as ``z`` [N, d]."""
+    z = np.asarray(z, dtype=np.float32)
     out = xr.Dataset(
         {"z": (("star", "latent"), z)},
         coords={"star": ds["star"].values, "latent": np.arange(z.shape[1], dtype=np.int64)},

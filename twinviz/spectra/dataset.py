@@ -78,8 +78,12 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
     fe_h : (n_star,) [Fe/H] dex;  x_fe : (n_star, n_element) [X/Fe] dex with ``elements`` names
     snr : (n_star,) signal-to-noise;  star : (n_star,) unique ids (default 0 … n_star−1)
     attrs : provenance attributes (generator, generator_version, seed, linelist_version …)
+
+    ``flux`` and ``flux_err`` may be dask arrays: they stay lazy (a template for a streamed write,
+    :func:`twinviz.spectra.simulation.simulate_to_zarr`) and their values are not checked.
     """
-    flux = np.asarray(flux, dtype=np.float32)
+    lazy = _is_lazy(flux)
+    flux = flux.astype(np.float32) if lazy else np.asarray(flux, dtype=np.float32)
     if flux.ndim != 2:
         _fail(None, "flux", f"has shape {flux.shape}, expected (star, wavelength)",
               "pass a 2-D array with one row per star")
@@ -94,7 +98,8 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
         "group": ("star", group),
     }
     if flux_err is not None:
-        data["flux_err"] = (("star", "wavelength"), np.asarray(flux_err, dtype=np.float32))
+        data["flux_err"] = (("star", "wavelength"), flux_err.astype(np.float32) if _is_lazy(flux_err)
+                            else np.asarray(flux_err, dtype=np.float32))
     if mask is not None:
         data["mask"] = (("star", "wavelength"), np.asarray(mask, dtype=bool))
     if fe_h is not None:
@@ -114,7 +119,12 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
     ds.attrs["twinviz_schema"] = SCHEMA_VERSION
     ds.attrs["grid_id"] = identify_grid(wavelength).id
     _annotate(ds)
-    return validate(ds)
+    return validate(ds, check_values=not lazy)
+
+
+def _is_lazy(array) -> bool:
+    """True for a dask array (its values are computed only when written or read)."""
+    return type(array).__module__.split(".")[0] == "dask"
 
 
 def _annotate(ds: xr.Dataset) -> None:
