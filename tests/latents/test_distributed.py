@@ -53,3 +53,22 @@ def test_masked_survey_stars_encode_alike_on_workers(sample, client, tmp_path):
                                rtol=1e-4)
     assert done[-1] == (70, 70) and len(done) == 5  # one report per chunk of 16 stars
     np.testing.assert_array_equal(latents["star"].values, ds["star"].values)
+
+
+def test_nan_flux_is_caught_in_the_block_that_holds_it_locally_and_on_workers(sample, client, tmp_path):
+    """embed no longer reads the whole file to check it: each encoded block is checked."""
+    from twinviz.spectra.dataset import DatasetError, load_spectra
+
+    model_dir, data, _ = sample
+    ds = load_spectra(data)
+    flux = ds["flux"].values.copy()
+    flux[37, 100] = np.nan
+    bad = save_spectra(ds.assign(flux=(("star", "wavelength"), flux)), tmp_path / "bad.zarr", validate_first=False)
+    lazy = open_spectra(bad, validate=False)
+    model = FaderNetwork.from_pretrained(model_dir)
+    with pytest.raises(DatasetError, match=r"bad\.zarr: flux: has 1 NaN/inf values outside the mask in stars 32–47 "
+                                           r"\(first in star index 37\)\. Fix: "):
+        encode_dataset(model, lazy, chunk=16)
+    with pytest.raises(DatasetError, match=r"first in star index 37"):
+        encode_on_cluster(model_dir, lazy, client, chunk=16)
+    assert cli(["embed", "--model", str(model_dir), "--data", str(bad), "--projections", "", "--chunk", "16"]) != 0

@@ -54,7 +54,7 @@ def main(args) -> int:
     from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
     from twinviz.model import ModelError
     from twinviz.latents.projection import add_projections
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import open_spectra, validate
 
     from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir
 
@@ -78,7 +78,10 @@ def main(args) -> int:
                                  "Fix: e.g. `twinviz embed --model runs/fader --data val.nc`")
             model_dir = resolve_model_dir(args.model)
             model = load_model(model_dir, args.device)
-            ds = open_spectra(args.data, chunks={})  # lazily: only one chunk of flux in memory
+            # lazily: only one chunk of flux in memory; its values are checked chunk by chunk as the
+            # encoder reads them (a check here would read the whole file once more: 160 s at 10^6)
+            ds = open_spectra(args.data, chunks={}, validate=False)
+            validate(ds, source=args.data, check_values=False)
             model.check_grid(ds)
             n = ds.sizes["star"]
             say(f"encoding {n} stars from {args.data} in chunks of {args.chunk}")

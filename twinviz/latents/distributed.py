@@ -33,13 +33,15 @@ def _worker_model(model_dir: str, device: str):
     return _MODELS[key]
 
 
-def _encode_block(flux, teff, logg, *mask, model_dir: str, device: str, batch_size: int):
+def _encode_block(flux, teff, logg, positions, *mask, model_dir: str, device: str, batch_size: int, source: str):
     """One task: the block's latents and reconstruction MSE, as float64 [n, d + 1]."""
     from twinviz.evaluation.ood import star_recon_mse
     from twinviz.model import encode_arrays
+    from twinviz.spectra.dataset import check_flux_block
 
     model = _worker_model(model_dir, device)
     mask = mask[0] if mask else None
+    check_flux_block(flux, mask, source=source, start=int(positions[0]))
     z = encode_arrays(model, flux, teff, logg, batch_size=batch_size, mask=mask)
     block = {"flux": (("star", "wavelength"), flux), "teff": ("star", teff), "logg": ("star", logg)}
     if mask is not None:
@@ -76,12 +78,14 @@ def encode_on_cluster(model_dir, ds: xr.Dataset, client, *, batch_size: int = 10
     model.check_grid(ds)
     lazy = ds.chunk({"star": int(chunk), "wavelength": -1})
     inputs = [lazy["flux"].data.astype(np.float32), "ik", lazy["teff"].data.astype(np.float32), "i",
-              lazy["logg"].data.astype(np.float32), "i"]
+              lazy["logg"].data.astype(np.float32), "i",
+              da.arange(ds.sizes["star"], chunks=lazy["flux"].data.chunks[0]), "i"]
     if "mask" in lazy:
         inputs += [lazy["mask"].data.astype(bool), "ik"]
     width = int(model.config.latent_dim) + 1
     out = da.blockwise(_encode_block, "ij", *inputs, new_axes={"j": width}, concatenate=True,
-                       dtype=np.float64, model_dir=str(model_dir), device=device, batch_size=int(batch_size))
+                       dtype=np.float64, model_dir=str(model_dir), device=device, batch_size=int(batch_size),
+                       source=str(ds.encoding.get("source", "")))
     blocks = out.to_delayed().ravel()
     futures = client.compute(list(blocks))
     order = {f.key: i for i, f in enumerate(futures)}

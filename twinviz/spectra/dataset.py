@@ -33,6 +33,7 @@ from twinviz.spectra.grid import WavelengthGrid, get_grid, identify_grid
 __all__ = [
     "SCHEMA_VERSION",
     "DatasetError",
+    "check_flux_block",
     "file_format",
     "load_spectra",
     "make_spectra",
@@ -238,7 +239,7 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
         if n_bad:
             star_idx = int(np.flatnonzero(np.asarray(bad.any(axis=1)))[0])
             _fail(source, "flux", f"has {n_bad} NaN/inf values outside the mask (first in star index {star_idx})",
-                  "set mask=True on those pixels (and any finite flux there), or drop the stars")
+                  _NAN_FLUX_FIX)
         if "flux_err" in ds.variables:
             err = ds["flux_err"].data
             bad_err = ~(err >= 0)
@@ -248,6 +249,24 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
                 _fail(source, "flux_err", "has negative or NaN uncertainties outside the mask",
                       "store 1-sigma uncertainties ≥ 0, and mask pixels without one")
     return ds
+
+
+_NAN_FLUX_FIX = "set mask=True on those pixels (and any finite flux there), or drop the stars"
+
+
+def check_flux_block(flux, mask=None, *, source=None, start: int = 0) -> None:
+    """:func:`validate`'s check of the flux values on one block of stars (rows ``start`` …) that
+    a streamed pass has in memory anyway: raises :class:`DatasetError` for NaN/inf outside the
+    mask. Encoding checks each block it reads, so a file larger than memory is not read once more
+    just to check it (``validate(..., check_values=False)`` first)."""
+    bad = ~np.isfinite(flux)
+    if mask is not None:
+        bad &= ~np.asarray(mask, dtype=bool)
+    n_bad = int(bad.sum())
+    if n_bad:
+        star_idx = start + int(np.flatnonzero(bad.any(axis=1))[0])
+        _fail(source, "flux", f"has {n_bad} NaN/inf values outside the mask in stars {start}–{start + len(flux) - 1} "
+              f"(first in star index {star_idx})", _NAN_FLUX_FIX)
 
 
 _validate = validate  # open_spectra's keyword argument `validate` shadows the function
