@@ -39,6 +39,18 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     assert project["requires-python"] == ">=3.10" and "python>=3.10" in env["dependencies"]
 
 
+def test_environment_yml_installs_every_user_extra_and_the_tests_need_them_too():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = {name for name in project["optional-dependencies"] if name != "test"}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lines = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    m = re.match(r"-e \.\[([a-z,]+)\]", pip_lines[0])
+    assert m and set(m.group(1).split(",")) == extras == {"fits", "scale"}
+    test_deps = {_name_and_spec(r) for r in project["optional-dependencies"]["test"]}
+    for name in extras:  # the tests exercise every extra (import apogee, embed --scheduler distributed)
+        assert {_name_and_spec(r) for r in project["optional-dependencies"][name]} <= test_deps
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()

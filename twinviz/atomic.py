@@ -14,7 +14,7 @@ from pathlib import Path
 
 import xarray as xr
 
-__all__ = ["atomic_path", "temporary_sibling", "write_dataset_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_directory", "atomic_path", "temporary_sibling", "write_dataset_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def temporary_sibling(path: Path, suffix: str = "tmp") -> Path:
@@ -34,6 +34,28 @@ def atomic_path(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_directory(path):
+    """Yield a temporary sibling of ``path`` to build a folder (a zarr store) in; on success it
+    takes the place of ``path`` (an existing folder is swapped out only once the new one is
+    complete), on any error it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        if path.exists():
+            old = temporary_sibling(path, "old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
 
 
 def write_text_atomic(path, text: str) -> Path:
@@ -63,23 +85,12 @@ def write_dataset_atomic(ds: xr.Dataset, path, fmt: str, *, star_chunk: int, enc
     ds.attrs = {k: v for k, v in ds.attrs.items() if v is not None}
     for var in ds.variables.values():
         var.encoding = {}
-    tmp = temporary_sibling(path)
-    try:
-        if fmt == "zarr":
+    if fmt == "zarr":
+        with atomic_directory(path) as tmp:
             # zarr v2 layout: readable by every zarr implementation (v3 has no stable string dtype yet)
             ds.chunk({"star": min(ds.sizes["star"], star_chunk)}).to_zarr(
                 tmp, mode="w", zarr_format=2, consolidated=True)
-            if path.exists():
-                old = temporary_sibling(path, "old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        else:
-            ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+        return path
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
     return path

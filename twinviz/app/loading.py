@@ -19,7 +19,11 @@ from twinviz.training import runfiles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_app_data", "cached_latents_path", "clear_cache", "data_labels", "load_app_data", "resolve_paths"]
+#: Flux above this many bytes stays in its file: the app reads one star's spectrum at a time
+#: (twinviz.spectra.rows.StarRows) instead of loading the array (docs/scale.md).
+LAZY_FLUX_BYTES = 2 * 2 ** 30
+
+__all__ = ["LAZY_FLUX_BYTES", "build_app_data", "cached_latents_path", "clear_cache", "data_labels", "load_app_data", "resolve_paths"]
 
 
 def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None = None,
@@ -27,7 +31,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     """Open and check everything the app shows; encode and project the latents when no latent
     file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only)."""
     from twinviz.model import FaderNetwork, ModelError
-    from twinviz.spectra.dataset import DatasetError, load_spectra
+    from twinviz.spectra.dataset import DatasetError
     from twinviz.spectra.grid import identify_grid
     from twinviz.twins.confidence import CalibrationError, load_calibration
 
@@ -40,7 +44,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     except ModelError as exc:
         raise AppDataError(f"--model: {exc}") from exc
     try:
-        ds = load_spectra(data_path)
+        ds, rows = _open_data(data_path)
     except DatasetError as exc:
         raise AppDataError(f"--data: {exc}") from exc
     try:
@@ -66,12 +70,12 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     data = AppData(
         model=model, model_dir=model_dir, data_path=data_path, latents_path=latents_path,
         wavelength=np.asarray(ds["wavelength"].values, dtype=np.float64), segments=tuple(grid.segments),
-        flux=np.asarray(ds["flux"].values, dtype=np.float32), teff=teff, logg=logg, group=group,
+        flux=rows("flux", np.float32), teff=teff, logg=logg, group=group,
         star_ids=np.asarray(ds["star"].values), z=z, projections=projections,
         labels=data_labels(teff, logg, group, fe_h, x_fe, elements), fe_h=fe_h, x_fe=x_fe,
         elements=elements, attrs=dict(ds.attrs), synthesizer=_synthesizer_for(ds, grid),
-        mask=np.asarray(ds["mask"].values, dtype=bool) if "mask" in ds else None,
-        flux_err=np.asarray(ds["flux_err"].values, dtype=np.float32) if "flux_err" in ds else None,
+        mask=rows("mask", bool) if "mask" in ds else None,
+        flux_err=rows("flux_err", np.float32) if "flux_err" in ds else None,
         recon_mse=recon, ood=criteria,
         z_twin=None if model.twin_metric is None else model.twin_metric.project(z),
     )
@@ -84,6 +88,25 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")
     return data
+
+
+def _open_data(data_path: Path):
+    """(dataset, rows(name, dtype)) of the spectra file. Up to LAZY_FLUX_BYTES of flux the file is
+    read into memory and checked in full, as always; above, it stays open lazily (its values are
+    not scanned: that would read the whole file), and ``rows`` gives a per-star reader
+    (:class:`~twinviz.spectra.rows.StarRows`) instead of an array."""
+    from twinviz.spectra.dataset import load_spectra, open_spectra, validate
+    from twinviz.spectra.rows import StarRows
+
+    ds = open_spectra(data_path, validate=False)
+    if ds["flux"].nbytes <= LAZY_FLUX_BYTES:
+        ds.close()
+        ds = load_spectra(data_path)
+        return ds, lambda name, dtype: np.asarray(ds[name].values, dtype=dtype)
+    validate(ds, source=data_path, check_values=False)
+    log.info("%s: %.1f GB of flux stays on disk; spectra are read one star at a time",
+             data_path, ds["flux"].nbytes / 1e9)
+    return ds, lambda name, dtype: StarRows(data_path, name, dtype=dtype)
 
 
 def _ood_of(latents, model, model_dir, ds):

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import panel as pn
 import param
 from bokeh.models import HoverTool
@@ -103,6 +104,13 @@ class MetricsView(pn.viewable.Viewer):
         self._render(load_report(state.data.report_path))
 
     def _render(self, report):
+        if report is None and not isinstance(self.state.data.flux, np.ndarray):
+            self.status.object = (f"No Table-1 report is cached for this model and these {self.state.data.n_stars:,} "
+                                  "stars. At this size it is a command-line job, not a button: "
+                                  "`twinviz evaluate --model DIR --data FILE --out DIR`, then restart the app "
+                                  "with the report beside the latents (docs/scale.md).")
+            self.body.objects = []
+            return
         if report is None:
             self.status.object = ("No Table-1 report is cached for this model and dataset yet. Computing "
                                   "it encodes every star and ranks all twins (the pixel-space baselines on a "

@@ -52,7 +52,8 @@ class AppData:
     latents_path: Path | None
     wavelength: np.ndarray              # [P] Å
     segments: tuple                     # ((start, stop), …) chips of the wavelength grid
-    flux: np.ndarray                    # [N, P] float32 observed flux
+    flux: np.ndarray                    # [N, P] float32 observed flux; for large files a
+                                        # twinviz.spectra.rows.StarRows (one star per read)
     teff: np.ndarray                    # [N] K
     logg: np.ndarray                    # [N] dex
     group: np.ndarray                   # [N] int, −1 unknown
@@ -65,7 +66,7 @@ class AppData:
     elements: tuple = ()
     attrs: dict = field(default_factory=dict)
     synthesizer: object | None = None   # twinviz.spectra.synth.Synthesizer when the data are synthetic
-    mask: np.ndarray | None = None      # [N, P] bool, True = bad pixel (imported survey data)
+    mask: np.ndarray | None = None      # [N, P] bool, True = bad pixel (imported survey data); as flux
     flux_err: np.ndarray | None = None  # [N, P] float32 1-σ flux uncertainty
     recon_mse: np.ndarray | None = None  # [N] reconstruction MSE over good pixels (flux units²)
     ood: object | None = None           # twinviz.evaluation.ood.OODCriteria the stars are judged by

@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--umap-fit-stars", type=int, default=UMAP_DEFAULTS["fit_stars"],
                         help="fit UMAP on at most this many stars (the rest are transformed)")
     parser.add_argument("--seed", type=int, default=UMAP_DEFAULTS["seed"], help="UMAP random seed")
+    parser.add_argument("--scheduler", choices=("local", "distributed"), default="local",
+                        help="local: encode in this process; distributed: on a dask cluster, one task per "
+                             "--chunk stars (needs the 'distributed' package: pip install 'twinviz[scale]')")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="with --scheduler distributed: worker processes of the local cluster started here")
+    parser.add_argument("--scheduler-address", default=None, metavar="ADDR",
+                        help="with --scheduler distributed: use the running dask scheduler at ADDR "
+                             "(e.g. tcp://10.0.0.5:8786) instead of starting a local cluster")
     add_encoding_arguments(parser)
 
 
@@ -46,7 +54,7 @@ def main(args) -> int:
     from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
     from twinviz.model import ModelError
     from twinviz.latents.projection import add_projections
-    from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.dataset import open_spectra, validate
 
     from twinviz.commands._model_arg import elapsed_printer, load_model, resolve_model_dir
 
@@ -70,15 +78,22 @@ def main(args) -> int:
                                  "Fix: e.g. `twinviz embed --model runs/fader --data val.nc`")
             model_dir = resolve_model_dir(args.model)
             model = load_model(model_dir, args.device)
-            ds = open_spectra(args.data, chunks={})  # lazily: only one chunk of flux in memory
+            # lazily: only one chunk of flux in memory; its values are checked chunk by chunk as the
+            # encoder reads them (a check here would read the whole file once more: 160 s at 10^6)
+            ds = open_spectra(args.data, chunks={}, validate=False)
+            validate(ds, source=args.data, check_values=False)
             model.check_grid(ds)
             n = ds.sizes["star"]
             say(f"encoding {n} stars from {args.data} in chunks of {args.chunk}")
-            latents = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk,
-                                     progress=lambda done, total: say(f"  {done}/{total} stars"))
+            report = lambda done, total: say(f"  {done}/{total} stars")  # noqa: E731
+            if args.scheduler == "distributed":
+                latents = _encode_distributed(args, model_dir, ds, say, report)
+            else:
+                latents = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk,
+                                         progress=report)
+                say("out-of-distribution flags: reconstruction error of every star")
+                latents = add_ood(latents, model, ds, model_dir, batch_size=args.batch_size, chunk=args.chunk)
             latents.attrs["model"] = str(model_dir)
-            say("out-of-distribution flags: reconstruction error of every star")
-            latents = add_ood(latents, model, ds, model_dir, batch_size=args.batch_size, chunk=args.chunk)
             n_ood = int(latents["ood"].values.sum())
             say(f"  {n_ood} of {n} stars out of distribution; criteria: {latents.attrs['ood_basis']}")
             out = Path(args.out) if args.out else default_latents_path(args.data)
@@ -93,3 +108,25 @@ def main(args) -> int:
     say(f"wrote {out}: z {tuple(latents['z'].shape)}"
         + "".join(f", {m} {tuple(latents[m].shape)}" for m in ("pca", "umap") if m in latents))
     return 0
+
+
+def _encode_distributed(args, model_dir, ds, say, report):
+    """Encoding and the reconstruction errors in one pass on a dask cluster; OOD flags here."""
+    from twinviz.evaluation.ood import add_ood
+    from twinviz.model import ModelError
+
+    try:
+        from twinviz.latents.distributed import cluster_client, encode_on_cluster
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ModelError("--scheduler distributed: the 'distributed' package is not installed. "
+                         "Fix: pip install 'twinviz[scale]' (or pip install distributed)") from None
+    device = "cpu" if args.device == "auto" else args.device
+    with cluster_client(args.scheduler_address, args.workers) as client:
+        say(f"dask cluster: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}")
+        latents, recon = encode_on_cluster(model_dir, ds, client, batch_size=args.batch_size, chunk=args.chunk,
+                                           device=device, progress=report)
+    from twinviz.model import FaderNetwork
+
+    model = FaderNetwork.from_pretrained(model_dir)
+    return add_ood(latents, model, ds, model_dir, recon=recon)

@@ -14,6 +14,9 @@ off by default and all on with ``--preset realistic`` (an explicit option overri
 Open-cluster-like groups (docs/synth.md, "Clusters"): ``--group-sizes 5-50`` makes ``--pairs``
 clusters of 5 to 50 members, ``--field-fraction 0.5`` adds as many field stars as members.
 
+A ``.zarr`` output is written streamed, a block of stars at a time (bounded memory at any size:
+10⁶ stars are ~29 GB of flux, docs/scale.md); masks (``--masks``) need the in-memory path (.nc).
+
 Example:  twinviz simulate --pairs 25000 --seed 1 --snr 50 --out train.nc
           twinviz simulate --pairs 25000 --seed 1 --snr 50 --population mixed --preset realistic --out hard.nc
 """
@@ -67,9 +70,9 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import time
 
-    from twinviz.spectra.dataset import save_spectra
+    from twinviz.spectra.dataset import DatasetError, file_format, open_spectra, save_spectra
     from twinviz.spectra.nuisances import PRESETS
-    from twinviz.spectra.simulation import simulate
+    from twinviz.spectra.simulation import simulate, simulate_to_zarr
 
     from twinviz.spectra.clusters import parse_group_sizes
 
@@ -87,14 +90,21 @@ def main(args) -> int:
                                  ("masks", args.masks)) if v is not None}
     try:  # a preset with overrides is recorded as preset "custom" plus every value
         nuisances = PRESETS[args.preset].replace(**changes) if changes else args.preset
-    except ValueError as exc:
+        file_format(args.out)
+    except (ValueError, DatasetError) as exc:
         raise SystemExit(f"twinviz simulate: error: {exc}") from None
     start = time.perf_counter()
-    ds = simulate(args.pairs, group_size=args.group_size, seed=args.seed, snr=args.snr,
-                  chemistry=args.chemistry, population=args.population, nuisances=nuisances,
-                  grid=args.grid, progress=not args.no_progress, group_sizes=sizes,
-                  field_fraction=args.field_fraction)
-    path = save_spectra(ds, args.out)
+    options = dict(group_size=args.group_size, seed=args.seed, snr=args.snr, chemistry=args.chemistry,
+                   population=args.population, nuisances=nuisances, grid=args.grid,
+                   progress=not args.no_progress, group_sizes=sizes, field_fraction=args.field_fraction)
+    masks = PRESETS[args.preset].replace(**changes).masks
+    if file_format(args.out) == "zarr" and not masks:
+        # streamed: bounded memory at any size (docs/scale.md); the same values as in memory
+        path = simulate_to_zarr(args.out, args.pairs, **options)
+        ds = open_spectra(path, validate=False)
+    else:
+        ds = simulate(args.pairs, **options)
+        path = save_spectra(ds, args.out)
     n_star, n_pix = ds["flux"].shape
     if "n_clusters" in ds.attrs:
         what = (f"{args.pairs} clusters of {ds.attrs['group_sizes']} stars + {ds.attrs['n_field']} field "

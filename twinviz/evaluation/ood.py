@@ -247,11 +247,14 @@ def star_recon_mse(model, ds, z, *, batch_size: int = 1024, chunk: int = 8192) -
     return out
 
 
-def add_ood(latents, model, ds, model_dir=None, *, batch_size: int = 1024, chunk: int = 8192):
+def add_ood(latents, model, ds, model_dir=None, *, batch_size: int = 1024, chunk: int = 8192, recon=None):
     """``latents`` with ``recon_mse``, ``ood_labels``, ``ood_recon``, ``ood`` per star and the
-    criteria as ``ood_*`` attributes (see the module docstring)."""
+    criteria as ``ood_*`` attributes (see the module docstring). ``recon``: the stars'
+    reconstruction MSE [N] when already computed (:mod:`twinviz.latents.distributed` does it in
+    the encoding pass), else one streamed decoder pass computes it here."""
     criteria = criteria_for(model, model_dir)
-    recon = star_recon_mse(model, ds, latents["z"].values, batch_size=batch_size, chunk=chunk)
+    if recon is None:
+        recon = star_recon_mse(model, ds, latents["z"].values, batch_size=batch_size, chunk=chunk)
     out = latents.copy()
     out["recon_mse"] = ("star", recon.astype(np.float32),
                         {"long_name": "reconstruction MSE over good pixels", "units": "flux units²"})

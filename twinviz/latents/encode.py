@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 
-__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks"]
+__all__ = ["LABEL_VARIABLES", "encode_dataset", "iter_star_chunks", "latent_dataset"]
 
 LABEL_VARIABLES = ("teff", "logg", "group", "fe_h", "x_fe", "snr")
 
@@ -53,21 +53,32 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
     batch_size : stars per forward pass on the model's device
     chunk : stars read from the dataset at a time (bounds memory: chunk × pixels × 4 bytes)
     progress : optional callable(done, total) called after each chunk
+    Each chunk's flux is checked as it is read (NaN/inf outside the mask raise DatasetError), so a
+    lazily opened file need not be validated with ``check_values`` first.
     Returns z [star, latent] float32 plus the star labels; results do not depend on ``chunk``
     or ``batch_size`` beyond float rounding of the network's batched arithmetic.
     """
     from twinviz.model import encode_arrays
+    from twinviz.spectra.dataset import check_flux_block
 
     model.check_grid(ds)
+    source = ds.encoding.get("source")
     n = ds.sizes["star"]
     teff = np.asarray(ds["teff"].values, dtype=np.float32)
     logg = np.asarray(ds["logg"].values, dtype=np.float32)
     z = np.empty((n, model.config.latent_dim), dtype=np.float32)
     for start, stop, block in iter_star_chunks(ds, chunk):
+        check_flux_block(block["flux"], block.get("mask"), source=source, start=start)
         z[start:stop] = encode_arrays(model, block["flux"], teff[start:stop], logg[start:stop],
                                       batch_size=batch_size, mask=block.get("mask"))
         if progress is not None:
             progress(stop, n)
+    return latent_dataset(model, ds, z)
+
+
+def latent_dataset(model, ds: xr.Dataset, z) -> xr.Dataset:
+    """The latent dataset (module docstring) of the stars of ``ds`` encoded as ``z`` [N, d]."""
+    z = np.asarray(z, dtype=np.float32)
     out = xr.Dataset(
         {"z": (("star", "latent"), z)},
         coords={"star": ds["star"].values, "latent": np.arange(z.shape[1], dtype=np.int64)},

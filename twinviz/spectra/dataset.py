@@ -33,6 +33,7 @@ from twinviz.spectra.grid import WavelengthGrid, get_grid, identify_grid
 __all__ = [
     "SCHEMA_VERSION",
     "DatasetError",
+    "check_flux_block",
     "file_format",
     "load_spectra",
     "make_spectra",
@@ -78,8 +79,12 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
     fe_h : (n_star,) [Fe/H] dex;  x_fe : (n_star, n_element) [X/Fe] dex with ``elements`` names
     snr : (n_star,) signal-to-noise;  star : (n_star,) unique ids (default 0 … n_star−1)
     attrs : provenance attributes (generator, generator_version, seed, linelist_version …)
+
+    ``flux`` and ``flux_err`` may be dask arrays: they stay lazy (a template for a streamed write,
+    :func:`twinviz.spectra.simulation.simulate_to_zarr`) and their values are not checked.
     """
-    flux = np.asarray(flux, dtype=np.float32)
+    lazy = _is_lazy(flux)
+    flux = flux.astype(np.float32) if lazy else np.asarray(flux, dtype=np.float32)
     if flux.ndim != 2:
         _fail(None, "flux", f"has shape {flux.shape}, expected (star, wavelength)",
               "pass a 2-D array with one row per star")
@@ -94,7 +99,8 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
         "group": ("star", group),
     }
     if flux_err is not None:
-        data["flux_err"] = (("star", "wavelength"), np.asarray(flux_err, dtype=np.float32))
+        data["flux_err"] = (("star", "wavelength"), flux_err.astype(np.float32) if _is_lazy(flux_err)
+                            else np.asarray(flux_err, dtype=np.float32))
     if mask is not None:
         data["mask"] = (("star", "wavelength"), np.asarray(mask, dtype=bool))
     if fe_h is not None:
@@ -114,7 +120,12 @@ def make_spectra(flux, wavelength, teff, logg, *, group=None, flux_err=None, mas
     ds.attrs["twinviz_schema"] = SCHEMA_VERSION
     ds.attrs["grid_id"] = identify_grid(wavelength).id
     _annotate(ds)
-    return validate(ds)
+    return validate(ds, check_values=not lazy)
+
+
+def _is_lazy(array) -> bool:
+    """True for a dask array (its values are computed only when written or read)."""
+    return type(array).__module__.split(".")[0] == "dask"
 
 
 def _annotate(ds: xr.Dataset) -> None:
@@ -228,7 +239,7 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
         if n_bad:
             star_idx = int(np.flatnonzero(np.asarray(bad.any(axis=1)))[0])
             _fail(source, "flux", f"has {n_bad} NaN/inf values outside the mask (first in star index {star_idx})",
-                  "set mask=True on those pixels (and any finite flux there), or drop the stars")
+                  _NAN_FLUX_FIX)
         if "flux_err" in ds.variables:
             err = ds["flux_err"].data
             bad_err = ~(err >= 0)
@@ -238,6 +249,24 @@ def validate(ds: xr.Dataset, source=None, *, grid: str | WavelengthGrid | None =
                 _fail(source, "flux_err", "has negative or NaN uncertainties outside the mask",
                       "store 1-sigma uncertainties ≥ 0, and mask pixels without one")
     return ds
+
+
+_NAN_FLUX_FIX = "set mask=True on those pixels (and any finite flux there), or drop the stars"
+
+
+def check_flux_block(flux, mask=None, *, source=None, start: int = 0) -> None:
+    """:func:`validate`'s check of the flux values on one block of stars (rows ``start`` …) that
+    a streamed pass has in memory anyway: raises :class:`DatasetError` for NaN/inf outside the
+    mask. Encoding checks each block it reads, so a file larger than memory is not read once more
+    just to check it (``validate(..., check_values=False)`` first)."""
+    bad = ~np.isfinite(flux)
+    if mask is not None:
+        bad &= ~np.asarray(mask, dtype=bool)
+    n_bad = int(bad.sum())
+    if n_bad:
+        star_idx = start + int(np.flatnonzero(bad.any(axis=1))[0])
+        _fail(source, "flux", f"has {n_bad} NaN/inf values outside the mask in stars {start}–{start + len(flux) - 1} "
+              f"(first in star index {star_idx})", _NAN_FLUX_FIX)
 
 
 _validate = validate  # open_spectra's keyword argument `validate` shadows the function
