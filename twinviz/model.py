@@ -340,13 +340,9 @@ class FaderNetwork(nn.Module):
                 if t.exists():
                     t.unlink()
         # The twin metric belongs to these weights: written with them, or any older one removed.
-        from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE
+        from twinviz.twins.metric import store_twin_metric
 
-        if self.twin_metric is not None:
-            self.twin_metric.save(directory)
-        else:
-            for name in (METRIC_CONFIG, METRIC_FILE):
-                (directory / name).unlink(missing_ok=True)
+        store_twin_metric(directory, self.twin_metric)
         return directory
 
     @classmethod

@@ -145,25 +145,18 @@ NO_FLAGS = ("unknown: this latent file has no out-of-distribution flags (written
             "Fix: re-run `twinviz embed`, or pass --model and --data")
 
 
-def _search_vectors(latents, model):
-    """z in the model's twin metric (twinviz/twins/metric.py) when it has one, else the latents'."""
-    from twinviz.latents.encode import twin_vectors
-
-    if model is not None and model.twin_metric is not None:
-        return model.twin_metric.project(latents["z"].values)
-    return twin_vectors(latents)
-
-
 def main(args) -> int:
     import numpy as np
 
     from twinviz.model import ModelError
     from twinviz.twins.confidence import CalibrationError
+    from twinviz.latents.encode import twin_vectors
     from twinviz.twins.index import TwinIndex, TwinIndexError
     try:
         latents, model = _latents_from_args(args)
         ids = latents["star"].values
-        index = TwinIndex(_search_vectors(latents, model), metric=args.metric, backend=args.backend, ids=ids)
+        # z_twin when the model that made the latents has a twin metric (encode_dataset adds it)
+        index = TwinIndex(twin_vectors(latents), metric=args.metric, backend=args.backend, ids=ids)
         star = _star_key(args.star, ids)
         pos = index.position_of(star)
         positions, distances = index.search(pos, args.k)

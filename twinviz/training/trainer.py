@@ -373,12 +373,11 @@ class Trainer:
         """Learn the twin metric of the best model (twinviz/twins/metric.py). A failure is logged
         and the model keeps raw z: the training itself stands."""
         from twinviz.training.twin_metric_fit import fit_model_twin_metric
-        from twinviz.twins.metric import TwinMetricError
 
         try:
             outcome = fit_model_twin_metric(self.run.model_dir, self.config.data, self.config.val,
                                             device=str(self.device), log=self.log)
-        except (TwinMetricError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # TwinMetricError is a ValueError
             self.run.logger.warning("twin metric not fitted (%s); the model ranks on raw z", exc)
             return
         if outcome["status"] == "skipped":

@@ -12,11 +12,13 @@ __all__ = ["fit_model_twin_metric"]
 
 
 def _groups(ds) -> np.ndarray | None:
+    """The dataset's chemistry groups when at least one star has a group-mate, else None."""
+    from twinviz.twins.groups import swap_partners
+
     if "group" not in ds.variables:
         return None
     groups = np.asarray(ds["group"].values, dtype=np.int64)
-    known = groups[groups >= 0]
-    return groups if known.size and len(np.unique(known)) < known.size else None
+    return groups if (swap_partners(groups) >= 0).any() else None
 
 
 def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, device: str = "cpu",
@@ -26,7 +28,7 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
     from twinviz.latents.encode import encode_dataset
     from twinviz.model import FaderNetwork
     from twinviz.spectra.dataset import open_spectra
-    from twinviz.twins.metric import choose_twin_metric, fit_twin_metric
+    from twinviz.twins.metric import choose_twin_metric, fit_twin_metric, store_twin_metric
 
     say = log or (lambda *a: None)
     if not val_path:
@@ -36,13 +38,11 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
         g_train, g_val = _groups(train), _groups(val)
         if g_train is None or g_val is None:
             return {"status": "skipped", "why": "training or validation data without twins (group)"}
-        model.twin_metric = None
         z_train = encode_dataset(model, train)["z"].values
         z_val = encode_dataset(model, val)["z"].values
     metric = fit_twin_metric(z_train, g_train, source=str(train_path))
     chosen = choose_twin_metric(metric, z_val, g_val, source=str(val_path))
-    model.twin_metric = chosen
-    model.save_pretrained(model_dir)  # the same weights, with (or without) the metric beside them
+    store_twin_metric(model_dir, chosen)  # beside the weights, which stay as they are
     if chosen is None:
         say("twin metric: raw z ranks the validation twins best; kept raw z")
         return {"status": "raw z"}

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "choose_twin_metric", "METRIC_FILE", "METRIC_CONFIG"]
+__all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "choose_twin_metric", "store_twin_metric",
+           "METRIC_FILE", "METRIC_CONFIG"]
 
 METRIC_FILE = "twin_metric.safetensors"
 METRIC_CONFIG = "twin_metric.json"
@@ -91,6 +92,16 @@ class TwinMetric:
                                   f"for a {d}-dim latent. {fix}")
         info = {k: v for k, v in cfg.items() if k not in ("format", "dims")}
         return cls(mean.astype(np.float64), projection.astype(np.float64), ratios.astype(np.float64), dims, info)
+
+
+def store_twin_metric(directory, metric: TwinMetric | None) -> None:
+    """Make ``directory``'s twin metric ``metric``: written, or (None) any older one removed."""
+    directory = Path(directory)
+    if metric is not None:
+        metric.save(directory)
+        return
+    for name in (METRIC_CONFIG, METRIC_FILE):
+        (directory / name).unlink(missing_ok=True)
 
 
 def _within_differences(z: np.ndarray, groups: np.ndarray) -> np.ndarray:
