@@ -176,7 +176,7 @@ class TwinTable(pn.viewable.Viewer):
         d, s = self.state.data, self.state.star
         twin = self.state.compared_twin()
         gy = self._gaps.y
-        dist = float(np.abs(d.z[twin] - d.z[s]).sum())
+        dist = float(np.abs(d.search_z[twin] - d.search_z[s]).sum())  # as in the table's distance column
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
                  f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
         star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
