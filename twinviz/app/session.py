@@ -4,14 +4,15 @@ Bokeh models may only change while their document is locked. Bokeh locks it for 
 it schedules itself (next tick, periodic), not for Panel's widget events or for worker threads.
 :func:`in_session` hands a callback to the session's loop when there is one, and otherwise
 (a notebook, tests, plain Python) runs it at once. :func:`release_memory_soon` gives a
-server's memory back once visitors have left.
+server's memory back once visitors have left. :func:`quiet_closed_connections` keeps a visitor
+who closes the page mid-update from printing tracebacks in the server's log.
 """
 from __future__ import annotations
 
 import gc
 import threading
 
-__all__ = ["current_document", "in_session", "release_memory_soon"]
+__all__ = ["current_document", "in_session", "release_memory_soon", "quiet_closed_connections"]
 
 
 def current_document():
@@ -68,3 +69,40 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the collected memory is reused, not returned
         pass
+
+
+_quiet_loops: set[int] = set()
+
+
+def quiet_closed_connections() -> None:
+    """On this thread's asyncio loop (the server's), report a write to a page that was closed
+    meanwhile as one INFO line instead of asyncio's "Task exception was never retrieved"
+    traceback. Panel writes some updates as separate websocket futures; when the visitor leaves
+    before they are sent, nothing is lost (the page is gone) and the server goes on. Any other
+    unhandled exception still reaches asyncio's default handler. Idempotent per loop."""
+    import asyncio
+    import logging
+
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if id(loop) in _quiet_loops:
+        return
+    _quiet_loops.add(id(loop))
+    previous = loop.get_exception_handler()
+    log = logging.getLogger("twinviz.app")
+
+    def handler(loop, context):
+        if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+            log.info("a page closed while the server was still sending to it: update dropped")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
