@@ -58,3 +58,29 @@ def test_other_unretrieved_exceptions_still_log_their_traceback():
     errors = [r for r in records if r.levelno >= logging.ERROR]
     assert errors and "never retrieved" in errors[0].getMessage()
     assert errors[0].exc_info and errors[0].exc_info[0] is ValueError
+
+
+def test_a_served_page_is_built_on_the_servers_own_stylesheets(app_data):
+    """While app.py builds a page, Panel addresses the stylesheets it shares between sessions by
+    the document's resource URL; without one it picks the CDN, and concurrent visitors' pages
+    then came up pointing at it (offline: unstyled). Every stylesheet of a page being built must
+    already point at the server."""
+    import urllib.request
+
+    import panel as pn
+    from bokeh.models import ImportedStyleSheet
+    from panel.tests.util import serve_and_wait
+
+    from twinviz.app.layout import build_page
+
+    urls: list[str] = []
+
+    def app():
+        page = build_page(app_data, sync_url=False, training=False)
+        page.servable()  # the Bokeh models now exist, before Panel renders the page
+        urls.extend(str(sheet.url) for model in pn.state.curdoc.models for sheet in getattr(model, "stylesheets", [])
+                    if isinstance(sheet, ImportedStyleSheet))
+
+    port = serve_and_wait(app)
+    urllib.request.urlopen(f"http://localhost:{port}/", timeout=120).read()
+    assert urls and not [u for u in urls if u.startswith("http")], sorted(set(urls))[:5]

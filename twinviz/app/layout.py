@@ -16,7 +16,8 @@ import panel as pn
 import param
 
 from twinviz.app import theme
-from twinviz.app.session import current_document, in_session, quiet_closed_connections, release_memory_soon
+from twinviz.app.session import (current_document, in_session, pin_resource_urls, quiet_closed_connections,
+                                 release_memory_soon)
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
@@ -249,6 +250,7 @@ def _template(main, sidebar=()):
 def build_page(data: AppData, sync_url: bool = True, training=None):
     """The served page for one session; with ``sync_url`` the selection lives in the URL.
     ``training``: the Training tab's folders (see :class:`Explorer`)."""
+    pin_resource_urls(current_document())  # before any model of this page is built
     explorer = Explorer(data, training=training, build_open_tab=False)
     if sync_url:
         explorer.sync_url()
@@ -265,6 +267,7 @@ def build_page(data: AppData, sync_url: bool = True, training=None):
 def error_page(message: str, title: str = "twinviz could not start"):
     """A readable page explaining what is wrong with the inputs (no traceback)."""
     ensure_extensions()
+    pin_resource_urls(current_document())
     body = pn.pane.Alert(
         f"### {html.escape(title)}\n\n{html.escape(message)}\n\n"
         "Start it with a model directory and a spectra file, e.g.\n\n"
