@@ -5,6 +5,7 @@ per session, and the latent map at a million stars.
     python benchmarks/bench_app.py --data sample   # the tiny sample (no demo needed)
     python benchmarks/bench_app.py --map-points 1000000 --moves 40
     python benchmarks/bench_app.py --slider-only --moves 60   # only slider → plot, both paths
+    python benchmarks/bench_app.py --slider-only --compare main /path/to/main/checkout
 
 Targets: slider → updated plot p95 ≤ 100 ms in the browser (issue 12; 150 ms in issue 5),
 server compute ≤ 10 ms per update, cold start ≤ 15 s once the first run's cache exists.
@@ -29,11 +30,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-CHECKSUM_JS = """(name) => { for (const doc of Bokeh.documents) { const m = doc.get_model_by_name(name);
-  if (!m) continue; const d = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
-  let s = 0; for (const v of d.model) if (Number.isFinite(v)) s += v; return s; } return null; }"""
+from browser_timing import SliderPage, VIEWPORT, launch, open_explorer  # noqa: E402  (this folder)
 
 
 def _inputs(which: str, workdir: Path):
@@ -59,14 +56,16 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _serve(args, log, env=None):
+def _serve(args, log, env=None, repo: Path = REPO):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "panel", "serve", str(REPO / "app.py"), "--port", str(port),
+    cmd = [sys.executable, "-m", "panel", "serve", str(repo / "app.py"), "--port", str(port),
            "--allow-websocket-origin", f"localhost:{port}", "--args", *map(str, args)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    env = {**os.environ, **(env or {})}
+    if repo != REPO:  # the other checkout's package, not this one's
+        env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://localhost:{port}/app"
     while True:
         try:
@@ -76,60 +75,20 @@ def _serve(args, log, env=None):
             time.sleep(0.1)
 
 
-def _open(page, url, timeout=120_000):
-    page.goto(url, timeout=timeout)
-    page.wait_for_selector(".noUi-handle", timeout=timeout)
-    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length && "
-                           "Bokeh.documents[0].get_model_by_name('tv-spectrum') !== null", timeout=timeout)
-
-
-class _SliderPage:
-    """One page of one server, its Teff slider focused; ``move()`` times one keyboard step."""
-
-    def __init__(self, page):
-        self.page = page
-        # The Teff slider, found by its title (the sidebar's k slider comes first in the page);
-        titles = page.locator(".bk-slider-title")
-        self.title = next(titles.nth(i) for i in range(titles.count())
-                          if titles.nth(i).inner_text().startswith("Teff"))
-        index = next(i for i in range(titles.count()) if titles.nth(i).inner_text().startswith("Teff"))
-        self.handle = page.locator(".noUi-handle").nth(index)
-        # alternate single steps, starting away from the nearer bound, so every move changes the value
-        start_teff = float(self.title.inner_text().split(":")[1])
-        self.keys = ("ArrowRight", "ArrowLeft") if start_teff < 4750 else ("ArrowLeft", "ArrowRight")
-        self.n = 0
-
-    def move(self) -> float:
-        """Slider → updated data in the browser's document, then one animation frame (painted); ms."""
-        page = self.page
-        self.handle.focus()
-        before = page.evaluate(CHECKSUM_JS, "tv-spectrum")
-        key = self.keys[self.n % 2]
-        self.n += 1
-        t0 = time.perf_counter()
-        page.keyboard.press(key)
-        try:
-            page.wait_for_function(f"(b) => {{ const s = ({CHECKSUM_JS})('tv-spectrum'); return s !== null && s !== b; }}",
-                                   arg=before, polling="raf", timeout=10_000)
-        except Exception:
-            print(f"move {self.n} ({key}) did not change the plot; slider title now: "
-                  f"{self.title.inner_text()!r}; checksum {before}")
-            raise
-        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
-        return (time.perf_counter() - t0) * 1e3
-
-
-def slider_numbers(inputs, moves: int, browser, log) -> dict:
-    """Slider → plot for both update paths, measured in this run, moves interleaved."""
+def slider_numbers(inputs, moves: int, browser, log, compare=()) -> dict:
+    """Slider → plot for both update paths of this checkout (and the fast path of every
+    ``compare`` (label, checkout)), measured in this run, moves interleaved."""
     servers, pages = {}, {}
+    variants = [("legacy", REPO, {"TWINVIZ_SWAP_UPDATE": "legacy"}), ("fast", REPO, {"TWINVIZ_SWAP_UPDATE": "fast"})]
+    variants += [(label, Path(repo).resolve(), {}) for label, repo in compare]
     try:
-        for mode in ("legacy", "fast"):
-            proc, url = _serve(inputs, log, env={"TWINVIZ_SWAP_UPDATE": mode})
+        for mode, repo, env in variants:
+            proc, url = _serve(inputs, log, env=env, repo=repo)
             servers[mode] = proc
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _open(page, url)
+            page = browser.new_page(viewport=VIEWPORT)
+            open_explorer(page, url)
             page.wait_for_timeout(1000)
-            pages[mode] = _SliderPage(page)
+            pages[mode] = SliderPage(page)
         times = {mode: [] for mode in pages}
         for mode in pages:  # one untimed move each: first-use costs
             pages[mode].move()
@@ -147,13 +106,13 @@ def slider_numbers(inputs, moves: int, browser, log) -> dict:
     return out
 
 
-def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool = False) -> dict:
+def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool = False, compare=()) -> dict:
     from playwright.sync_api import sync_playwright
 
     out = {}
     with tempfile.TemporaryFile("w+") as log, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        out.update(slider_numbers(inputs, moves, browser, log))
+        browser = launch(p)
+        out.update(slider_numbers(inputs, moves, browser, log, compare))
         if slider_only:
             browser.close()
             return out
@@ -161,9 +120,9 @@ def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool =
         for attempt in range(2):
             t0 = time.perf_counter()
             proc, url = _serve(inputs, log)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             try:
-                _open(page, url)
+                open_explorer(page, url)
             except Exception:
                 log.seek(0)
                 print(log.read()[-3000:])
@@ -180,8 +139,8 @@ def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool =
         # Memory per extra session.
         pages = []
         for _ in range(extra_sessions):
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _open(pg, url)
+            pg = browser.new_page(viewport=VIEWPORT)
+            open_explorer(pg, url)
             pages.append(pg)
         page.wait_for_timeout(1500)
         out["memory per extra session (MB)"] = (_rss_mb(proc.pid) - rss_one) / max(1, extra_sessions)
@@ -276,6 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--slider-only", action="store_true",
                         help="only slider → plot in the browser, both update paths (no cold start, "
                              "sessions, map or server compute)")
+    parser.add_argument("--compare", nargs=2, action="append", metavar=("LABEL", "CHECKOUT"), default=[],
+                        help="also time slider → plot on another checkout's app.py (e.g. the previous "
+                             "main), in the same run; repeatable")
     args = parser.parse_args(argv)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +247,7 @@ def main(argv=None) -> int:
             rows.update(server_compute(inputs, args.moves))
         if not args.skip_browser:
             flags = [a for pair in zip(("--model", "--data", "--latents"), inputs) if pair[1] for a in pair]
-            rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only))
+            rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only, args.compare))
     if args.map_points and not args.slider_only:
         rows.update(map_numbers(args.map_points))
     targets = {"slider→plot p95, fast (ms)": 100, "server compute p95 (ms)": 10, "cold start (s)": 15}

@@ -16,10 +16,14 @@ a fresh temporary one; the demo cache is taken from ``$TWINVIZ_DATA_DIR`` or thi
 * idle: the server's CPU (utime + stime from ``/proc``) while the N sessions stay open and
   nobody does anything, once on the first tab and once with every session on the Training tab;
 * memory: server RSS before the visitors, with N sessions open (per session), and after they
-  close and the server has discarded them.
+  close and the server has discarded them;
+* real pages (``--browsers B``, default 5; Chromium through Playwright, see browser_timing.py):
+  one page alone, then B pages opened together — time to the first plot (the swap explorer's
+  spectrum holding data, measured inside each page from its navigation start), then slider →
+  plot latency with moves taking turns over the B open pages, and the pages' console errors.
 
-Goals (issue 12): page build ≤ 0.5 s, 20 visitors served within 30 s, 20 idle sessions ≤ 5 % CPU,
-memory back after the sessions close. Linux only (/proc). Prints one table.
+Goals (issue 12): page build ≤ 0.5 s, first plot ≤ 3 s for one visitor, 20 visitors served within
+30 s, 20 idle sessions ≤ 5 % CPU, memory back after the sessions close. Linux only (/proc). Prints one table.
 """
 from __future__ import annotations
 
@@ -147,7 +151,39 @@ def wait_until_discarded(pid: int) -> None:
         last = now
 
 
-def measure(repo: Path, n_sessions: int, idle_s: float, n_gets: int, log) -> dict:
+def browser_part(url: str, n_pages: int, moves: int) -> dict:
+    """One real page alone, then ``n_pages`` together: first plot, slider latency, errors."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_timing import SliderPage, launch, open_together
+
+    out: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            pages, alone, errors = open_together(browser, url, 1)
+            out["Chromium: first plot, one page alone, s"] = alone[0]
+            pages[0].close()
+            pages, seconds, more = open_together(browser, url, n_pages)
+            errors += more
+            out[f"Chromium: {n_pages} pages opened together: first plot p50 / max, s"] = (
+                f"{np.percentile(seconds, 50):.2f} / {max(seconds):.2f}")
+            sliders = [SliderPage(page) for page in pages]
+            for slider in sliders:  # one untimed move each: first-use costs
+                slider.move()
+            times = [slider.move() for _ in range(moves) for slider in sliders]
+            out[f"Chromium: slider → plot over {n_pages} open pages, p50 / p95, ms"] = (
+                f"{np.percentile(times, 50):.0f} / {np.percentile(times, 95):.0f}")
+            out["Chromium: console errors"] = len(errors)
+            for error in errors[:5]:
+                print("console error:", error)
+        finally:
+            browser.close()
+    return out
+
+
+def measure(repo: Path, n_sessions: int, idle_s: float, n_gets: int, log, n_browsers: int = 0,
+            moves: int = 10) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
         proc, url = serve(repo, Path(tmp), log)
@@ -156,6 +192,8 @@ def measure(repo: Path, n_sessions: int, idle_s: float, n_gets: int, log) -> dic
             gets = [get_page(url) for _ in range(n_gets)]
             out["page build (GET /app), p50 s"] = float(np.percentile(gets, 50))
             out["page build (GET /app), p95 s"] = float(np.percentile(gets, 95))
+            if n_browsers:
+                out.update(browser_part(url, n_browsers, moves))
             wait_until_discarded(proc.pid)  # the GETs' sessions are never connected
             rss_before = out["server RSS before visitors, MB"] = _rss_mb(proc.pid)
 
@@ -206,6 +244,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sessions", type=int, default=20, help="visitors opened at once")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measurement")
     parser.add_argument("--gets", type=int, default=10, help="sequential page builds timed")
+    parser.add_argument("--browsers", type=int, default=5, help="real Chromium pages opened together (0: none)")
+    parser.add_argument("--moves", type=int, default=10, help="slider moves timed per Chromium page")
     parser.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "bench_sessions.log",
                         help="the servers' output")
     args = parser.parse_args(argv)
@@ -217,7 +257,7 @@ def main(argv=None) -> None:
     with open(args.log, "w") as log:
         for repo, label in zip(repos, labels):
             print(f"measuring {label} ({repo}) …", flush=True)
-            columns.append(measure(repo, args.sessions, args.idle, args.gets, log))
+            columns.append(measure(repo, args.sessions, args.idle, args.gets, log, args.browsers, args.moves))
     rows = list(dict.fromkeys(k for column in columns for k in column))
     print(f"\n{os.cpu_count()} CPU cores; server output in {args.log}\n")
     print("| measure | " + " | ".join(labels) + " |")

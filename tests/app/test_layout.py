@@ -104,3 +104,22 @@ def test_training_tab_is_present_with_default_folders(app_data, tmp_path, monkey
     assert isinstance(explorer.training, TrainingTab)
     assert explorer.tabs._names[-1] == "Training"
     assert explorer.training.data_dir == str(app_data.data_path.parent)
+
+
+def test_a_tab_is_built_when_first_shown_and_then_kept(app_data):
+    """A page builds only its open tab; showing another builds that one (once), in its tab."""
+    explorer = Explorer(app_data, training=False)
+    slots = dict(zip(explorer.tabs._names, explorer.tabs.objects))
+    assert [name for name, slot in slots.items() if slot.objects] == ["Swap explorer"]
+    explorer.tabs.active = 2
+    shown, twins = slots["Twins"].objects, explorer.twins
+    assert len(shown) == 1 and twins.state is explorer.state
+    assert not slots["Latent map"].objects and not slots["Metrics"].objects
+    explorer.tabs.active = 0
+    explorer.tabs.active = 2
+    assert slots["Twins"].objects == shown and explorer.twins is twins  # built once, kept
+    explorer.tabs.active = 0
+    explorer.state.star = 7  # a built view follows the selection while hidden
+    distance = np.abs(app_data.search_z - app_data.search_z[7]).sum(axis=1)
+    distance[7] = np.inf
+    assert str(twins.table.value["star"].iloc[0]) == str(app_data.star_ids[np.argmin(distance)])

@@ -16,7 +16,8 @@ import panel as pn
 import param
 
 from twinviz.app import theme
-from twinviz.app.session import current_document, in_session, release_memory_soon
+from twinviz.app.session import (current_document, in_session, pin_resource_urls, quiet_closed_connections,
+                                 release_memory_soon)
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
@@ -34,6 +35,8 @@ __all__ = ["Explorer", "build_page", "error_page", "URL_PARAMETERS", "ensure_ext
 TITLE = "twinviz"
 ACCENT = "#0b3d5c"
 #: ExplorerState parameter → URL query name (the permalink).
+#: The explorer's tabs (the Training tab comes after them when enabled).
+TAB_NAMES = ("Swap explorer", "Latent map", "Twins", "Metrics")
 URL_PARAMETERS = {"star": "star", "teff": "teff", "logg": "logg", "twin": "twin", "k": "k",
                   "colour_by": "colour", "projection": "map"}
 
@@ -48,42 +51,101 @@ class Explorer(pn.viewable.Viewer):
 
     ``training`` gives the Training tab's folders (``{"runs": DIR, "data_dir": DIR}``; defaults
     ``./runs`` and the data file's folder); ``training=False`` leaves the tab out.
+
+    A tab's view is built when the tab is first shown (or first asked for: ``explorer.twins``),
+    so a page costs what its open tab costs; ``build_open_tab=False`` leaves even the open tab
+    for the caller (the served page first reads the open tab from the URL).
     """
 
     state = param.ClassSelector(class_=ExplorerState, doc="this view's selection")
 
-    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None, **params):
+    def __init__(self, data: AppData, state: ExplorerState | None = None, training=None,
+                 build_open_tab: bool = True, **params):
         ensure_extensions()
         super().__init__(state=state or ExplorerState(data), **params)
         self._sidebar = pn.Column(sizing_mode="stretch_width")
-        self.tabs = pn.Tabs(dynamic=False, sizing_mode="stretch_width", name="views")
-        self._build_views()
-        self.training = None if training is False else _training_tab(data, training or {}, self.open_model)
-        if self.training is not None:
-            self.tabs.append(("Training", self.training))
+        # Each tab is an empty Column until it is first shown; its view is built then (or when
+        # code asks for it, e.g. ``explorer.twins``). A page therefore builds only the open tab.
+        # Built views stay in the document: Panel's own ``dynamic=True`` detaches hidden tabs,
+        # and a detached view that updates (the selection changed) rewrites Panel's shared
+        # stylesheets to CDN addresses, which fail offline.
+        self._slots = {name: pn.Column(sizing_mode="stretch_width", name=name) for name in TAB_NAMES}
+        self._views: dict[str, object] = {}
+        self.tabs = pn.Tabs(*self._slots.items(), dynamic=False, sizing_mode="stretch_width", name="views")
+        self._training_args = None if training is False else (data, training or {})
+        if self._training_args is not None:
+            self._slots["Training"] = pn.Column(sizing_mode="stretch_width", name="Training")
+            self.tabs.append(("Training", self._slots["Training"]))
+        self.source = None
+        self._build_sidebar()
+        self.tabs.param.watch(lambda event: self._show(self._tab_name(event.new)), "active")
         self._url_synced = False
+        if build_open_tab:  # build_page first reads the open tab from the URL (a permalink)
+            self.build_open_tab()
 
-    def _build_views(self):
-        s = self.state
-        self.picker = StarPicker(s)
-        self.swap = SwapExplorer(s)
-        self.latent_map = LatentMap(s)
-        self.twins = TwinTable(s)
-        self.metrics = MetricsView(s)
-        self.cluster_members = ClusterMembers(s)
-        map_tab = pn.Column(self.latent_map, self.cluster_members, sizing_mode="stretch_width", name="Latent map")
-        views = [("Swap explorer", self.swap), ("Latent map", map_tab), ("Twins", self.twins),
-                 ("Metrics", self.metrics)]
-        if len(self.tabs) >= len(views):
-            # (title, view): a bare view would be titled by its object name ("SwapExplorer01234").
-            for i, item in enumerate(views):
-                self.tabs[i] = item
-        else:
-            self.tabs.extend(views)
+    def _tab_name(self, index: int) -> str:
+        return self.tabs._names[index] if 0 <= index < len(self.tabs._names) else TAB_NAMES[0]
+
+    def _build_sidebar(self):
+        self.picker = StarPicker(self.state)
         # Which model and data are shown: after "Open in explorer" this line is how a user
         # sees that the tabs switched.
-        self.source = source_pane(s.data)
+        self.source = source_pane(self.state.data)
         self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
+
+    def _view(self, name: str):
+        """The view of tab ``name``, built (and put in its tab) on first use."""
+        if name not in self._views:
+            view = self._views[name] = self._make_view(name)
+            self._slots[name].objects = [view]
+        return self._views[name]
+
+    def _make_view(self, name: str):
+        s = self.state
+        if name == "Swap explorer":
+            return SwapExplorer(s)
+        if name == "Latent map":
+            self._views["_clusters"] = ClusterMembers(s)
+            return pn.Column(LatentMap(s), self._views["_clusters"], sizing_mode="stretch_width")
+        if name == "Twins":
+            return TwinTable(s)
+        if name == "Metrics":
+            return MetricsView(s)
+        if name == "Training" and self._training_args is not None:
+            return _training_tab(*self._training_args, self.open_model)
+        raise KeyError(f"no tab named {name!r}")
+
+    def build_open_tab(self) -> None:
+        self._show(self._tab_name(self.tabs.active))
+
+    def _show(self, name: str):
+        if name in self._slots:
+            self._view(name)
+
+    @property
+    def swap(self) -> SwapExplorer:
+        return self._view("Swap explorer")
+
+    @property
+    def latent_map(self) -> LatentMap:
+        return self._view("Latent map")[0]
+
+    @property
+    def cluster_members(self) -> ClusterMembers:
+        self._view("Latent map")
+        return self._views["_clusters"]
+
+    @property
+    def twins(self) -> TwinTable:
+        return self._view("Twins")
+
+    @property
+    def metrics(self) -> MetricsView:
+        return self._view("Metrics")
+
+    @property
+    def training(self):
+        return self._view("Training") if self._training_args is not None else None
 
     def sync_url(self) -> None:
         """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
@@ -128,11 +190,16 @@ class Explorer(pn.viewable.Viewer):
         if self._url_synced and pn.state.location is not None:
             pn.state.location.unsync(old)
         self.state = ExplorerState(new_data)
-        self._build_views()
+        for name in TAB_NAMES:  # the explorer tabs follow the new state; Training stays
+            self._views.pop(name, None)
+            self._slots[name].objects = []
+        self._views.pop("_clusters", None)
+        self._build_sidebar()
         if self._url_synced:
             self.sync_url()
         self.tabs.loading = False
         self.tabs.active = 0
+        self.build_open_tab()
         if done is not None:
             done.set_result(model_dir)
 
@@ -183,12 +250,15 @@ def _template(main, sidebar=()):
 def build_page(data: AppData, sync_url: bool = True, training=None):
     """The served page for one session; with ``sync_url`` the selection lives in the URL.
     ``training``: the Training tab's folders (see :class:`Explorer`)."""
-    explorer = Explorer(data, training=training)
+    pin_resource_urls(current_document())  # before any model of this page is built
+    explorer = Explorer(data, training=training, build_open_tab=False)
     if sync_url:
         explorer.sync_url()
+    explorer.build_open_tab()
     doc = current_document()
     if doc is not None and doc.session_context is not None:  # give memory back once visitors leave
         doc.on_session_destroyed(lambda session_context: release_memory_soon())
+        quiet_closed_connections()
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
     return page
@@ -197,6 +267,7 @@ def build_page(data: AppData, sync_url: bool = True, training=None):
 def error_page(message: str, title: str = "twinviz could not start"):
     """A readable page explaining what is wrong with the inputs (no traceback)."""
     ensure_extensions()
+    pin_resource_urls(current_document())
     body = pn.pane.Alert(
         f"### {html.escape(title)}\n\n{html.escape(message)}\n\n"
         "Start it with a model directory and a spectra file, e.g.\n\n"

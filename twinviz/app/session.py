@@ -4,14 +4,17 @@ Bokeh models may only change while their document is locked. Bokeh locks it for 
 it schedules itself (next tick, periodic), not for Panel's widget events or for worker threads.
 :func:`in_session` hands a callback to the session's loop when there is one, and otherwise
 (a notebook, tests, plain Python) runs it at once. :func:`release_memory_soon` gives a
-server's memory back once visitors have left.
+server's memory back once visitors have left. :func:`quiet_closed_connections` keeps a visitor
+who closes the page mid-update from printing tracebacks in the server's log;
+:func:`pin_resource_urls` keeps concurrent visitors' pages on the server's own stylesheets.
 """
 from __future__ import annotations
 
 import gc
 import threading
 
-__all__ = ["current_document", "in_session", "release_memory_soon"]
+__all__ = ["current_document", "in_session", "release_memory_soon", "quiet_closed_connections",
+           "pin_resource_urls"]
 
 
 def current_document():
@@ -68,3 +71,60 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the collected memory is reused, not returned
         pass
+
+
+_quiet_loops: set[int] = set()
+
+
+def quiet_closed_connections() -> None:
+    """On this thread's asyncio loop (the server's), report a write to a page that was closed
+    meanwhile as one INFO line instead of asyncio's "Task exception was never retrieved"
+    traceback. Panel writes some updates as separate websocket futures; when the visitor leaves
+    before they are sent, nothing is lost (the page is gone) and the server goes on. Any other
+    unhandled exception still reaches asyncio's default handler. Idempotent per loop."""
+    import asyncio
+    import logging
+
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if id(loop) in _quiet_loops:
+        return
+    _quiet_loops.add(id(loop))
+    previous = loop.get_exception_handler()
+    log = logging.getLogger("twinviz.app")
+
+    def handler(loop, context):
+        if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+            log.info("a page closed while the server was still sending to it: update dropped")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+def pin_resource_urls(doc) -> None:
+    """Give a served session's document the address of Panel's stylesheets before any of its
+    models is built.
+
+    Panel shares one stylesheet object per URL between all sessions of a process and rewrites
+    its address for the document of the model being built — to the CDN when that document has
+    no address yet, which is the case while ``app.py`` builds a page (Panel sets the address only
+    when it renders the page afterwards). With several visitors opening pages together, one
+    session's build so rewrote the shared stylesheets of another, already rendered page to CDN
+    addresses: offline, every page but the first came up unstyled, with one failed request per
+    stylesheet. Setting the address first (the same one Panel would set) keeps every rewrite
+    local.
+    """
+    if doc is None or getattr(doc, "session_context", None) is None:
+        return
+    from panel.io.resources import get_dist_path
+
+    doc.template_variables.setdefault("dist_url", get_dist_path())
