@@ -3,31 +3,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
-import pytest
 
-from twinviz.testing import make_sample
+from tests.commands.conftest import run_twinviz
 from twinviz.training import runfiles
 from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE
-
-
-def _twinviz(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "twinviz", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return make_sample(tmp_path_factory.mktemp("fit-metric"), n_pairs=60)
 
 
 def test_fit_metric_stores_a_choice_and_drops_a_stale_calibration(sample, tmp_path):
     model, data, _ = sample
     model = shutil.copytree(model, tmp_path / "model")
     (model / runfiles.MODEL_CALIBRATION).write_text("{}")  # fitted on the old distances
-    result = _twinviz("fit-metric", "--model", model, "--data", data, "--val", data)
+    result = run_twinviz("fit-metric", "--model", model, "--data", data, "--val", data)
     assert result.returncode == 0, result.stderr
     assert "twin metric:" in result.stdout  # the choice, with the validation rank 1 it rests on
     assert not (model / runfiles.MODEL_CALIBRATION).exists()
@@ -46,7 +33,7 @@ def test_fit_metric_without_twins_says_what_is_missing(sample, tmp_path):
     no_groups = tmp_path / "no_groups.nc"
     with xr.open_dataset(data) as ds:
         ds.drop_vars("group").load().to_netcdf(no_groups)
-    result = _twinviz("fit-metric", "--model", model, "--data", no_groups, "--val", data)
+    result = run_twinviz("fit-metric", "--model", model, "--data", no_groups, "--val", data)
     assert result.returncode == 2
     assert str(no_groups) in result.stderr and "group" in result.stderr and "Fix:" in result.stderr
     assert "Traceback" not in result.stderr
