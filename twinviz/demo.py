@@ -71,6 +71,17 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _model_key(model_dir: Path) -> str:
+    """Names the cached latents and report: the weights, and the twin metric when there is one
+    (the report ranks twins in it)."""
+    from twinviz.twins.metric import METRIC_FILE
+
+    key = _file_digest(model_dir / runfiles.MODEL_WEIGHTS)[:10]
+    if (model_dir / METRIC_FILE).exists():
+        key += "-m" + _file_digest(model_dir / METRIC_FILE)[:6]
+    return key
+
+
 def _dataset_key(recipe: dict) -> str:
     from twinviz.spectra import synth
 
@@ -108,8 +119,7 @@ def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPath
     if not data.exists():
         _simulate_to(data, recipe["dataset"], grid, progress)
 
-    weights_key = _file_digest(next(model_dir.glob("*.safetensors")))[:10]
-    stem = f"demo-{_dataset_key(recipe)}-{weights_key}"
+    stem = f"demo-{_dataset_key(recipe)}-{_model_key(model_dir)}"
     latents = cache / f"{stem}-latents.nc"
     report = cache / f"{stem}-report" / "report.json"
     if not latents.exists() or not report.exists():
@@ -134,6 +144,21 @@ def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report
     save_latents(lat, latents)
     # the report is written last: its presence marks a complete cache entry
     write_report(evaluate(model, ds), report_dir)
+
+
+def _relative_metric_sources(model_dir: Path) -> None:
+    """The twin metric's record of the files it was fitted and chosen on, as bare file names
+    (the build folder is temporary)."""
+    from twinviz.twins.metric import METRIC_CONFIG
+
+    path = model_dir / METRIC_CONFIG
+    if not path.exists():
+        return
+    info = json.loads(path.read_text())
+    for key in ("fitted_on", "chosen_on"):
+        if info.get(key):
+            info[key] = Path(info[key]).name
+    write_json_atomic(path, info)
 
 
 def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int | None = None) -> dict:
@@ -164,6 +189,7 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
     for key in ("data", "val", "out"):
         train_config[key] = Path(train_config[key]).name if train_config.get(key) else None
     write_json_atomic(new_model / "train_config.json", train_config)
+    _relative_metric_sources(new_model)
     old = demo_dir / ".model.old"
     if (demo_dir / runfiles.MODEL_DIR).exists():
         os.replace(demo_dir / runfiles.MODEL_DIR, old)
@@ -172,9 +198,13 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
 
     paths = ensure_demo(root, progress=progress)
     report = json.loads(paths.report.read_text())
-    fader = next(m for m in report["methods"] if m["key"] == "fader")
-    recipe["metrics"] = {k: fader[k] for k in ("mse", "swapped_mse", "rank1", "within_0p1", "within_1")}
-    recipe["metrics"]["n_stars"] = report["n_stars"]
+    methods = {m["key"]: m for m in report["methods"]}
+    keys = ("mse", "swapped_mse", "rank1", "within_0p1", "within_1")
+    recipe["metrics"] = {k: methods["fader"][k] for k in keys} | {"n_stars": report["n_stars"]}
+    recipe.pop("metrics_raw_z", None)
+    recipe.pop("twin_metric", None)  # a note for a metric fitted after training; training fits its own
+    if "fader_raw_z" in methods:  # the same model ranking on raw z (it has a twin metric)
+        recipe["metrics_raw_z"] = {k: methods["fader_raw_z"][k] for k in keys} | {"n_stars": report["n_stars"]}
     write_json_atomic(demo_dir / "recipe.json", recipe)
     shutil.rmtree(work, ignore_errors=True)
     return recipe["metrics"]
