@@ -78,7 +78,7 @@ class Explorer(pn.viewable.Viewer):
             self.tabs.append(("Training", self._slots["Training"]))
         self.source = None
         self._build_sidebar()
-        self.tabs.param.watch(lambda event: self._show(self._tab_name(event.new)), "active")
+        self.tabs.param.watch(lambda event: self._switched_to(self._tab_name(event.new)), "active")
         self._url_synced = False
         if build_open_tab:  # build_page first reads the open tab from the URL (a permalink)
             self.build_open_tab()
@@ -121,6 +121,20 @@ class Explorer(pn.viewable.Viewer):
     def _show(self, name: str):
         if name in self._slots:
             self._view(name)
+
+    def _switched_to(self, name: str) -> None:
+        """A visitor opened tab ``name``. A view not built yet is built on the session's next
+        tick, so that the tab first says so (the map's first build takes seconds) rather than
+        staying blank; outside a server it is built at once."""
+        if name not in self._slots or name in self._views:
+            return
+        doc = current_document()
+        if doc is None or getattr(doc, "session_context", None) is None:
+            self._view(name)
+            return
+        self._slots[name].objects = [pn.pane.Markdown(f"*Building the {name.lower()} tab…*",
+                                                      css_classes=["tv-building"])]
+        in_session(lambda: self._view(name), doc)
 
     @property
     def swap(self) -> SwapExplorer:
