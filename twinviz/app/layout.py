@@ -34,9 +34,9 @@ __all__ = ["Explorer", "build_page", "error_page", "URL_PARAMETERS", "ensure_ext
 
 TITLE = "twinviz"
 ACCENT = "#0b3d5c"
-#: ExplorerState parameter → URL query name (the permalink).
 #: The explorer's tabs (the Training tab comes after them when enabled).
 TAB_NAMES = ("Swap explorer", "Latent map", "Twins", "Metrics")
+#: ExplorerState parameter → URL query name (the permalink).
 URL_PARAMETERS = {"star": "star", "teff": "teff", "logg": "logg", "twin": "twin", "k": "k",
                   "colour_by": "colour", "projection": "map"}
 
@@ -76,7 +76,6 @@ class Explorer(pn.viewable.Viewer):
         if self._training_args is not None:
             self._slots["Training"] = pn.Column(sizing_mode="stretch_width", name="Training")
             self.tabs.append(("Training", self._slots["Training"]))
-        self.source = None
         self._build_sidebar()
         self.tabs.param.watch(lambda event: self._switched_to(self._tab_name(event.new)), "active")
         self._url_synced = False
