@@ -7,7 +7,7 @@ import pytest
 
 from twinviz.twins.index import TwinIndex
 from twinviz.twins.metric import (METRIC_CONFIG, METRIC_FILE, TwinMetric, TwinMetricError,
-                                  choose_twin_metric, fit_twin_metric)
+                                  choose_twin_metric, fit_twin_metric, fit_twin_metrics)
 
 
 def latents_with_leaky_axes(n_pairs, seed, leak=3.0):
@@ -69,3 +69,53 @@ def test_saved_and_loaded_without_pickle_and_a_broken_file_is_named(tmp_path):
     (tmp_path / METRIC_FILE).write_bytes(b"not safetensors")
     with pytest.raises(TwinMetricError, match="twin metric: unreadable.*Fix: retrain"):
         TwinMetric.load(tmp_path)
+
+
+def latents_turning_with_teff(n_pairs, seed):
+    """z [2n, 4]: 2 chemistry axes whose direction turns with Teff (an encoder that disentangles
+    imperfectly, differently at each Teff), 2 axes of noise; with each star's Teff and logg."""
+    r = np.random.default_rng(seed)
+    chem = np.repeat(r.normal(0, 1, (n_pairs, 2)), 2, axis=0)
+    teff, logg = r.uniform(4000, 5000, 2 * n_pairs), r.uniform(1, 3, 2 * n_pairs)
+    angle = (teff - 4500) / 500 * 0.6
+    c, s = np.cos(angle), np.sin(angle)
+    turned = np.stack([c * chem[:, 0] - s * chem[:, 1], s * chem[:, 0] + c * chem[:, 1]], 1)
+    z = np.hstack([turned, r.normal(0, 1, (2 * n_pairs, 2))]).astype(np.float32)
+    return z, np.repeat(np.arange(n_pairs), 2), teff, logg
+
+
+def test_teff_logg_interactions_undo_a_direction_that_turns_with_teff():
+    z, g, t, lg = latents_turning_with_teff(3000, 0)
+    zv, gv, tv, lv = latents_turning_with_teff(500, 1)
+    ze, ge, te, le = latents_turning_with_teff(500, 2)
+    metrics = fit_twin_metrics(z, g, teff=t, logg=lg, source="train")
+    assert [m.degree for m in metrics] == [0, 1, 2]
+    chosen = choose_twin_metric(metrics, zv, gv, teff=tv, logg=lv, source="val")
+    assert chosen.degree > 0 and chosen.name in chosen.info["validation"]
+    flat = choose_twin_metric(metrics[0], zv, gv)  # z alone cannot follow the turn
+    assert rank1(ze, ge) < 0.1 and rank1(flat.project(ze), ge) < 0.2
+    assert rank1(chosen.project(ze, te, le), ge) > 0.9  # held-out stars
+    with pytest.raises(TwinMetricError, match="Teff/logg.*Fix: pass the stars' teff and logg"):
+        chosen.project(ze)
+
+
+def test_a_metric_with_interactions_is_saved_and_loaded_whole(tmp_path):
+    z, g, t, lg = latents_turning_with_teff(300, 0)
+    metric = fit_twin_metric(z, g, teff=t, logg=lg, degree=2).with_dims(3)
+    metric.save(tmp_path)
+    back = TwinMetric.load(tmp_path)
+    assert (back.degree, back.dims) == (2, 3)
+    np.testing.assert_array_equal(back.project(z, t, lg), metric.project(z, t, lg))
+
+
+def test_a_metric_file_from_before_interactions_loads_as_z_alone(tmp_path):
+    from safetensors.numpy import save_file
+
+    z, g = latents_with_leaky_axes(300, seed=0)
+    metric = fit_twin_metric(z, g).with_dims(2)
+    save_file({"mean": metric.mean, "projection": metric.projection, "ratios": metric.ratios},
+              str(tmp_path / METRIC_FILE))
+    (tmp_path / METRIC_CONFIG).write_text(json.dumps({"format": "twinviz-twin-metric", "dims": 2}))
+    back = TwinMetric.load(tmp_path)
+    assert back.degree == 0
+    np.testing.assert_array_equal(back.project(z), metric.project(z))

@@ -77,7 +77,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         mask=rows("mask", bool) if "mask" in ds else None,
         flux_err=rows("flux_err", np.float32) if "flux_err" in ds else None,
         recon_mse=recon, ood=criteria,
-        z_twin=None if model.twin_metric is None else model.twin_metric.project(z),
+        z_twin=None if model.twin_metric is None else model.twin_metric.project(z, teff, logg),
     )
     data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path)
     try:  # a refused calibration hides the P(twin) column and says why; it never stops the app

@@ -10,6 +10,11 @@ report then gives each model's reconstruction MSE only and says the rank columns
 Examples:
   twinviz evaluate --model runs/fader --data val.nc
   twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data val.nc --out eval/
+  twinviz evaluate --model runs/fader --data test.nc --baseline-val val.nc --baseline-train train.nc
+
+A model ranked in its twin metric has learned from the training twins; --baseline-train gives the
+pixel baseline the same twins (polynomial-PCA residuals in a twin metric), so the comparison
+measures the network, not the supervision.
 """
 from __future__ import annotations
 
@@ -37,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-val", metavar="FILE", default=None,
                         help="a validation set (never the evaluated one) on which the polynomial-PCA baseline's "
                              "degree and number of components are chosen; adds that baseline")
+    parser.add_argument("--baseline-train", metavar="FILE", default=None,
+                        help="the model's training set: with --baseline-val, adds the twin-supervised baseline "
+                             "(polynomial-PCA residuals in a twin metric learned from these twins, chosen on "
+                             "--baseline-val), the fair peer of a fader network ranked in its twin metric")
     parser.add_argument("--pixel-queries", type=int, default=2000,
                         help="query stars sampled for the pixel-space baselines (0: all; cost ∝ N²·pixels)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
@@ -74,8 +83,11 @@ def main(args) -> int:
             say(f"choosing the polynomial-PCA baseline on {args.baseline_val}")
             poly_pca = choose_polynomial_pca_on(args.baseline_val, args.data)
             baselines = baselines + ("polynomial_pca",)
+        supervised = None
+        if args.baseline_train:
+            supervised = _supervised_baseline(args, say)
         report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
-                          poly_degree=args.poly_degree, poly_pca=poly_pca, pixel_queries=args.pixel_queries or None,
+                          poly_degree=args.poly_degree, poly_pca=poly_pca, supervised=supervised, pixel_queries=args.pixel_queries or None,
                           seed=args.seed, metric=args.metric, backend=args.backend,
                           batch_size=args.batch_size, chunk=args.chunk, progress=say)
     except (ModelError, TwinIndexError, ValueError) as exc:
@@ -90,3 +102,22 @@ def main(args) -> int:
     print(report_markdown(report, plot_name=None))
     print("wrote " + ", ".join(str(paths[k]) for k in ("md", "json", "png", "ranks") if k in paths))
     return 0
+
+
+def _supervised_baseline(args, say):
+    """The twin-supervised baseline fitted on --baseline-train and chosen on --baseline-val."""
+    from pathlib import Path
+
+    from twinviz.evaluation.supervised_baseline import fit_polynomial_pca_metric
+    from twinviz.spectra.dataset import DatasetError, load_spectra
+
+    if not args.baseline_val:
+        raise DatasetError(f"--baseline-train {args.baseline_train}: needs a validation set to choose on. "
+                           "Fix: add --baseline-val VAL.nc (not the evaluated file)")
+    scored = Path(args.data).resolve()
+    for flag, path in (("--baseline-train", args.baseline_train), ("--baseline-val", args.baseline_val)):
+        if Path(path).resolve() == scored:
+            raise DatasetError(f"{flag} {path}: is the evaluated file; a baseline fitted or chosen on it would "
+                               "be scored on its own twins. Fix: pass the training/validation split")
+    say(f"fitting the twin-supervised baseline on {args.baseline_train}, choosing on {args.baseline_val}")
+    return fit_polynomial_pca_metric(load_spectra(args.baseline_train), load_spectra(args.baseline_val), say=say)

@@ -130,7 +130,7 @@ def _mse_only_report(model, baseline_model, ds, groups, source, *, metric, backe
 
 
 def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomial", "raw_flux", "oracle"),
-             poly_degree: int = 2, poly_pca: dict | None = None, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
+             poly_degree: int = 2, poly_pca: dict | None = None, supervised=None, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
              backend: str = "auto", batch_size: int = 1024, chunk: int = 8192,
              progress=None) -> EvaluationReport:
     """Table 1 for ``model`` (a FaderNetwork, or None for baselines only) on validation set ``ds``.
@@ -145,6 +145,9 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
     poly_degree : total degree of the per-pixel polynomial in (Teff, logg)
     poly_pca : {"degree", "n_components"} of the "polynomial_pca" baseline, chosen on a validation
         set with :func:`~twinviz.evaluation.baselines.choose_polynomial_pca` (required for it)
+    supervised : a fitted :class:`~twinviz.evaluation.supervised_baseline.PolynomialPcaMetric`
+        (training twins, chosen on validation): adds the "polynomial_pca_metric" row, the fair peer
+        of a fader network ranked in its own twin metric
     pixel_queries : number of query stars (drawn with ``seed`` among stars with a twin) for the
         pixel-space baselines; None or 0 ranks every star (cost N²·pixels)
     metric, backend : passed to :class:`TwinIndex` (L1 is the paper's metric)
@@ -198,6 +201,13 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
                                          queries=queries, metric=metric, backend=backend)
         result.seconds = time.perf_counter() - t0
         methods.append(result)
+    if supervised is not None:
+        say("polynomial-PCA residuals in their twin metric")
+        t0 = time.perf_counter()
+        result = evaluate_representation("polynomial_pca_metric", supervised.vectors(ds), groups,
+                                         metric=metric, backend=backend)
+        result.seconds = time.perf_counter() - t0
+        methods.append(result)
     if "raw_flux" in baselines:
         say("raw flux")
         methods.append(evaluate_representation("raw_flux", raw_flux(ds), groups, queries=queries,
@@ -208,6 +218,7 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
                                                metric=metric, backend=backend))
     settings = {"data": str(source), "metric": metric, "poly_degree": poly_degree,
                 "poly_pca": poly_pca,
+                "polynomial_pca_metric": None if supervised is None else supervised.info,
                 "pixel_queries": int(queries.size) if queries is not None else None, "seed": seed,
                 "backend": TwinIndex(np.zeros((1, 1)), backend=backend).backend,
                 "batch_size": batch_size, "chunk": chunk}

@@ -47,6 +47,7 @@ METHOD_LABELS = {
     "lambda0_raw_z": "conditional AE (λ=0), raw z (no twin metric)",
     "polynomial": "polynomial residuals",
     "polynomial_pca": "polynomial residuals on principal components",
+    "polynomial_pca_metric": "polynomial-PCA residuals in a twin metric (trained on training twins)",
     "raw_flux": "raw flux L1",
     "oracle": "oracle (true abundances)",
 }

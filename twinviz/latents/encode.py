@@ -86,8 +86,9 @@ def latent_dataset(model, ds: xr.Dataset, z) -> xr.Dataset:
     out["z"].attrs.update(long_name="fader-network latent E(x, u)", units="")
     metric = getattr(model, "twin_metric", None)
     if metric is not None:  # the vectors twins are ranked on (twinviz/twins/metric.py)
-        out["z_twin"] = (("star", "twin_axis"), metric.project(z))
-        out["z_twin"].attrs.update(long_name="z in the twin metric: (z - mean) @ projection", units="")
+        out["z_twin"] = (("star", "twin_axis"), metric.project(z, ds["teff"].values, ds["logg"].values))
+        out["z_twin"].attrs.update(long_name="z in the twin metric: (features(z, teff, logg) - mean) @ projection",
+                                   units="")
     for name in LABEL_VARIABLES:
         if name in ds.variables:
             out[name] = (ds[name].dims, np.asarray(ds[name].values))

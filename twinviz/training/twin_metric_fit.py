@@ -28,7 +28,7 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
     from twinviz.latents.encode import encode_dataset
     from twinviz.model import FaderNetwork
     from twinviz.spectra.dataset import open_spectra
-    from twinviz.twins.metric import choose_twin_metric, fit_twin_metric, store_twin_metric
+    from twinviz.twins.metric import choose_twin_metric, fit_twin_metrics, store_twin_metric
 
     say = log or (lambda *a: None)
     if not val_path:
@@ -40,13 +40,16 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
             return {"status": "skipped", "why": "training or validation data without twins (group)"}
         z_train = encode_dataset(model, train)["z"].values
         z_val = encode_dataset(model, val)["z"].values
-    metric = fit_twin_metric(z_train, g_train, source=str(train_path))
-    chosen = choose_twin_metric(metric, z_val, g_val, source=str(val_path))
+        labels_train = {k: np.asarray(train[k].values) for k in ("teff", "logg")}
+        labels_val = {k: np.asarray(val[k].values) for k in ("teff", "logg")}
+    metrics = fit_twin_metrics(z_train, g_train, **labels_train, source=str(train_path))
+    chosen = choose_twin_metric(metrics, z_val, g_val, **labels_val, source=str(val_path))
     store_twin_metric(model_dir, chosen)  # beside the weights, which stay as they are
     if chosen is None:
         say("twin metric: raw z ranks the validation twins best; kept raw z")
         return {"status": "raw z"}
     scores = chosen.info["validation"]
-    say("twin metric: %d of %d axes (validation rank 1 %.1f %% vs %.1f %% on raw z)", chosen.dims,
-        metric.projection.shape[0], 100 * scores[str(chosen.dims)]["rank1"], 100 * scores["raw"]["rank1"])
-    return {"status": "fitted", "dims": chosen.dims}
+    say("twin metric: %d of %d axes, Teff/logg degree %d (validation rank 1 %.1f %% vs %.1f %% on raw z)",
+        chosen.dims, chosen.projection.shape[0], chosen.degree, 100 * scores[chosen.name]["rank1"],
+        100 * scores["raw"]["rank1"])
+    return {"status": "fitted", "dims": chosen.dims, "degree": chosen.degree}

@@ -5,13 +5,20 @@ of z move a lot between the two stars of a twin pair (what the adversary did not
 and logg, noise), others separate chemistries. The twin metric measures that on the *training*
 twins and reweights z so that distance counts what twins share:
 
-1. within-twin scatter W: the covariance of the differences between group-mates (for a pair,
-   half the outer product of z_a − z_b; for larger groups, the deviations from the group mean);
-2. whiten by it: y = (z − mean) W^(-1/2), so every direction varies between twins by one unit;
-3. rotate to the principal axes of y over all training stars, ordered by variance: in whitened
+1. features: z itself, or (``degree`` 1 or 2) z times every monomial of the star's standardised
+   Teff and logg up to that degree plus the monomials themselves, so that a direction of the
+   metric may turn with Teff/logg (what an imperfect adversary leaves in z is rarely a fixed
+   direction);
+2. within-twin scatter W: the covariance of the differences between group-mates' features (for a
+   pair, half the outer product of the difference; for larger groups, the deviations from the
+   group mean), with a small ridge (``SHRINK`` of its mean eigenvalue) so that many features stay
+   well posed;
+3. whiten by it: y = (f − mean) W^(-1/2), so every direction varies between twins by one unit;
+4. rotate to the principal axes of y over all training stars, ordered by variance: in whitened
    units that variance is the between/within ratio of a direction (linear discriminant axes);
-4. keep the first ``dims`` axes. ``dims`` is chosen on the *validation* split (rank 1, then
-   ≤ 1 %), among a few sizes and "none" (raw z): a model whose raw z ranks best keeps raw z.
+5. keep the first ``dims`` axes. ``degree`` and ``dims`` are chosen on the *validation* split
+   (rank 1, then ≤ 1 %), among a few sizes and "none" (raw z): a model whose raw z ranks best
+   keeps raw z.
 
 The map is stored beside the model weights (``twin_metric.safetensors`` + ``twin_metric.json``,
 no pickle, atomic writes) and loaded with the model; everything that ranks twins with a fader
@@ -27,34 +34,74 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "choose_twin_metric", "store_twin_metric",
+__all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "fit_twin_metrics", "choose_twin_metric", "store_twin_metric",
            "METRIC_FILE", "METRIC_CONFIG"]
 
 METRIC_FILE = "twin_metric.safetensors"
 METRIC_CONFIG = "twin_metric.json"
 CANDIDATE_DIMS = (2, 4, 8, 16, 32, 64)
+CANDIDATE_DEGREES = (0, 1, 2)  # Teff/logg interaction degrees tried by training
+SHRINK = 1e-3                  # ridge on the within-twin scatter, relative to its mean eigenvalue
+CHUNK = 65536                  # stars projected at a time (bounds memory at survey sizes)
 
 
 class TwinMetricError(ValueError):
     """A twin metric that cannot be fitted or read; the message names the file or field and the fix."""
 
 
+def _monomials(teff, logg, degree: int, center, scale) -> np.ndarray:
+    """[N, m] every t^a g^b with a + b ≤ degree (constant first), t and g standardised."""
+    t = (np.asarray(teff, np.float64) - center[0]) / scale[0]
+    g = (np.asarray(logg, np.float64) - center[1]) / scale[1]
+    return np.stack([t ** a * g ** (total - a) for total in range(degree + 1) for a in range(total, -1, -1)],
+                    axis=1)
+
+
 @dataclass
 class TwinMetric:
-    """z_twin = (z − mean) @ projection[:, :dims]."""
+    """z_twin = (features(z, Teff, logg) − mean) @ projection[:, :dims]; the features are z itself
+    when ``degree`` is 0."""
 
-    mean: np.ndarray        # [d] float64
-    projection: np.ndarray  # [d, d] float64, columns by decreasing between/within ratio
-    ratios: np.ndarray      # [d] between/within variance ratio of each column
+    mean: np.ndarray        # [f] float64
+    projection: np.ndarray  # [f, f] float64, columns by decreasing between/within ratio
+    ratios: np.ndarray      # [f] between/within variance ratio of each column
     dims: int               # columns kept
     info: dict = field(default_factory=dict)  # how it was fitted and chosen (JSON)
+    degree: int = 0         # Teff/logg interaction degree of the features
+    label_center: np.ndarray = field(default_factory=lambda: np.zeros(2))  # Teff, logg
+    label_scale: np.ndarray = field(default_factory=lambda: np.ones(2))
 
-    def project(self, z) -> np.ndarray:
+    def features(self, z, teff=None, logg=None) -> np.ndarray:
+        """[N, f] float64: z, or z times each Teff/logg monomial followed by the monomials."""
         z = np.asarray(z, dtype=np.float64)
-        return ((z - self.mean) @ self.projection[:, :self.dims]).astype(np.float32)
+        if self.degree == 0:
+            return z
+        if teff is None or logg is None:
+            raise TwinMetricError(f"twin metric: uses Teff/logg (degree {self.degree}) but none were given. "
+                                  "Fix: pass the stars' teff and logg")
+        m = _monomials(teff, logg, self.degree, self.label_center, self.label_scale)
+        return np.concatenate([(z[:, :, None] * m[:, None, :]).reshape(len(z), -1), m[:, 1:]], axis=1)
+
+    def project(self, z, teff=None, logg=None) -> np.ndarray:
+        """[N, dims] float32, computed CHUNK stars at a time."""
+        z = np.asarray(z)
+        out = np.empty((len(z), self.dims), dtype=np.float32)
+        p = self.projection[:, :self.dims]
+        for a in range(0, len(z), CHUNK):
+            b = a + CHUNK
+            f = self.features(z[a:b], None if teff is None else np.asarray(teff)[a:b],
+                              None if logg is None else np.asarray(logg)[a:b])
+            out[a:b] = (f - self.mean) @ p
+        return out
 
     def with_dims(self, dims: int) -> "TwinMetric":
-        return TwinMetric(self.mean, self.projection, self.ratios, int(dims), dict(self.info))
+        return TwinMetric(self.mean, self.projection, self.ratios, int(dims), dict(self.info), self.degree,
+                          self.label_center, self.label_scale)
+
+    @property
+    def name(self) -> str:
+        """The candidate's key in the validation table: "8" (z alone) or "8/u2" (degree 2)."""
+        return str(self.dims) if self.degree == 0 else f"{self.dims}/u{self.degree}"
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, directory) -> None:
@@ -64,9 +111,11 @@ class TwinMetric:
 
         directory = Path(directory)
         with atomic_path(directory / METRIC_FILE) as tmp:
-            save_file({"mean": self.mean, "projection": self.projection, "ratios": self.ratios}, str(tmp))
+            save_file({"mean": self.mean, "projection": self.projection, "ratios": self.ratios,
+                       "label_center": np.asarray(self.label_center, np.float64),
+                       "label_scale": np.asarray(self.label_scale, np.float64)}, str(tmp))
         write_text_atomic(directory / METRIC_CONFIG, json.dumps(
-            {"format": "twinviz-twin-metric", "dims": self.dims, **self.info}, indent=2))
+            {"format": "twinviz-twin-metric", "dims": self.dims, "degree": self.degree, **self.info}, indent=2))
 
     @classmethod
     def load(cls, directory) -> "TwinMetric | None":
@@ -83,15 +132,19 @@ class TwinMetric:
             cfg = json.loads(cfg_path.read_text())
             tensors = load_file(str(w_path))
             mean, projection, ratios = tensors["mean"], tensors["projection"], tensors["ratios"]
-            dims = int(cfg["dims"])
+            dims, degree = int(cfg["dims"]), int(cfg.get("degree", 0))  # files before degree: z alone
+            center = tensors.get("label_center", np.zeros(2))
+            scale = tensors.get("label_scale", np.ones(2))
         except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
             raise TwinMetricError(f"{directory}: twin metric: unreadable ({exc}). {fix}") from exc
-        d = mean.shape[0]
-        if projection.shape != (d, d) or ratios.shape != (d,) or not 1 <= dims <= d:
-            raise TwinMetricError(f"{cfg_path}: dims: {dims} with a {projection.shape} projection "
-                                  f"for a {d}-dim latent. {fix}")
-        info = {k: v for k, v in cfg.items() if k not in ("format", "dims")}
-        return cls(mean.astype(np.float64), projection.astype(np.float64), ratios.astype(np.float64), dims, info)
+        f = mean.shape[0]
+        if (projection.shape != (f, f) or ratios.shape != (f,) or not 1 <= dims <= f or degree not in (0, 1, 2)
+                or center.shape != (2,) or scale.shape != (2,) or not np.all(scale > 0)):
+            raise TwinMetricError(f"{cfg_path}: dims/degree: {dims}/{degree} with a {projection.shape} projection "
+                                  f"for {f} features. {fix}")
+        info = {k: v for k, v in cfg.items() if k not in ("format", "dims", "degree")}
+        return cls(mean.astype(np.float64), projection.astype(np.float64), ratios.astype(np.float64), dims, info,
+                   degree, center.astype(np.float64), scale.astype(np.float64))
 
 
 def store_twin_metric(directory, metric: TwinMetric | None) -> None:
@@ -119,27 +172,50 @@ def _within_differences(z: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return dev[multi] * np.sqrt(n[multi] / (n[multi] - 1.0))[:, None]
 
 
-def fit_twin_metric(z, groups, *, source: str = "") -> TwinMetric:
+def fit_twin_metric(z, groups, *, teff=None, logg=None, degree: int = 0, source: str = "") -> TwinMetric:
     """Fit the map on training latents ``z`` [N, d] with chemistry groups ``groups`` [N]
-    (−1: no group). Keeps every dimension; :func:`choose_twin_metric` picks how many."""
+    (−1: no group) and, for ``degree`` > 0, the stars' Teff and logg. Keeps every axis;
+    :func:`choose_twin_metric` picks how many."""
     z = np.asarray(z, dtype=np.float64)
-    dev = _within_differences(z, groups)
-    if len(dev) < 2 * z.shape[1]:
-        raise TwinMetricError(f"{source or 'training data'}: group: {len(dev)} stars with a group-mate for a "
-                              f"{z.shape[1]}-dim "
-                              "latent, too few to learn a twin metric. Fix: train on data with more groups "
+    center, scale = np.zeros(2), np.ones(2)
+    if degree:
+        if teff is None or logg is None:
+            raise TwinMetricError(f"{source or 'training data'}: teff/logg: needed for a degree-{degree} "
+                                  "twin metric. Fix: pass them, or use degree 0")
+        labels = np.stack([np.asarray(teff, np.float64), np.asarray(logg, np.float64)], axis=1)
+        center, scale = labels.mean(axis=0), labels.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+    blank = TwinMetric(np.zeros(1), np.eye(1), np.ones(1), 1, degree=degree, label_center=center, label_scale=scale)
+    feats = blank.features(z, teff, logg)
+    dev = _within_differences(feats, groups)
+    if len(dev) < 2 * feats.shape[1]:
+        raise TwinMetricError(f"{source or 'training data'}: group: {len(dev)} stars with a group-mate for "
+                              f"{feats.shape[1]} features (a {z.shape[1]}-dim latent, Teff/logg degree {degree}), "
+                              "too few to learn a twin metric. Fix: train on data with more groups "
                               "(or set twin_metric off)")
     within = dev.T @ dev / len(dev)
+    within += SHRINK * max(float(np.trace(within)) / len(within), 1e-30) * np.eye(len(within))
     evals, evecs = np.linalg.eigh(within)
-    floor = max(float(evals.max()), 1e-30) * 1e-9
-    whiten = evecs / np.sqrt(np.maximum(evals, floor))  # [d, d]: y = (z − mean) @ whiten
-    mean = z.mean(axis=0)
-    y = (z - mean) @ whiten
+    whiten = evecs / np.sqrt(evals)  # [f, f]: y = (f − mean) @ whiten
+    mean = feats.mean(axis=0)
+    y = (feats - mean) @ whiten
     between, axes = np.linalg.eigh(np.cov(y, rowvar=False))
     order = np.argsort(between)[::-1]
-    projection = whiten @ axes[:, order]
     info = {"fitted_on": source, "fit_stars": int(len(z)), "within_samples": int(len(dev))}
-    return TwinMetric(mean, projection, between[order], z.shape[1], info)
+    return TwinMetric(mean, whiten @ axes[:, order], between[order], feats.shape[1], info, degree, center, scale)
+
+
+def fit_twin_metrics(z, groups, *, teff=None, logg=None, degrees=CANDIDATE_DEGREES, source: str = "") -> list:
+    """:func:`fit_twin_metric` for each degree the data can support (degree 0 must fit: its
+    error is raised; a higher degree with too few twins for its features is left out)."""
+    fitted = []
+    for degree in degrees:
+        try:
+            fitted.append(fit_twin_metric(z, groups, teff=teff, logg=logg, degree=degree, source=source))
+        except TwinMetricError:
+            if degree == 0:
+                raise
+    return fitted
 
 
 def _score(vectors, groups) -> tuple[float, float]:
@@ -152,18 +228,26 @@ def _score(vectors, groups) -> tuple[float, float]:
     return float(np.mean(ranks == 1)), float(np.mean(ranks <= max(1, int(0.01 * len(groups)))))
 
 
-def choose_twin_metric(metric: TwinMetric, z_val, groups_val, *, source: str = "",
+def choose_twin_metric(metrics, z_val, groups_val, *, teff=None, logg=None, source: str = "",
                        candidates=CANDIDATE_DIMS) -> TwinMetric | None:
-    """How many axes to keep, chosen on validation latents by rank 1 (then ≤ 1 %); None when raw
-    z ranks the validation twins at least as well as every candidate."""
-    d = metric.projection.shape[0]
+    """Which fitted metric (one, or a list from :func:`fit_twin_metrics`) and how many axes to
+    keep, chosen on validation latents by rank 1 (then ≤ 1 %, then the smaller map); None when
+    raw z ranks the validation twins at least as well as every candidate."""
+    metrics = [metrics] if isinstance(metrics, TwinMetric) else list(metrics)
     scores = {"raw": _score(z_val, groups_val)}
-    for dims in sorted({min(c, d) for c in candidates}):
-        scores[dims] = _score(metric.with_dims(dims).project(z_val), groups_val)
-    best = max(scores, key=lambda k: (scores[k], k == "raw"))  # ties keep raw z
-    table = {str(k): {"rank1": v[0], "within_1pct": v[1]} for k, v in scores.items()}
+    options = {}
+    for metric in metrics:
+        f = metric.projection.shape[0]
+        for dims in sorted({min(c, f) for c in candidates}):
+            option = metric.with_dims(dims)
+            options[option.name] = option
+            scores[option.name] = _score(option.project(z_val, teff, logg), groups_val)
+    # ties keep raw z, then the fewest features and axes
+    best = max(scores, key=lambda k: (scores[k], k == "raw",
+                                      0 if k == "raw" else -options[k].projection.shape[0] * options[k].dims))
+    table = {k: {"rank1": v[0], "within_1pct": v[1]} for k, v in scores.items()}
     if best == "raw":
         return None
-    chosen = metric.with_dims(best)
+    chosen = options[best]
     chosen.info.update(chosen_on=source or "validation split", validation=table)
     return chosen
