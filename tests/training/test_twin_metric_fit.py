@@ -34,10 +34,25 @@ def test_training_fits_the_metric_on_training_twins_and_chooses_it_on_validation
     if (model_dir / METRIC_CONFIG).exists():  # validation preferred a projection
         info = json.loads((model_dir / METRIC_CONFIG).read_text())
         assert info["fitted_on"] == str(data) and info["chosen_on"] == str(val)
-        assert info["validation"][str(info["dims"])]["rank1"] > info["validation"]["raw"]["rank1"]
+        chosen = str(info["dims"]) if info["degree"] == 0 else f"{info['dims']}/u{info['degree']}"
+        assert info["validation"][chosen]["rank1"] > info["validation"]["raw"]["rank1"]
     else:  # raw z ranked the validation twins at least as well: said so, nothing stored
         assert "kept raw z" in log
     assert json.loads((run / "status.json").read_text())["state"] == "done"
+
+
+def test_a_failing_metric_fit_leaves_a_finished_run_that_ranks_on_raw_z(toy_files, tmp_path, monkeypatch):
+    """Whatever goes wrong after the last epoch (here: an unexpected error from the fit), the
+    training stands: the run ends "done", not "running" for ever, and the log says why."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr("twinviz.training.twin_metric_fit.fit_model_twin_metric", broken)
+    data, val = toy_files
+    run = Path(train(TrainConfig(data=str(data), val=str(val), out=str(tmp_path / "run"), **TINY)))
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+    assert "twin metric not fitted (RuntimeError: simulated failure)" in (run / "train.log").read_text()
+    assert not (run / "model" / METRIC_CONFIG).exists()
 
 
 def test_off_keeps_raw_z(toy_files, tmp_path):

@@ -370,15 +370,16 @@ class Trainer:
         return "done"
 
     def _fit_twin_metric(self) -> None:
-        """Learn the twin metric of the best model (twinviz/twins/metric.py). A failure is logged
-        and the model keeps raw z: the training itself stands."""
-        from twinviz.training.twin_metric_fit import fit_model_twin_metric
-
+        """Learn the twin metric of the best model (twinviz/twins/metric.py). Any failure is logged
+        and the model keeps raw z: the training itself stands and the run still finishes."""
         try:
+            from twinviz.training.twin_metric_fit import fit_model_twin_metric
+
             outcome = fit_model_twin_metric(self.run.model_dir, self.config.data, self.config.val,
                                             device=str(self.device), log=self.log)
-        except (OSError, ValueError) as exc:  # TwinMetricError is a ValueError
-            self.run.logger.warning("twin metric not fitted (%s); the model ranks on raw z", exc)
+        except Exception as exc:  # noqa: BLE001 — a metric is optional; a finished training is not
+            self.run.logger.warning("twin metric not fitted (%s: %s); the model ranks on raw z",
+                                    type(exc).__name__, exc)
             return
         if outcome["status"] == "skipped":
             self.log("twin metric not fitted: %s; the model ranks on raw z", outcome["why"])
