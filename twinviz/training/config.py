@@ -75,9 +75,10 @@ class TrainConfig(Architecture):
                                   limits=(1, 100), group="objective")
     flux_err_floor: float = option(0.005, help="σ₀ in the pixel weight σ₀²/(σ²+σ₀²), flux units",
                                    above=0, limits=(1e-9, 1.0), group="objective")
-    twin_metric: str = option("fit", help="after training, learn the twin metric (a linear map of z "
-                              "that down-weights what differs between training twins; the number of "
-                              "axes kept is chosen on --val) when both data have groups; off: rank on raw z",
+    twin_metric: str = option("fit", help="after training, learn the twin metric (a linear map of z and its "
+                              "Teff/logg interactions that down-weights what differs between training "
+                              "twins; the interaction degree and the number of axes kept are chosen on "
+                              "--val) when both data have groups; off: rank on raw z",
                               choices=("fit", "off"), group="objective", resumable=True)
     # optimisation
     epochs: int = option(60, help="passes over the training data", at_least=1, limits=(1, 10_000),
