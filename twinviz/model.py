@@ -390,7 +390,7 @@ class FaderNetwork(nn.Module):
         from twinviz.twins.metric import TwinMetric, TwinMetricError
 
         try:
-            model.twin_metric = TwinMetric.load(directory)
+            model.twin_metric = TwinMetric.load(directory, model.config.latent_dim)
         except TwinMetricError as exc:
             raise ModelError(str(exc)) from exc
         return model.to(device)

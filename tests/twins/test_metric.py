@@ -103,9 +103,11 @@ def test_a_metric_with_interactions_is_saved_and_loaded_whole(tmp_path):
     z, g, t, lg = latents_turning_with_teff(300, 0)
     metric = fit_twin_metric(z, g, teff=t, logg=lg, degree=2).with_dims(3)
     metric.save(tmp_path)
-    back = TwinMetric.load(tmp_path)
+    back = TwinMetric.load(tmp_path, latent_dim=4)
     assert (back.degree, back.dims) == (2, 3)
     np.testing.assert_array_equal(back.project(z, t, lg), metric.project(z, t, lg))
+    with pytest.raises(TwinMetricError, match="29 features do not fit a 8-dim latent.*other weights.*Fix"):
+        TwinMetric.load(tmp_path, latent_dim=8)
 
 
 def test_a_metric_file_from_before_interactions_loads_as_z_alone(tmp_path):

@@ -118,8 +118,9 @@ class TwinMetric:
             {"format": "twinviz-twin-metric", "dims": self.dims, "degree": self.degree, **self.info}, indent=2))
 
     @classmethod
-    def load(cls, directory) -> "TwinMetric | None":
-        """The metric stored in a model directory, or None when it has none."""
+    def load(cls, directory, latent_dim: int | None = None) -> "TwinMetric | None":
+        """The metric stored in a model directory, or None when it has none; with ``latent_dim``,
+        a metric made for another latent size is refused."""
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
@@ -142,6 +143,11 @@ class TwinMetric:
                 or center.shape != (2,) or scale.shape != (2,) or not np.all(scale > 0)):
             raise TwinMetricError(f"{cfg_path}: dims/degree: {dims}/{degree} with a {projection.shape} projection "
                                   f"for {f} features. {fix}")
+        m = (degree + 1) * (degree + 2) // 2  # Teff/logg monomials, the constant included
+        if latent_dim is not None and f != latent_dim * m + m - 1:
+            raise TwinMetricError(f"{cfg_path}: {f} features do not fit a {latent_dim}-dim latent at Teff/logg "
+                                  f"degree {degree} ({latent_dim * m + m - 1} expected): the metric belongs to "
+                                  f"other weights. {fix}")
         info = {k: v for k, v in cfg.items() if k not in ("format", "dims", "degree")}
         return cls(mean.astype(np.float64), projection.astype(np.float64), ratios.astype(np.float64), dims, info,
                    degree, center.astype(np.float64), scale.astype(np.float64))
