@@ -230,7 +230,8 @@ class TrainingTab(pn.viewable.Viewer):
                          "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
                          "duration": duration_text(info["duration"]),
                          "progress": f"{info['progress']:.0%}" if info["total_steps"] else "",
-                         "devices": ", ".join(info["devices"]), "best": best_text(info["best"])})
+                         "devices": ", ".join(info["devices"]),
+                         "best": best_text(info["best"], info.get("twin_metric"))})
         df = pd.DataFrame(rows, columns=["run", "state", "started", "duration", "progress", "devices", "best"])
         key = df.to_json()
         if key == self._table_key:

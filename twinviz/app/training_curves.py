@@ -26,11 +26,17 @@ def duration_text(seconds) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def best_text(best: dict) -> str:
+def best_text(best: dict, twin_metric: dict | None = None) -> str:
+    """The best epoch in two numbers; a finished run's rank 1 in its twin metric first when it has
+    one (the per-epoch rank 1 is on raw z: the metric is fitted after the last epoch)."""
     shown = []
+    if twin_metric:
+        shown.append(f"rank-1 {twin_metric['rank1']:.1%} in twin metric (raw z {twin_metric['raw_rank1']:.1%})")
     for key, label, fmt in (("val_rank1", "rank-1", "{:.1%}"), ("val_swapped_mse", "swap MSE", "{:.2e}"),
                             ("val_mse", "MSE", "{:.2e}"), ("train_recon", "train", "{:.3g}")):
         value = best.get(key)
+        if twin_metric and key == "val_rank1":
+            continue
         if isinstance(value, (int, float)) and math.isfinite(value):
             shown.append(f"{label} {fmt.format(value)}")
         if len(shown) == 2:

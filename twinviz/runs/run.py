@@ -149,13 +149,14 @@ class Run:
     def summary(self) -> dict:
         """What a runs table shows, from a single read of each file: name, state, lost,
         started / finished (Unix s), duration, eta (s), progress (0…1), step, total_steps,
-        epoch, devices, best, error."""
+        epoch, devices, best, twin_metric (its validation scores, once fitted), error."""
         st = self.status
         return {"name": self.name, "state": st.get("state") or "unknown", "lost": bool(st.get("lost")),
                 "started": parse_time(st.get("started")), "finished": parse_time(st.get("finished")),
                 "duration": _duration_of(st), "eta": _eta_of(st), "progress": _progress_of(st),
                 "step": st.get("step") or 0, "total_steps": st.get("total_steps"),
                 "epoch": st.get("epoch"), "devices": self.devices, "best": st.get("best") or {},
+                "twin_metric": twin_metric_scores(self.model_dir) if st.get("state") == "done" else {},
                 "error": st.get("error")}
 
     def log_tail(self, lines: int = 40) -> str:
@@ -257,3 +258,29 @@ def _eta_of(status: dict) -> float | None:
     if not total or not step or not elapsed:
         return None
     return elapsed * (total - step) / step
+
+
+_metric_scores: dict = {}  # (path, mtime) → scores: a finished run's file is read once
+
+
+def twin_metric_scores(model_dir: Path) -> dict:
+    """{"axes", "rank1", "raw_rank1"} on validation of the twin metric stored in ``model_dir``
+    (twinviz/twins/metric.py), or {} when it has none or the file cannot be read."""
+    from twinviz.twins.metric import METRIC_CONFIG
+
+    path = Path(model_dir) / METRIC_CONFIG
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return {}
+    if key not in _metric_scores:
+        try:
+            info = json.loads(path.read_text())
+            dims, degree = int(info["dims"]), int(info.get("degree", 0))
+            name = str(dims) if degree == 0 else f"{dims}/u{degree}"
+            table = info["validation"]
+            _metric_scores[key] = {"axes": name, "rank1": float(table[name]["rank1"]),
+                                   "raw_rank1": float(table["raw"]["rank1"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            _metric_scores[key] = {}
+    return _metric_scores[key]
