@@ -10,7 +10,10 @@ SNR 50 with the ``realistic`` nuisance preset}. Per cell, one training set, one 
 simulated with fixed seeds; for every training seed a fader network (TrainConfig defaults) and
 the λ = 0 conditional autoencoder (the same, adversary weight 0) are trained with the same budget,
 and each is scored on the test set beside the pixel baselines (polynomial residuals, polynomial
-residuals on principal components, raw flux) and the oracle. Nothing is tuned on the test split.
+residuals on principal components, raw flux), the twin-supervised baseline (the same residuals
+in a twin metric learned from the training twins: the fair peer of a model ranked in its twin
+metric) and the oracle. Nothing is tuned on the test split. A report scored with an older twin
+metric (``METRIC_VERSION``) is refitted and scored again; the trained networks are kept.
 
 Resumable: every dataset, run and report is a file under ``--out`` and is reused when present,
 so an interrupted suite continues cell by cell. ``--write`` (default on) renders
