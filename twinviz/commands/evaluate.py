@@ -114,10 +114,8 @@ def _supervised_baseline(args, say):
     if not args.baseline_val:
         raise DatasetError(f"--baseline-train {args.baseline_train}: needs a validation set to choose on. "
                            "Fix: add --baseline-val VAL.nc (not the evaluated file)")
-    scored = Path(args.data).resolve()
-    for flag, path in (("--baseline-train", args.baseline_train), ("--baseline-val", args.baseline_val)):
-        if Path(path).resolve() == scored:
-            raise DatasetError(f"{flag} {path}: is the evaluated file; a baseline fitted or chosen on it would "
-                               "be scored on its own twins. Fix: pass the training/validation split")
+    if Path(args.baseline_train).resolve() == Path(args.data).resolve():  # (--baseline-val: checked when chosen)
+        raise DatasetError(f"--baseline-train {args.baseline_train}: is the evaluated file; a baseline fitted on it "
+                           "would be scored on its own twins. Fix: pass the training split")
     say(f"fitting the twin-supervised baseline on {args.baseline_train}, choosing on {args.baseline_val}")
     return fit_polynomial_pca_metric(load_spectra(args.baseline_train), load_spectra(args.baseline_val), say=say)

@@ -45,13 +45,12 @@ def _clean_flux(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 def polynomial_design(teff, logg, degree: int, center=None, scale=None) -> np.ndarray:
     """Design matrix [N, m] of all monomials t^a g^b with a + b ≤ degree, where t and g are
     Teff (K) and logg (dex) standardised by ``center``/``scale`` (default: their mean/std)."""
-    labels = np.stack([np.asarray(teff, np.float64), np.asarray(logg, np.float64)], axis=1)
-    center = labels.mean(axis=0) if center is None else np.asarray(center, np.float64)
-    scale = labels.std(axis=0) if scale is None else np.asarray(scale, np.float64)
-    scale = np.where(scale > 0, scale, 1.0)
-    t, g = ((labels - center) / scale).T
-    columns = [t ** a * g ** (total - a) for total in range(degree + 1) for a in range(total, -1, -1)]
-    return np.stack(columns, axis=1)
+    from twinviz.twins.metric import label_standardisation, monomials
+
+    mean, std = label_standardisation(teff, logg)
+    center = mean if center is None else np.asarray(center, np.float64)
+    scale = std if scale is None else np.asarray(scale, np.float64)
+    return monomials(teff, logg, degree, center, np.where(scale > 0, scale, 1.0))
 
 
 def polynomial_residuals(ds: xr.Dataset, degree: int = 2) -> np.ndarray:
@@ -94,13 +93,21 @@ def residual_components(residuals: np.ndarray, n_components: int, seed: int = 0)
         raise ValueError(f"n_components must be ≥ 1 and below the number of stars, got {n_components}")
     x = torch.from_numpy(np.ascontiguousarray(residuals, dtype=np.float32))
     x = x - x.mean(dim=0, keepdim=True)
+    return (x @ leading_directions(x, k, seed)).numpy().astype(np.float32)
+
+
+def leading_directions(x, k: int, seed: int = 0):
+    """[P, k] torch tensor: the ``k`` leading right singular vectors of the centred [N, P]
+    tensor ``x`` (randomized SVD seeded by ``seed``; the global torch generator is left as it was)."""
+    import torch
+
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        _, _, v = torch.svd_lowrank(x, q=min(k + 10, n, p), niter=4)
+        _, _, v = torch.svd_lowrank(x, q=min(k + 10, *x.shape), niter=4)
     finally:
         torch.random.set_rng_state(generator_state)
-    return (x @ v[:, :k]).numpy().astype(np.float32)
+    return v[:, :k]
 
 
 def polynomial_pca_residuals(ds: xr.Dataset, degree: int, n_components: int) -> np.ndarray:

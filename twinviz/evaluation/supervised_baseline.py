@@ -39,7 +39,10 @@ class PolynomialPcaMetric:
     info: dict
 
     def components_of(self, ds: xr.Dataset) -> np.ndarray:
-        return _components(ds, self.poly_degree, self.center, self.scale, self.coef, self.pca_mean, self.components)
+        from twinviz.evaluation.baselines import _clean_flux
+
+        return _components(*_clean_flux(ds), _design(ds, self.poly_degree, self.center, self.scale), self.coef,
+                           self.pca_mean, self.components)
 
     def vectors(self, ds: xr.Dataset) -> np.ndarray:
         """[N, dims] float32: the stars of ``ds`` in the fitted metric."""
@@ -52,11 +55,10 @@ def _design(ds, degree, center, scale):
     return polynomial_design(ds["teff"].values, ds["logg"].values, degree, center, scale)
 
 
-def _components(ds, degree, center, scale, coef, mean, components, step=8192):
-    from twinviz.evaluation.baselines import _clean_flux
-
-    flux, bad = _clean_flux(ds)
-    design = _design(ds, degree, center, scale).astype(np.float32)
+def _components(flux, bad, design, coef, mean, components, step=8192):
+    """[N, k] float32: cleaned ``flux`` (``bad`` pixels zeroed after the fit) minus its polynomial
+    ``design @ coef``, projected on ``components`` about ``mean``, ``step`` stars at a time."""
+    design = design.astype(np.float32)
     out = np.empty((flux.shape[0], components.shape[0]), dtype=np.float32)
     for a in range(0, flux.shape[0], step):
         residual = flux[a:a + step] - design[a:a + step] @ coef
@@ -70,18 +72,19 @@ def fit_polynomial_pca_metric(train: xr.Dataset, val: xr.Dataset, *, poly_degree
     """Fit on ``train`` (polynomial, components, metric) and choose on ``val`` (module docstring)."""
     import torch
 
-    from twinviz.evaluation.baselines import _clean_flux
+    from twinviz.evaluation.baselines import _clean_flux, leading_directions
     from twinviz.spectra.dataset import DatasetError
-    from twinviz.twins.metric import TwinMetric, TwinMetricError, _score, choose_twin_metric, fit_twin_metrics
+    from twinviz.twins.metric import (TwinMetric, TwinMetricError, _score, choose_twin_metric, fit_twin_metrics,
+                                      label_standardisation)
 
     say = say or (lambda message: None)
     source = train.encoding.get("source", "<training data>")
     g_train = np.asarray(train["group"].values, dtype=np.int64)
     g_val = np.asarray(val["group"].values, dtype=np.int64)
     flux, bad = _clean_flux(train)
-    labels = np.stack([np.asarray(train["teff"].values, np.float64), np.asarray(train["logg"].values, np.float64)], 1)
-    center, scale = labels.mean(0), labels.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
+    val_flux, val_bad = _clean_flux(val)
+    teff, logg = train["teff"].values, train["logg"].values
+    center, scale = label_standardisation(teff, logg)
     best, table = None, {}
     for degree in poly_degrees:
         design = _design(train, degree, center, scale)
@@ -93,18 +96,13 @@ def fit_polynomial_pca_metric(train: xr.Dataset, val: xr.Dataset, *, poly_degree
         mean = residual.mean(axis=0)
         k = int(min(n_components, residual.shape[0] - 1, residual.shape[1]))
         x = torch.from_numpy(np.ascontiguousarray(residual - mean))
-        state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        try:
-            _, _, v = torch.svd_lowrank(x, q=min(k + 10, *x.shape), niter=4)
-        finally:
-            torch.random.set_rng_state(state)
-        components = v[:, :k].T.contiguous().numpy()
-        c_train = (x @ v[:, :k]).numpy()
+        v = leading_directions(x, k)
+        components = v.T.contiguous().numpy()
+        c_train = (x @ v).numpy()
         del x, residual
-        c_val = _components(val, degree, center, scale, coef, mean, components)
+        c_val = _components(val_flux, val_bad, _design(val, degree, center, scale), coef, mean, components)
         try:
-            metrics = fit_twin_metrics(c_train, g_train, teff=labels[:, 0], logg=labels[:, 1], source=str(source))
+            metrics = fit_twin_metrics(c_train, g_train, teff=teff, logg=logg, source=str(source))
         except TwinMetricError as exc:
             raise DatasetError(str(exc)) from exc
         chosen = choose_twin_metric(metrics, c_val, g_val, teff=val["teff"].values, logg=val["logg"].values,

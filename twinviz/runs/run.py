@@ -266,7 +266,7 @@ _metric_scores: dict = {}  # (path, mtime) → scores: a finished run's file is 
 def twin_metric_scores(model_dir: Path) -> dict:
     """{"axes", "rank1", "raw_rank1"} on validation of the twin metric stored in ``model_dir``
     (twinviz/twins/metric.py), or {} when it has none or the file cannot be read."""
-    from twinviz.twins.metric import METRIC_CONFIG
+    from twinviz.twins.metric import METRIC_CONFIG, candidate_name
 
     path = Path(model_dir) / METRIC_CONFIG
     try:
@@ -276,8 +276,7 @@ def twin_metric_scores(model_dir: Path) -> dict:
     if key not in _metric_scores:
         try:
             info = json.loads(path.read_text())
-            dims, degree = int(info["dims"]), int(info.get("degree", 0))
-            name = str(dims) if degree == 0 else f"{dims}/u{degree}"
+            name = candidate_name(int(info["dims"]), int(info.get("degree", 0)))
             table = info["validation"]
             _metric_scores[key] = {"axes": name, "rank1": float(table[name]["rank1"]),
                                    "raw_rank1": float(table["raw"]["rank1"])}

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "fit_twin_metrics", "choose_twin_metric", "store_twin_metric",
-           "METRIC_FILE", "METRIC_CONFIG"]
+           "METRIC_FILE", "METRIC_CONFIG", "candidate_name", "label_standardisation", "monomials"]
 
 METRIC_FILE = "twin_metric.safetensors"
 METRIC_CONFIG = "twin_metric.json"
@@ -49,12 +49,38 @@ class TwinMetricError(ValueError):
     """A twin metric that cannot be fitted or read; the message names the file or field and the fix."""
 
 
-def _monomials(teff, logg, degree: int, center, scale) -> np.ndarray:
-    """[N, m] every t^a g^b with a + b ≤ degree (constant first), t and g standardised."""
+def label_standardisation(teff, logg) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, scale) [2] of (Teff, logg) over a set of stars: their mean and standard deviation
+    (a constant label gets scale 1)."""
+    labels = np.stack([np.asarray(teff, np.float64), np.asarray(logg, np.float64)], axis=1)
+    scale = labels.std(axis=0)
+    return labels.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+
+def monomials(teff, logg, degree: int, center, scale) -> np.ndarray:
+    """[N, m] every t^a g^b with a + b ≤ degree (constant first, then by total degree), t and g
+    being Teff and logg standardised by ``center``/``scale``."""
     t = (np.asarray(teff, np.float64) - center[0]) / scale[0]
     g = (np.asarray(logg, np.float64) - center[1]) / scale[1]
     return np.stack([t ** a * g ** (total - a) for total in range(degree + 1) for a in range(total, -1, -1)],
                     axis=1)
+
+
+def candidate_name(dims: int, degree: int) -> str:
+    """A metric's key in its validation table: "8" (z alone) or "8/u2" (Teff/logg degree 2)."""
+    return str(dims) if degree == 0 else f"{dims}/u{degree}"
+
+
+def _features(z, teff, logg, degree: int, center, scale) -> np.ndarray:
+    """[N, f] float64: z, or z times each Teff/logg monomial followed by the monomials."""
+    z = np.asarray(z, dtype=np.float64)
+    if degree == 0:
+        return z
+    if teff is None or logg is None:
+        raise TwinMetricError(f"twin metric: uses Teff/logg (degree {degree}) but none were given. "
+                              "Fix: pass the stars' teff and logg")
+    m = monomials(teff, logg, degree, center, scale)
+    return np.concatenate([(z[:, :, None] * m[:, None, :]).reshape(len(z), -1), m[:, 1:]], axis=1)
 
 
 @dataclass
@@ -73,14 +99,7 @@ class TwinMetric:
 
     def features(self, z, teff=None, logg=None) -> np.ndarray:
         """[N, f] float64: z, or z times each Teff/logg monomial followed by the monomials."""
-        z = np.asarray(z, dtype=np.float64)
-        if self.degree == 0:
-            return z
-        if teff is None or logg is None:
-            raise TwinMetricError(f"twin metric: uses Teff/logg (degree {self.degree}) but none were given. "
-                                  "Fix: pass the stars' teff and logg")
-        m = _monomials(teff, logg, self.degree, self.label_center, self.label_scale)
-        return np.concatenate([(z[:, :, None] * m[:, None, :]).reshape(len(z), -1), m[:, 1:]], axis=1)
+        return _features(z, teff, logg, self.degree, self.label_center, self.label_scale)
 
     def project(self, z, teff=None, logg=None) -> np.ndarray:
         """[N, dims] float32, computed CHUNK stars at a time."""
@@ -101,7 +120,7 @@ class TwinMetric:
     @property
     def name(self) -> str:
         """The candidate's key in the validation table: "8" (z alone) or "8/u2" (degree 2)."""
-        return str(self.dims) if self.degree == 0 else f"{self.dims}/u{self.degree}"
+        return candidate_name(self.dims, self.degree)
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, directory) -> None:
@@ -188,11 +207,8 @@ def fit_twin_metric(z, groups, *, teff=None, logg=None, degree: int = 0, source:
         if teff is None or logg is None:
             raise TwinMetricError(f"{source or 'training data'}: teff/logg: needed for a degree-{degree} "
                                   "twin metric. Fix: pass them, or use degree 0")
-        labels = np.stack([np.asarray(teff, np.float64), np.asarray(logg, np.float64)], axis=1)
-        center, scale = labels.mean(axis=0), labels.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-    blank = TwinMetric(np.zeros(1), np.eye(1), np.ones(1), 1, degree=degree, label_center=center, label_scale=scale)
-    feats = blank.features(z, teff, logg)
+        center, scale = label_standardisation(teff, logg)
+    feats = _features(z, teff, logg, degree, center, scale)
     dev = _within_differences(feats, groups)
     if len(dev) < 2 * feats.shape[1]:
         raise TwinMetricError(f"{source or 'training data'}: group: {len(dev)} stars with a group-mate for "
