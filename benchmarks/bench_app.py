@@ -75,9 +75,11 @@ def _serve(args, log, env=None, repo: Path = REPO):
             time.sleep(0.1)
 
 
-def slider_numbers(inputs, moves: int, browser, log, compare=()) -> dict:
+def slider_numbers(inputs, moves: int, browser, log, compare=(), pause_ms: int = 0) -> dict:
     """Slider → plot for both update paths of this checkout (and the fast path of every
-    ``compare`` (label, checkout)), measured in this run, moves interleaved."""
+    ``compare`` (label, checkout)), measured in this run, moves interleaved. ``pause_ms``: quiet
+    time before each timed move, so that no page's trailing work of its previous step (the URL
+    echo, a busy spinner switched off late) lands inside the next page's step."""
     servers, pages = {}, {}
     variants = [("legacy", REPO, {"TWINVIZ_SWAP_UPDATE": "legacy"}), ("fast", REPO, {"TWINVIZ_SWAP_UPDATE": "fast"})]
     variants += [(label, Path(repo).resolve(), {}) for label, repo in compare]
@@ -94,6 +96,8 @@ def slider_numbers(inputs, moves: int, browser, log, compare=()) -> dict:
             pages[mode].move()
         for _ in range(moves):
             for mode in pages:
+                if pause_ms:
+                    pages[mode].page.wait_for_timeout(pause_ms)
                 times[mode].append(pages[mode].move())
     finally:
         for proc in servers.values():
@@ -106,13 +110,14 @@ def slider_numbers(inputs, moves: int, browser, log, compare=()) -> dict:
     return out
 
 
-def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool = False, compare=()) -> dict:
+def browser_numbers(inputs, moves: int, extra_sessions: int, slider_only: bool = False, compare=(),
+                    pause_ms: int = 0) -> dict:
     from playwright.sync_api import sync_playwright
 
     out = {}
     with tempfile.TemporaryFile("w+") as log, sync_playwright() as p:
         browser = launch(p)
-        out.update(slider_numbers(inputs, moves, browser, log, compare))
+        out.update(slider_numbers(inputs, moves, browser, log, compare, pause_ms))
         if slider_only:
             browser.close()
             return out
@@ -238,16 +243,20 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", nargs=2, action="append", metavar=("LABEL", "CHECKOUT"), default=[],
                         help="also time slider → plot on another checkout's app.py (e.g. the previous "
                              "main), in the same run; repeatable")
+    parser.add_argument("--pause", type=int, default=0, metavar="MS",
+                        help="quiet time before each timed slider move (default 0: moves back to back)")
     args = parser.parse_args(argv)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         which, inputs = _inputs(args.data, Path(tmp))
         rows["data"] = which
+        rows["pause before each move (ms)"] = args.pause
         if not args.slider_only:
             rows.update(server_compute(inputs, args.moves))
         if not args.skip_browser:
             flags = [a for pair in zip(("--model", "--data", "--latents"), inputs) if pair[1] for a in pair]
-            rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only, args.compare))
+            rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only, args.compare,
+                                        args.pause))
     if args.map_points and not args.slider_only:
         rows.update(map_numbers(args.map_points))
     targets = {"slider→plot p95, fast (ms)": 100, "server compute p95 (ms)": 10, "cold start (s)": 15}

@@ -130,3 +130,31 @@ def test_the_fast_sliders_skip_panels_debounce_and_busy_spinner(state):
         assert {"value", "value_throttled"} <= set(slider._busy__ignore)
     legacy = SwapExplorer(state, update_mode="legacy")
     assert "value_throttled" not in legacy.teff_slider._priority_changes
+
+
+def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(state):
+    from bokeh.events import Reset
+
+    view = SwapExplorer(state)
+    spectrum, residual = view.y_ranges["spectrum"], view.y_ranges["residual"]
+
+    def covers(y_range, *columns):
+        values = np.concatenate([_curve(view, s, c) for s, c in columns])
+        lo, hi = values.min(), values.max()
+        pad = 0.05 * (hi - lo)  # Bokeh's DataRange1d default padding, half each side
+        np.testing.assert_allclose([y_range.start, y_range.end], [lo - pad, hi + pad], rtol=1e-6)
+        assert (y_range.reset_start, y_range.reset_end) == (y_range.start, y_range.end)  # "reset" returns here
+
+    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+    covers(residual, ("residual", "model"), ("residual", "swap"))
+    covers(view.y_ranges["swap"], ("swap", "observed"), ("swap", "swap"))
+    state.teff = state.data.teff_range[1]
+    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))  # refitted for the new curve
+
+    spectrum.update(start=0.5, end=0.6)  # the visitor's box zoom (a change not made by the view)
+    state.teff = state.data.teff_range[0]
+    assert (spectrum.start, spectrum.end) == (0.5, 0.6)
+    covers(residual, ("residual", "model"), ("residual", "swap"))  # the other panels still follow
+    view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))
+    state.teff = state.data.teff_range[1]
+    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))

@@ -13,12 +13,19 @@ pytestmark = pytest.mark.ui
 
 def test_one_slider_step_is_one_message_with_every_changed_column(page, served, console_errors):  # noqa: F811
     frames: list[str | bytes] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+    sent: list[str | bytes] = []
+
+    def on_websocket(ws):
+        ws.on("framereceived", lambda f: frames.append(f))
+        ws.on("framesent", lambda f: sent.append(f))
+
+    page.on("websocket", on_websocket)
     _open(page, served.url)
     handle, _ = _slider_handle(page, "Teff (K)")
     handle.focus()
     before = page.evaluate(CHECKSUM_JS, ["tv-spectrum", "model"])
     frames.clear()
+    sent.clear()
     page.keyboard.press("ArrowLeft")
     page.wait_for_function(f"() => Math.abs(({CHECKSUM_JS})(['tv-spectrum', 'model']) - {before}) > 1e-9",
                            timeout=10_000)
@@ -36,3 +43,13 @@ def test_one_slider_step_is_one_message_with_every_changed_column(page, served, 
     # numbers go as binary float32 buffers, 4 bytes a pixel (7 214 pixels + chip gaps here)
     binary = [f for f in frames if isinstance(f, bytes)]
     assert binary and all(len(b) % 4 == 0 for b in binary)
+    # the y ranges are fitted on the server and travel in the same message ...
+    assert {e["attr"] for e in events if e["kind"] == "ModelChanged"} >= {"start", "end"}
+    # ... so the browser sends no auto-ranged start/end back, and nothing flips the busy spinner
+    page.wait_for_timeout(1000)  # what follows a step: the URL echo
+    from_browser = [e for f in sent if isinstance(f, str) and f.startswith('{"events"')
+                    for e in json.loads(f)["events"] if e["kind"] == "ModelChanged"]
+    assert {e["attr"] for e in from_browser} <= {"value", "value_throttled", "href"}, from_browser
+    later = [e for f in frames if isinstance(f, str) and f.startswith('{"events"')
+             for e in json.loads(f)["events"] if e["kind"] == "ModelChanged"]
+    assert not [e for e in later if e["attr"] == "css_classes" and "spin" in e["new"]], later

@@ -162,9 +162,14 @@ class Explorer(pn.viewable.Viewer):
 
     def sync_url(self) -> None:
         """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
-        if pn.state.location is None:
+        location = pn.state.location
+        if location is None:
             return
-        pn.state.location.sync(self.state, URL_PARAMETERS)
+        # The browser answers every URL change (each slider step changes ?teff=) with the new
+        # href; Panel counts handling that as "busy" and flips the page's spinner on and off —
+        # two restyles of the page per step for nothing the visitor waits on.
+        location._busy__ignore = list(location.param)
+        location.sync(self.state, URL_PARAMETERS)
         if not self._url_synced:
             pn.state.location.sync(self.tabs, {"active": "tab"})
         self._url_synced = True

@@ -33,6 +33,7 @@ import time
 import numpy as np
 import panel as pn
 import param
+from bokeh.events import Reset
 from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 
@@ -99,7 +100,18 @@ class SwapExplorer(pn.viewable.Viewer):
         pad = 0.005 * (hi - lo)
         self.full_range = (lo - pad, hi + pad)
         self.x_range = Range1d(*self.full_range, bounds=self.full_range)
+        # The y ranges are fitted here, on the server, and travel in the step's one message.
+        # Bokeh's auto-ranging (DataRange1d) fits them in the browser, which then sends the new
+        # start/end back: two more messages to the server per slider step, which it handles
+        # while the browser paints on the same cores. A panel whose y range the visitor zoomed
+        # (box zoom) keeps it until "reset", as DataRange1d would.
+        self.y_ranges = {name: Range1d(0.0, 1.0) for name in ("spectrum", "swap", "residual")}
+        self._y_zoomed: set[str] = set()
+        self._fitting_y = False
         self.figures = self._make_figures()
+        for name, y_range in self.y_ranges.items():
+            y_range.on_change("start", lambda attr, old, new, name=name: self._y_changed(name))
+            self.figures[name].on_event(Reset, lambda event, name=name: self._y_reset(name))
         self._make_widgets()
         state.param.watch(self._on_labels, ["teff", "logg"])
         state.param.watch(self._on_star, ["star", "twin"])
@@ -110,22 +122,25 @@ class SwapExplorer(pn.viewable.Viewer):
         tools = "xpan,xwheel_zoom,box_zoom,reset,save"
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools=tools,
                       active_drag="xpan", active_scroll="xwheel_zoom")
-        spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", **common)
+        spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", y_range=self.y_ranges["spectrum"],
+                      **common)
         band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0, legend_label="±1σ flux_err")
         spec.patch("x", "y", source=self.sources["truth_band"], **band)
         src = self.sources["spectrum"]
-        spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=1.2, legend_label="truth")
-        spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=1.4,
+        spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="truth")
+        spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=theme.SPECTRUM_LINE_WIDTH,
                   legend_label="D(z★, u slider)")
-        swap = figure(height=220, title="swap: D(z twin, u★) vs observed star", y_axis_label="flux", **common)
+        swap = figure(height=220, title="swap: D(z twin, u★) vs observed star", y_axis_label="flux",
+                      y_range=self.y_ranges["swap"], **common)
         swap.patch("x", "y", source=self.sources["observed_band"], **band)
         src = self.sources["swap"]
-        swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=1.2, legend_label="star observed")
-        swap.line("x", "swap", source=src, color=theme.SWAP, line_width=1.4, legend_label="D(z twin, u★)")
-        res = figure(height=170, title="residuals", y_axis_label="Δ flux", x_axis_label="wavelength (Å)", **common)
+        swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="star observed")
+        swap.line("x", "swap", source=src, color=theme.SWAP, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="D(z twin, u★)")
+        res = figure(height=170, title="residuals", y_axis_label="Δ flux", x_axis_label="wavelength (Å)",
+                     y_range=self.y_ranges["residual"], **common)
         src = self.sources["residual"]
-        res.line("x", "model", source=src, color=theme.RESIDUAL, line_width=1.1, legend_label="D(z★,u) − truth")
-        res.line("x", "swap", source=src, color=theme.RESIDUAL_SWAP, line_width=1.1,
+        res.line("x", "model", source=src, color=theme.RESIDUAL, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="D(z★,u) − truth")
+        res.line("x", "swap", source=src, color=theme.RESIDUAL_SWAP, line_width=theme.SPECTRUM_LINE_WIDTH,
                  legend_label="D(z twin,u★) − observed")
         for fig in (spec, swap, res):
             theme.style_figure(fig)
@@ -231,6 +246,8 @@ class SwapExplorer(pn.viewable.Viewer):
             err = flux_mse(model, truth)
         self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
         self.sources["residual"].data.update(model=resid)
+        self._fit_y("spectrum", model, truth_col, self.sources["truth_band"].data["y"])
+        self._fit_y("residual", resid, self.sources["residual"].data["swap"])
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
         fig = self.figures["spectrum"]
         fig.title.text = f"D(z★, Teff {s.teff:.0f} K, logg {s.logg:.2f}) vs {self.truth_label}"
@@ -248,6 +265,7 @@ class SwapExplorer(pn.viewable.Viewer):
                                               else theme.band_patch(self._gaps.x, gy(observed), gy(err)))
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
+        self._fit_y("swap", observed, swap, self.sources["observed_band"].data["y"])
         self._swap_mse = flux_mse(swap, observed)
         self._twin = twin
         tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
@@ -261,6 +279,24 @@ class SwapExplorer(pn.viewable.Viewer):
                   for who, p in (("star", s.star), ("compared twin", twin)) for why in [d.ood_text(p)] if why]
         self.ood_badge.object = "<br>".join(badges)
         self.ood_badge.visible = bool(badges)
+
+    def _fit_y(self, name: str, *columns):
+        """Fit panel ``name``'s y range to ``columns`` (unless the visitor zoomed it)."""
+        limits = theme.padded_limits(*columns)
+        if name in self._y_zoomed or limits is None:
+            return
+        self._fitting_y = True
+        try:
+            self.y_ranges[name].update(start=limits[0], end=limits[1], reset_start=limits[0], reset_end=limits[1])
+        finally:
+            self._fitting_y = False
+
+    def _y_changed(self, name: str):
+        if not self._fitting_y:  # the browser's box zoom
+            self._y_zoomed.add(name)
+
+    def _y_reset(self, name: str):
+        self._y_zoomed.discard(name)
 
     def _write_mse(self):
         m = getattr(self, "_model_mse", float("nan"))

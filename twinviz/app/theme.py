@@ -21,6 +21,11 @@ RESIDUAL = "#009E73"
 RESIDUAL_SWAP = "#CC79A7"
 SELECTED = "#D55E00"
 MAP_CMAP = "viridis"
+#: Width (CSS px) of every spectrum line (7 214 points). One pixel on purpose: the browser's
+#: software rasteriser (Skia, no GPU) draws strokes of at most one device pixel as hairlines,
+#: and a slider step's repaint then costs about a third of what 1.2–1.4 px strokes cost
+#: (benchmarks/bench_app.py; docs/app.md "What a slider step costs").
+SPECTRUM_LINE_WIDTH = 1.0
 
 
 class GapLine:
@@ -61,6 +66,22 @@ def band_patch(x, centre, err) -> dict:
         xs += [x[a:b], x[a:b][::-1], [np.nan]]
         ys += [c[a:b] + e[a:b], (c[a:b] - e[a:b])[::-1], [np.nan]]
     return {"x": np.concatenate(xs)[:-1], "y": np.concatenate(ys)[:-1]}
+
+
+def padded_limits(*columns, padding: float = 0.1):
+    """(start, end) spanning the finite values of ``columns`` plus ``padding`` of the span (half
+    each side; Bokeh's DataRange1d default), or None when no value is finite."""
+    lo, hi = np.inf, -np.inf
+    for col in columns:
+        col = np.asarray(col)
+        finite = col[np.isfinite(col)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if lo > hi:
+        return None
+    span = hi - lo
+    pad = 0.5 * padding * span if span > 0 else max(abs(hi), 1.0) * 0.05
+    return lo - pad, hi + pad
 
 
 def style_figure(fig) -> None:
