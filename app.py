@@ -8,11 +8,12 @@ import sys
 
 from twinviz.app import AppDataError, load_app_data, main_args, split_args
 from twinviz.app.layout import build_page, error_page
+from twinviz.app.session import page_build
 
-try:
-    inputs, training = split_args(main_args(sys.argv[1:]))
-    page = build_page(load_app_data(**inputs), training=training)
-except AppDataError as exc:
-    page = error_page(str(exc))
-
-page.servable(title="twinviz")
+with page_build():
+    try:
+        inputs, training = split_args(main_args(sys.argv[1:]))
+        page = build_page(load_app_data(**inputs), training=training)
+    except AppDataError as exc:
+        page = error_page(str(exc))
+    page.servable(title="twinviz")

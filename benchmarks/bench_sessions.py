@@ -217,7 +217,16 @@ def measure(repo: Path, n_sessions: int, idle_s: float, n_gets: int, log, n_brow
             out[f"idle CPU, {len(training)} sessions on the Training tab, %"] = cpu_percent(proc.pid, idle_s)
             close_all(training)
             wait_until_discarded(proc.pid)
-            out["server RSS after all closed, MB"] = _rss_mb(proc.pid)
+            rss_after_training = out["server RSS after all closed, MB"] = _rss_mb(proc.pid)
+            # The same visitors again: a server whose memory comes back does not grow per round
+            # (what stays after the first rounds is the allocator's and the libraries' warm-up;
+            # tests/app/test_session.py checks that no object of a closed session stays).
+            again, _, more_errors, _ = open_many(url, n_sessions)
+            errors += more_errors
+            close_all(again)
+            wait_until_discarded(proc.pid)
+            out[f"server RSS after {n_sessions} more on the first tab closed, MB"] = rss_again = _rss_mb(proc.pid)
+            out["RSS growth over that last round, MB"] = rss_again - rss_after_training
             out["errors"] = len(errors)
             for error in errors[:5]:
                 print("error:", error)

@@ -63,12 +63,21 @@ def load_recipe(root: Path | None = None) -> dict:
     return json.loads(json.dumps(DEFAULT_RECIPE))
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-1 of a file, remembered per (path, size, modification time): a server checks the
+    demo's cache for every page it builds, and re-hashing the weights each time cost ~10 ms."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha1()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def _model_key(model_dir: Path) -> str:

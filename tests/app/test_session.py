@@ -84,3 +84,30 @@ def test_a_served_page_is_built_on_the_servers_own_stylesheets(app_data):
     port = serve_and_wait(app)
     urllib.request.urlopen(f"http://localhost:{port}/", timeout=120).read()
     assert urls and not [u for u in urls if u.startswith("http")], sorted(set(urls))[:5]
+
+
+def test_a_closed_session_leaves_none_of_its_objects_behind(app_data):
+    """Memory comes back: once visitors leave and their sessions are discarded, nothing of their
+    pages (selection state, views, template) stays reachable in the server."""
+    import panel as pn
+    from panel.tests.util import serve_and_wait, wait_until
+
+    from twinviz.app.layout import build_page
+    from twinviz.app.state import ExplorerState
+    from twinviz.app.swap import SwapExplorer
+    from twinviz.testing import visit
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) in (ExplorerState, SwapExplorer, pn.template.BootstrapTemplate) for o in gc.get_objects())
+
+    def app():
+        build_page(app_data, sync_url=False, training=False).servable()
+
+    before = alive()
+    port = serve_and_wait(app, unused_session_lifetime_milliseconds=300, check_unused_sessions_milliseconds=100)
+    visitors = [visit(f"http://localhost:{port}/") for _ in range(3)]
+    assert alive() == before + 3 * 3  # each page: its state, its swap explorer, its template
+    for visitor in visitors:
+        visitor.close()
+    wait_until(lambda: alive() == before, timeout=20_000, interval=200)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twinviz.app.session import keep_out_of_garbage_collection
 from twinviz.app.state import AppData, AppDataError
 from twinviz.latents.projection import add_projections, pca_projection
 from twinviz.training import runfiles
@@ -240,6 +241,7 @@ def load_app_data(model=None, data=None, latents=None) -> AppData:
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = build_app_data(model, data, latents, report)
+            keep_out_of_garbage_collection()  # the shared data live as long as the server
         return _CACHE[key]
 
 
