@@ -6,6 +6,7 @@ per session, and the latent map at a million stars.
     python benchmarks/bench_app.py --map-points 1000000 --moves 40
     python benchmarks/bench_app.py --slider-only --moves 60   # only slider → plot, both paths
     python benchmarks/bench_app.py --slider-only --compare main /path/to/main/checkout
+    python benchmarks/bench_app.py --skip-browser --map-points 0   # server compute, map tab first build
 
 Targets: slider → updated plot p95 ≤ 100 ms in the browser (issue 12; 150 ms in issue 5),
 server compute ≤ 10 ms per update, cold start ≤ 15 s once the first run's cache exists.
@@ -173,6 +174,39 @@ def server_compute(inputs, moves: int) -> dict:
             "truth curve": "synthesizer" if data.is_synthetic else "observed spectra only"}
 
 
+_MAP_TAB_CHILD = """
+import sys, time
+from bokeh.document import Document
+from twinviz.app.latent_map import LatentMap, warm_up_in_background
+from twinviz.app.loading import load_app_data
+from twinviz.app.state import ExplorerState
+data = load_app_data(*[a if a != 'None' else None for a in sys.argv[2:5]])
+warm = float('nan')
+if sys.argv[1] == 'warm':
+    t0 = time.perf_counter()
+    warm_up_in_background(data, delay=0.0).join()
+    warm = time.perf_counter() - t0
+t0 = time.perf_counter()
+LatentMap(ExplorerState(data)).__panel__().get_root(Document())
+print(warm, time.perf_counter() - t0)
+"""
+
+
+def map_tab_first_build(inputs) -> dict:
+    """The latent map tab's first build in a fresh process (datashader's kernels compile then),
+    without and after the server's background warm-up (``warm_up_in_background``); each a child
+    process, both in this run."""
+    out = {}
+    for mode in ("cold", "warm"):
+        args = [sys.executable, "-c", _MAP_TAB_CHILD, mode, *[str(a) for a in inputs]]
+        warm, build = map(float, subprocess.run(args, cwd=REPO, capture_output=True, text=True,
+                                                check=True).stdout.split()[-2:])
+        if mode == "warm":
+            out["map tab, warm-up on its thread (s)"] = warm
+        out[f"map tab, first build in a fresh process, {mode} (s)"] = build
+    return out
+
+
 def map_numbers(n: int) -> dict:
     """Rasterize + tap on n synthetic latents, in process (what one zoom / tap costs the server)."""
     import holoviews as hv
@@ -253,6 +287,7 @@ def main(argv=None) -> int:
         rows["pause before each move (ms)"] = args.pause
         if not args.slider_only:
             rows.update(server_compute(inputs, args.moves))
+            rows.update(map_tab_first_build(inputs))
         if not args.skip_browser:
             flags = [a for pair in zip(("--model", "--data", "--latents"), inputs) if pair[1] for a in pair]
             rows.update(browser_numbers(flags, args.moves, args.sessions, args.slider_only, args.compare,

@@ -94,3 +94,18 @@ def test_the_colour_bar_title_follows_the_colouring(state):
     assert title() == "logg"
     state.colour_by = "recovered cluster"
     assert title() == "recovered cluster"
+
+
+def test_the_map_warm_up_runs_once_per_process_on_a_background_thread(state, monkeypatch, caplog):
+    import logging
+
+    import twinviz.app.latent_map as latent_map
+
+    monkeypatch.setattr(latent_map, "_warm_up_started", False)
+    with caplog.at_level(logging.INFO, logger="twinviz.app.latent_map"):
+        thread = latent_map.warm_up_in_background(state.data, delay=0.0)
+        assert thread is not None and thread.daemon
+        assert latent_map.warm_up_in_background(state.data) is None  # once per process
+        thread.join(120)
+    assert not thread.is_alive()
+    assert "skipped" not in caplog.text  # it rasterized the data's own points
