@@ -177,14 +177,14 @@ def server_compute(inputs, moves: int) -> dict:
 _MAP_TAB_CHILD = """
 import sys, time
 from bokeh.document import Document
-from twinviz.app.latent_map import LatentMap, warm_up_in_background
+from twinviz.app.latent_map import LatentMap, warm_up_when_quiet
 from twinviz.app.loading import load_app_data
 from twinviz.app.state import ExplorerState
 data = load_app_data(*[a if a != 'None' else None for a in sys.argv[2:5]])
 warm = float('nan')
 if sys.argv[1] == 'warm':
     t0 = time.perf_counter()
-    warm_up_in_background(data, delay=0.0).join()
+    warm_up_when_quiet(data, quiet=0.0).join()
     warm = time.perf_counter() - t0
 t0 = time.perf_counter()
 LatentMap(ExplorerState(data)).__panel__().get_root(Document())
@@ -194,7 +194,7 @@ print(warm, time.perf_counter() - t0)
 
 def map_tab_first_build(inputs) -> dict:
     """The latent map tab's first build in a fresh process (datashader's kernels compile then),
-    without and after the server's background warm-up (``warm_up_in_background``); each a child
+    without and after the server's background warm-up (``warm_up_when_quiet``); each a child
     process, both in this run."""
     out = {}
     for mode in ("cold", "warm"):

@@ -96,16 +96,20 @@ def test_the_colour_bar_title_follows_the_colouring(state):
     assert title() == "recovered cluster"
 
 
-def test_the_map_warm_up_runs_once_per_process_on_a_background_thread(state, monkeypatch, caplog):
+def test_the_map_warm_up_waits_for_quiet_and_runs_once_per_process(state, monkeypatch, caplog):
     import logging
 
     import twinviz.app.latent_map as latent_map
 
-    monkeypatch.setattr(latent_map, "_warm_up_started", False)
+    monkeypatch.setattr(latent_map, "_warm_up", {"timer": None, "done": False})
     with caplog.at_level(logging.INFO, logger="twinviz.app.latent_map"):
-        thread = latent_map.warm_up_in_background(state.data, delay=0.0)
-        assert thread is not None and thread.daemon
-        assert latent_map.warm_up_in_background(state.data) is None  # once per process
-        thread.join(120)
-    assert not thread.is_alive()
+        first = latent_map.warm_up_when_quiet(state.data, quiet=60.0)
+        second = latent_map.warm_up_when_quiet(state.data, quiet=0.0)  # another page: the wait restarts
+        assert first is not None and second is not None and second.daemon
+        first.join(5)
+        assert not first.is_alive()  # cancelled, not left waiting its 60 s
+        second.join(120)
+        assert not second.is_alive()
+        assert latent_map._warm_up["done"]
+        assert latent_map.warm_up_when_quiet(state.data) is None  # once per process
     assert "skipped" not in caplog.text  # it rasterized the data's own points

@@ -21,7 +21,7 @@ from holoviews.operation.datashader import dynspread, rasterize
 from twinviz.app import theme
 from twinviz.app.state import ExplorerState
 
-__all__ = ["LatentMap", "SPREAD", "spread_sparse", "warm_up_in_background"]
+__all__ = ["LatentMap", "SPREAD", "spread_sparse", "warm_up_when_quiet"]
 
 log = logging.getLogger(__name__)
 
@@ -50,42 +50,48 @@ def spread_sparse(raster, dynamic: bool = True):
     return dynspread(raster, dynamic=dynamic, **SPREAD)
 
 
-_warm_up_started = False
+_warm_up = {"timer": None, "done": False}
 _warm_up_lock = threading.Lock()
 
 
-def warm_up_in_background(data, delay: float = 2.0) -> threading.Thread | None:
-    """Once per process, ``delay`` seconds from now: rasterize a few of ``data``'s map points on
-    a background thread at the lowest CPU priority, so that datashader compiles its aggregation
-    and spreading kernels (numba) before a visitor opens the map. Without it the first visitor
-    of a server process to open the map tab waits ~5.5 s on the demo (~1 s after the warm-up).
-    Returns the started thread, or None when one was started before."""
-    global _warm_up_started
+def warm_up_when_quiet(data, quiet: float = 5.0) -> threading.Timer | None:
+    """Once per process, when no page has been built for ``quiet`` seconds: rasterize a few of
+    ``data``'s map points on a background thread at the lowest CPU priority, so that datashader
+    compiles its aggregation and spreading kernels (numba) before a visitor opens the map.
+    Without it the first visitor of a server process to open the map tab waits ~5 s on the
+    demo (~1 s after the warm-up). The compilation holds the interpreter for ~4 s; pages built
+    meanwhile wait for it, hence the quiet time: each call (every page build) restarts it.
+    Returns the (re)started timer thread, or None once the warm-up has run."""
     with _warm_up_lock:
-        if _warm_up_started:
+        if _warm_up["done"]:
             return None
-        _warm_up_started = True
+        if _warm_up["timer"] is not None:
+            _warm_up["timer"].cancel()
+        timer = _warm_up["timer"] = threading.Timer(quiet, _warm_up_now, args=(data,))
+        timer.name, timer.daemon = "twinviz-map-warm-up", True
+        timer.start()
+        return timer
 
-    def work():
-        try:  # Linux: a thread's own niceness; elsewhere the warm-up runs at normal priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
-        try:
-            projection = next(iter(data.projections))
-            xy = data.projections[projection][:200]
-            value = data.label_values(data.label_names()[0])[:200]
-            points = hv.Points((xy[:, 0], xy[:, 1], value), kdims=["x", "y"], vdims=["value"])
-            # 200 points on 200 × 200 pixels: sparse, so that the spreading kernels compile too
-            spread_sparse(rasterize(points, aggregator=dsh.mean("value"), width=200, height=200, dynamic=False),
-                          dynamic=False)
-        except Exception as exc:  # only a missed speed-up: the map compiles when first opened
-            log.info("latent map warm-up skipped: %s", exc)
 
-    thread = threading.Timer(delay, work)
-    thread.name, thread.daemon = "twinviz-map-warm-up", True
-    thread.start()
-    return thread
+def _warm_up_now(data) -> None:
+    with _warm_up_lock:
+        if _warm_up["done"]:
+            return
+        _warm_up["done"] = True
+    try:  # Linux: a thread's own niceness; elsewhere the warm-up runs at normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+    try:
+        projection = next(iter(data.projections))
+        xy = data.projections[projection][:200]
+        value = data.label_values(data.label_names()[0])[:200]
+        points = hv.Points((xy[:, 0], xy[:, 1], value), kdims=["x", "y"], vdims=["value"])
+        # 200 points on 200 × 200 pixels: sparse, so that the spreading kernels compile too
+        spread_sparse(rasterize(points, aggregator=dsh.mean("value"), width=200, height=200, dynamic=False),
+                      dynamic=False)
+    except Exception as exc:  # only a missed speed-up: the map compiles when first opened
+        log.info("latent map warm-up skipped: %s", exc)
 
 
 class LatentMap(pn.viewable.Viewer):
