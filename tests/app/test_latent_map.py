@@ -95,21 +95,3 @@ def test_the_colour_bar_title_follows_the_colouring(state):
     state.colour_by = "recovered cluster"
     assert title() == "recovered cluster"
 
-
-def test_the_map_warm_up_waits_for_quiet_and_runs_once_per_process(state, monkeypatch, caplog):
-    import logging
-
-    import twinviz.app.latent_map as latent_map
-
-    monkeypatch.setattr(latent_map, "_warm_up", {"timer": None, "done": False})
-    with caplog.at_level(logging.INFO, logger="twinviz.app.latent_map"):
-        first = latent_map.warm_up_when_quiet(state.data, quiet=60.0)
-        second = latent_map.warm_up_when_quiet(state.data, quiet=0.0)  # another page: the wait restarts
-        assert first is not None and second is not None and second.daemon
-        first.join(5)
-        assert not first.is_alive()  # cancelled, not left waiting its 60 s
-        second.join(120)
-        assert not second.is_alive()
-        assert latent_map._warm_up["done"]
-        assert latent_map.warm_up_when_quiet(state.data) is None  # once per process
-    assert "skipped" not in caplog.text  # it rasterized the data's own points

@@ -7,10 +7,6 @@ the selected star and its top-k twins are drawn on top.
 """
 from __future__ import annotations
 
-import logging
-import os
-import threading
-
 import datashader as dsh
 import holoviews as hv
 import numpy as np
@@ -21,9 +17,7 @@ from holoviews.operation.datashader import dynspread, rasterize
 from twinviz.app import theme
 from twinviz.app.state import ExplorerState
 
-__all__ = ["LatentMap", "SPREAD", "spread_sparse", "warm_up_when_quiet"]
-
-log = logging.getLogger(__name__)
+__all__ = ["LatentMap", "SPREAD", "spread_sparse"]
 
 HELP = """**Latent map.** Each pixel is the mean label of the stars whose latents project there
 (2-D UMAP or PCA of z). A good model shows *no* Teff/logg structure here — colour by Teff or logg
@@ -48,50 +42,6 @@ def spread_sparse(raster, dynamic: bool = True):
     """The map's spreading of a rasterized aggregate: sparse maps read as points, dense ones
     are left as they are. The selection markers are drawn on top at exact coordinates."""
     return dynspread(raster, dynamic=dynamic, **SPREAD)
-
-
-_warm_up = {"timer": None, "done": False}
-_warm_up_lock = threading.Lock()
-
-
-def warm_up_when_quiet(data, quiet: float = 5.0) -> threading.Timer | None:
-    """Once per process, when no page has been built for ``quiet`` seconds: rasterize a few of
-    ``data``'s map points on a background thread at the lowest CPU priority, so that datashader
-    compiles its aggregation and spreading kernels (numba) before a visitor opens the map.
-    Without it the first visitor of a server process to open the map tab waits ~5 s on the
-    demo (~1 s after the warm-up). The compilation holds the interpreter for ~4 s; pages built
-    meanwhile wait for it, hence the quiet time: each call (every page build) restarts it.
-    Returns the (re)started timer thread, or None once the warm-up has run."""
-    with _warm_up_lock:
-        if _warm_up["done"]:
-            return None
-        if _warm_up["timer"] is not None:
-            _warm_up["timer"].cancel()
-        timer = _warm_up["timer"] = threading.Timer(quiet, _warm_up_now, args=(data,))
-        timer.name, timer.daemon = "twinviz-map-warm-up", True
-        timer.start()
-        return timer
-
-
-def _warm_up_now(data) -> None:
-    with _warm_up_lock:
-        if _warm_up["done"]:
-            return
-        _warm_up["done"] = True
-    try:  # Linux: a thread's own niceness; elsewhere the warm-up runs at normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-    try:
-        projection = next(iter(data.projections))
-        xy = data.projections[projection][:200]
-        value = data.label_values(data.label_names()[0])[:200]
-        points = hv.Points((xy[:, 0], xy[:, 1], value), kdims=["x", "y"], vdims=["value"])
-        # 200 points on 200 × 200 pixels: sparse, so that the spreading kernels compile too
-        spread_sparse(rasterize(points, aggregator=dsh.mean("value"), width=200, height=200, dynamic=False),
-                      dynamic=False)
-    except Exception as exc:  # only a missed speed-up: the map compiles when first opened
-        log.info("latent map warm-up skipped: %s", exc)
 
 
 class LatentMap(pn.viewable.Viewer):

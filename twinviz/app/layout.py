@@ -21,7 +21,7 @@ from twinviz.app.session import (current_document, in_session, pin_resource_urls
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
-from twinviz.app.latent_map import LatentMap, warm_up_when_quiet
+from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
 from twinviz.app.state import AppData, AppDataError, ExplorerState
 from twinviz.app.loading import load_app_data
@@ -277,7 +277,6 @@ def build_page(data: AppData, sync_url: bool = True, training=None):
     if doc is not None and doc.session_context is not None:  # give memory back once visitors leave
         doc.on_session_destroyed(lambda session_context: release_memory_soon())
         quiet_closed_connections()
-        warm_up_when_quiet(data)  # the map's kernels compile before a visitor opens it
     page = _template(explorer.tabs, explorer.sidebar())
     page.explorer = explorer  # reachable for tests and benchmarks
     return page
