@@ -158,3 +158,9 @@ def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(
     view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))
     state.teff = state.data.teff_range[1]
     covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+
+    spectrum.update(start=0.5, end=0.6)  # zoomed again, then the browser's reset: the range returns
+    view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))  # (event first, then
+    spectrum.update(start=spectrum.reset_start, end=spectrum.reset_end)      #  the range change)
+    state.teff = state.data.teff_range[0]
+    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))

@@ -19,10 +19,11 @@ gets a red badge with the numbers, as does the compared twin.
 Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The sliders skip
 Panel's 50 ms debounce and its busy spinner; the update runs inside the slider's own event
 (before the URL sync) and ``pn.io.unlocked`` sends every change of the move — the changed
-ColumnDataSource columns as binary float32, the title, the MSE line — as one Bokeh message, so the
-browser repaints once. The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a
-next-tick callback, one message per changed model) stays for benchmarks/bench_app.py, which times
-both in one run. No decimation: the three panels draw all 7 214 pixels (see docs/app.md).
+ColumnDataSource columns as binary float32, the y ranges (fitted here, not in the browser), the
+title, the MSE line — as one Bokeh message, so the browser repaints once and sends nothing back.
+The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a next-tick callback, one message
+per changed model) stays for benchmarks/bench_app.py, which times both in one run. No decimation:
+the three panels draw all 7 214 pixels, in 1 px lines (see docs/app.md).
 """
 from __future__ import annotations
 
@@ -122,25 +123,26 @@ class SwapExplorer(pn.viewable.Viewer):
         tools = "xpan,xwheel_zoom,box_zoom,reset,save"
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools=tools,
                       active_drag="xpan", active_scroll="xwheel_zoom")
-        spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux", y_range=self.y_ranges["spectrum"],
-                      **common)
+        spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux",
+                      y_range=self.y_ranges["spectrum"], **common)
         band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0, legend_label="±1σ flux_err")
         spec.patch("x", "y", source=self.sources["truth_band"], **band)
         src = self.sources["spectrum"]
-        spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="truth")
-        spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=theme.SPECTRUM_LINE_WIDTH,
+        width = theme.SPECTRUM_LINE_WIDTH
+        spec.line("x", "truth", source=src, color=theme.TRUTH, line_width=width, legend_label="truth")
+        spec.line("x", "model", source=src, color=theme.RECONSTRUCTION, line_width=width,
                   legend_label="D(z★, u slider)")
         swap = figure(height=220, title="swap: D(z twin, u★) vs observed star", y_axis_label="flux",
                       y_range=self.y_ranges["swap"], **common)
         swap.patch("x", "y", source=self.sources["observed_band"], **band)
         src = self.sources["swap"]
-        swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="star observed")
-        swap.line("x", "swap", source=src, color=theme.SWAP, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="D(z twin, u★)")
+        swap.line("x", "observed", source=src, color=theme.OBSERVED, line_width=width, legend_label="star observed")
+        swap.line("x", "swap", source=src, color=theme.SWAP, line_width=width, legend_label="D(z twin, u★)")
         res = figure(height=170, title="residuals", y_axis_label="Δ flux", x_axis_label="wavelength (Å)",
                      y_range=self.y_ranges["residual"], **common)
         src = self.sources["residual"]
-        res.line("x", "model", source=src, color=theme.RESIDUAL, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="D(z★,u) − truth")
-        res.line("x", "swap", source=src, color=theme.RESIDUAL_SWAP, line_width=theme.SPECTRUM_LINE_WIDTH,
+        res.line("x", "model", source=src, color=theme.RESIDUAL, line_width=width, legend_label="D(z★,u) − truth")
+        res.line("x", "swap", source=src, color=theme.RESIDUAL_SWAP, line_width=width,
                  legend_label="D(z twin,u★) − observed")
         for fig in (spec, swap, res):
             theme.style_figure(fig)
@@ -292,7 +294,10 @@ class SwapExplorer(pn.viewable.Viewer):
             self._fitting_y = False
 
     def _y_changed(self, name: str):
-        if not self._fitting_y:  # the browser's box zoom
+        y_range = self.y_ranges[name]
+        # the browser's box zoom; not the browser's "reset", which returns start to reset_start
+        # (its Reset event may arrive before or after that change)
+        if not self._fitting_y and y_range.start != y_range.reset_start:
             self._y_zoomed.add(name)
 
     def _y_reset(self, name: str):
