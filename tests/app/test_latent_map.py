@@ -94,4 +94,3 @@ def test_the_colour_bar_title_follows_the_colouring(state):
     assert title() == "logg"
     state.colour_by = "recovered cluster"
     assert title() == "recovered cluster"
-

@@ -17,7 +17,7 @@ import param
 
 from twinviz.app import theme
 from twinviz.app.session import (current_document, in_session, pin_resource_urls, quiet_closed_connections,
-                                 release_memory_soon)
+                                 release_memory_soon, served)
 from twinviz.app.theme import ensure_extensions
 from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
@@ -128,7 +128,7 @@ class Explorer(pn.viewable.Viewer):
         if name not in self._slots or name in self._views:
             return
         doc = current_document()
-        if doc is None or getattr(doc, "session_context", None) is None:
+        if not served(doc):
             self._view(name)
             return
         self._slots[name].objects = [pn.pane.Markdown(f"*Building the {name.lower()} tab…*",
@@ -171,7 +171,7 @@ class Explorer(pn.viewable.Viewer):
         location._busy__ignore = list(location.param)
         location.sync(self.state, URL_PARAMETERS)
         if not self._url_synced:
-            pn.state.location.sync(self.tabs, {"active": "tab"})
+            location.sync(self.tabs, {"active": "tab"})
         self._url_synced = True
 
     def open_model(self, run=None, model_dir=None, data_path=None, done: Future | None = None):
@@ -274,7 +274,7 @@ def build_page(data: AppData, sync_url: bool = True, training=None):
         explorer.sync_url()
     explorer.build_open_tab()
     doc = current_document()
-    if doc is not None and doc.session_context is not None:  # give memory back once visitors leave
+    if served(doc):  # give memory back once visitors leave
         doc.on_session_destroyed(lambda session_context: release_memory_soon())
         quiet_closed_connections()
     page = _template(explorer.tabs, explorer.sidebar())

@@ -15,7 +15,7 @@ import gc
 import threading
 from contextlib import contextmanager
 
-__all__ = ["current_document", "in_session", "release_memory_soon", "quiet_closed_connections",
+__all__ = ["current_document", "served", "in_session", "release_memory_soon", "quiet_closed_connections",
            "pin_resource_urls", "page_build", "keep_out_of_garbage_collection"]
 
 
@@ -30,13 +30,18 @@ def current_document():
     return pn.state.curdoc
 
 
+def served(doc) -> bool:
+    """Whether ``doc`` is a served session's document (not None, not a notebook's or a test's)."""
+    return doc is not None and getattr(doc, "session_context", None) is not None
+
+
 def in_session(callback, doc="current") -> None:
     """Run ``callback`` on ``doc``'s event loop with the document locked and ``pn.state.curdoc``
     set (``pn.state.location`` and ``notifications`` need it); run it now when the document is
     not served. ``doc`` defaults to the current session's document."""
     if doc == "current":
         doc = current_document()
-    if doc is None or getattr(doc, "session_context", None) is None:
+    if not served(doc):
         callback()
         return
     from panel.io.state import set_curdoc
@@ -125,7 +130,7 @@ def pin_resource_urls(doc) -> None:
     stylesheet. Setting the address first (the same one Panel would set) keeps every rewrite
     local.
     """
-    if doc is None or getattr(doc, "session_context", None) is None:
+    if not served(doc):
         return
     from panel.io.resources import get_dist_path
 
@@ -140,7 +145,7 @@ def page_build(doc="current"):
     Outside a server this does nothing."""
     if doc == "current":
         doc = current_document()
-    if doc is None or getattr(doc, "session_context", None) is None:
+    if not served(doc):
         yield
         return
     with doc.models.freeze():
@@ -157,8 +162,7 @@ def keep_out_of_garbage_collection() -> None:
     after the first load, before any page of the session is built. Outside a server it does
     nothing."""
     global _frozen
-    doc = current_document()
-    if _frozen or doc is None or getattr(doc, "session_context", None) is None:
+    if _frozen or not served(current_document()):
         return
     _frozen = True  # once per process: the first load brings in nearly all that lives long
     gc.collect()

@@ -284,8 +284,10 @@ class SwapExplorer(pn.viewable.Viewer):
 
     def _fit_y(self, name: str, *columns):
         """Fit panel ``name``'s y range to ``columns`` (unless the visitor zoomed it)."""
+        if name in self._y_zoomed:
+            return
         limits = theme.padded_limits(*columns)
-        if name in self._y_zoomed or limits is None:
+        if limits is None:
             return
         self._fitting_y = True
         try:

@@ -40,7 +40,7 @@ import param
 
 from twinviz.app.access import training_access
 from twinviz.app.runs_feed import RunsFeed
-from twinviz.app.session import current_document, in_session
+from twinviz.app.session import current_document, in_session, served
 from twinviz.app.training_curves import LossCurves, best_text, duration_text
 from twinviz.app.training_form import (FORM_FIELDS, MAIN_FIELDS, field_choices, field_help, parse_fields,
                                        widget_for)
@@ -90,7 +90,7 @@ class TrainingTab(pn.viewable.Viewer):
     def _subscribe(self) -> None:
         doc = current_document()
         self._subscription = self.feed.subscribe(self._refresh, doc)
-        if doc is not None and doc.session_context is not None:
+        if served(doc):
             doc.on_session_destroyed(self._on_session_destroyed)
 
     def _on_session_destroyed(self, session_context) -> None:

@@ -155,13 +155,14 @@ class TwinTable(pn.viewable.Viewer):
         common = dict(x_range=self.x_range, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,box_zoom,reset",
                       active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=230, title="", y_axis_label="flux", **common)
-        spec.line("x", "star", source=self.source, color=theme.OBSERVED, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="selected star")
-        spec.line("x", "twin", source=self.source, color=theme.TWIN, line_width=theme.SPECTRUM_LINE_WIDTH, legend_label="neighbour")
+        width = theme.SPECTRUM_LINE_WIDTH
+        spec.line("x", "star", source=self.source, color=theme.OBSERVED, line_width=width, legend_label="selected star")
+        spec.line("x", "twin", source=self.source, color=theme.TWIN, line_width=width, legend_label="neighbour")
         diff = figure(height=150, y_axis_label="Δ flux", x_axis_label="wavelength (Å)", **common)
-        diff.line("x", "difference", source=self.source, color=theme.RESIDUAL_SWAP, line_width=theme.SPECTRUM_LINE_WIDTH,
+        diff.line("x", "difference", source=self.source, color=theme.RESIDUAL_SWAP, line_width=width,
                   legend_label="neighbour − star")
         chem = figure(height=170, y_axis_label="Δ flux, chemistry", x_axis_label="wavelength (Å)", **common)
-        chem.line("x", "chemical", source=self.source, color=theme.SELECTED, line_width=theme.SPECTRUM_LINE_WIDTH,
+        chem.line("x", "chemical", source=self.source, color=theme.SELECTED, line_width=width,
                   legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg")
         chem.scatter("x", "y", source=self.line_source, size=6, color=theme.SELECTED, marker="inverted_triangle")
         chem.add_layout(LabelSet(x="x", y="y", text="label", source=self.line_source, text_font_size="9px",
