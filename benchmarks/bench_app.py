@@ -93,6 +93,7 @@ def slider_numbers(inputs, moves: int, browser, log, compare=(), pause_ms: int =
             page.wait_for_timeout(1000)
             pages[mode] = SliderPage(page)
         times = {mode: [] for mode in pages}
+        in_page = {mode: [] for mode in pages}
         for mode in pages:  # one untimed move each: first-use costs
             pages[mode].move()
         for _ in range(moves):
@@ -100,6 +101,7 @@ def slider_numbers(inputs, moves: int, browser, log, compare=(), pause_ms: int =
                 if pause_ms:
                     pages[mode].page.wait_for_timeout(pause_ms)
                 times[mode].append(pages[mode].move())
+                in_page[mode].append(pages[mode].last_in_page)
     finally:
         for proc in servers.values():
             proc.terminate()
@@ -108,6 +110,9 @@ def slider_numbers(inputs, moves: int, browser, log, compare=(), pause_ms: int =
     for mode, ts in times.items():
         out[f"slider→plot p50, {mode} (ms)"] = float(np.percentile(ts, 50))
         out[f"slider→plot p95, {mode} (ms)"] = float(np.percentile(ts, 95))
+    for mode, ts in in_page.items():
+        out[f"key→frame in page p50, {mode} (ms)"] = float(np.percentile(ts, 50))
+        out[f"key→frame in page p95, {mode} (ms)"] = float(np.percentile(ts, 95))
     return out
 
 

@@ -139,9 +139,33 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
                       baseline_model=FaderNetwork.from_pretrained(l0_dir), baselines=baselines,
                       poly_pca=poly_pca, supervised=supervised, pixel_queries=queries)
     report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed, metric_version=METRIC_VERSION,
-                           train_settings=settings or {}, train_device=device)
+                           train_settings=settings or {}, train_device=device, machine=machine())
     write_report(report, report_path.parent)
     return report_path
+
+
+def machine() -> str:
+    """What the trainings ran on, for the report (the train-minutes column depends on it)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", {torch.cuda.get_device_name(0)}"
+    except Exception:
+        pass
+    return text
 
 
 def collect(cell: dict, sizes: dict, seeds, out: Path) -> dict:
@@ -311,7 +335,44 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
             mins = f"{minutes[0] / 60:.1f}" if minutes and minutes[0] is not None else ""
             lines.append(f"| {name} | {s['n_seeds']} | {key} | {pct(m['rank1'])} | {pct(m['within_0p1'])} | "
                          f"{pct(m['within_1'])} | {mins} | {ratios.get(key, '')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + adversary_lines(results) + machine_lines(results)) + "\n"
+
+
+def adversary_lines(results: list[dict]) -> list[str]:
+    """What the adversary adds: the fader network's rank 1 over the λ = 0 network's, per cell, in
+    the twin metric and on raw z, with the geometric mean over the cells (the defaults question)."""
+    rows, logs = [], {"metric": [], "raw z": []}
+    for result in results:
+        summary = summarize(result)["summary"]
+        cells = []
+        for label, fader, plain in (("metric", "fader", "lambda0"), ("raw z", "fader_raw_z", "lambda0_raw_z")):
+            a, b = (summary.get(k, {}).get("rank1", (None, None))[0] for k in (fader, plain))
+            if a and b:
+                logs[label].append(math.log(a / b))
+                cells.append(f"{100 * a:.1f} / {100 * b:.1f} = {a / b:.2f}×")
+            else:
+                cells.append("")
+        if any(cells):
+            rows.append(f"| {result['cell']['name']} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return []
+    means = [f"{math.exp(sum(v) / len(v)):.2f}× over {len(v)} cells" if v else "" for v in logs.values()]
+    return ["", "What the adversary adds (rank 1 %, fader ÷ λ = 0; above 1×: the adversary helps):", "",
+            "| cell | in the twin metric | on raw z |", "|---|---|---|", *rows,
+            f"| geometric mean | {means[0]} | {means[1]} |"]
+
+
+def machine_lines(results: list[dict]) -> list[str]:
+    """Which machine trained which cell (reports written before this was recorded: unknown)."""
+    machines: dict[str, list[str]] = {}
+    for result in results:
+        found = {report["settings"].get("machine", "not recorded") for report in result["seeds"].values()}
+        for name in sorted(found):
+            machines.setdefault(name, []).append(result["cell"]["name"])
+    if not machines:
+        return []
+    return ["", "Machines (the train-minutes column depends on them): "
+            + "; ".join(f"{m} — {', '.join(cells)}" for m, cells in machines.items()) + "."]
 
 
 def main(argv=None) -> int:

@@ -34,6 +34,29 @@ def wait_first_plot(page, timeout=120_000):
     page.wait_for_function(FIRST_PLOT_JS, timeout=timeout)
 
 
+#: In-page clock of one slider step, armed before the key is pressed: the key's own timestamp
+#: (``event.timeStamp``: when the renderer got the input), the first animation frame that sees
+#: the new data, and the next frame's start (the changed frame was produced by then).
+ARM_STEP_JS = f"""(before) => {{
+  const checksum = {CHECKSUM_JS};
+  const step = window.__tvStep = {{key: null, seen: null, done: null}};
+  if (!window.__tvKeyListener) {{
+    window.__tvKeyListener = true;
+    window.addEventListener("keydown", (e) => {{
+      const s = window.__tvStep; if (s && s.key === null) s.key = e.timeStamp; }}, true);
+  }}
+  const tick = (ts) => {{
+    if (window.__tvStep !== step) return;
+    if (step.seen === null) {{
+      const c = checksum("tv-spectrum");
+      if (step.key !== null && c !== null && c !== before) step.seen = ts;
+    }} else {{ step.done = ts; return; }}
+    requestAnimationFrame(tick);
+  }};
+  requestAnimationFrame(tick);
+}}"""
+
+
 class SliderPage:
     """One open explorer page, its Teff slider focused; ``move()`` times one keyboard step."""
 
@@ -48,12 +71,18 @@ class SliderPage:
         start_teff = float(self.title.inner_text().split(":")[1])
         self.keys = ("ArrowRight", "ArrowLeft") if start_teff < 4750 else ("ArrowLeft", "ArrowRight")
         self.n = 0
+        #: the last move's in-page time, key event → start of the frame after the one that first
+        #: held the new data (ms): what the page itself spends, without Playwright's round trips
+        self.last_in_page = float("nan")
 
     def move(self) -> float:
-        """Slider → updated data in the browser's document, then one animation frame (painted); ms."""
+        """Slider → updated data in the browser's document, then one animation frame (painted);
+        ms as the driving script sees it (key dispatch and Playwright's round trips included).
+        The page's own clock of the same step is left in ``last_in_page``."""
         page = self.page
         self.handle.focus()
         before = page.evaluate(CHECKSUM_JS, "tv-spectrum")
+        page.evaluate(ARM_STEP_JS, before)
         key = self.keys[self.n % 2]
         self.n += 1
         t0 = time.perf_counter()
@@ -66,7 +95,11 @@ class SliderPage:
                   f"{self.title.inner_text()!r}; checksum {before}")
             raise
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
-        return (time.perf_counter() - t0) * 1e3
+        elapsed = (time.perf_counter() - t0) * 1e3
+        page.wait_for_function("() => window.__tvStep.done !== null", polling="raf", timeout=10_000)
+        step = page.evaluate("() => window.__tvStep")
+        self.last_in_page = step["done"] - step["key"]
+        return elapsed
 
 
 #: Installed before a page's scripts run: records ``window.__tvFirstPlot`` (ms after the

@@ -6,6 +6,7 @@ from twinviz.testing import SAMPLE_ELEMENTS, SampleSynthesizer
 from twinviz.app.state import ExplorerState
 from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
+from twinviz.evaluation.errors import flux_mse
 
 
 def _curve(view, source, column):
@@ -82,6 +83,26 @@ def test_swap_reconstruction_uses_the_twins_latent_at_the_stars_labels(state):
                                rtol=1e-6)
     np.testing.assert_array_equal(_curve(view, "swap", "observed"), d.flux[10])
     assert "MSE" in view.mse_text.object
+
+
+def test_a_slider_step_changes_the_canvas_title_not_the_pages_text(state, monkeypatch):
+    """The step's MSE rides in the spectrum panel's title (canvas); the page's Markdown, whose
+    change would cost a restyle of the page, holds only the swap MSE and stays as it was."""
+    d = state.data
+    monkeypatch.setattr(d, "synthesizer", SampleSynthesizer())
+    view = SwapExplorer(state)
+    text_before = view.mse_text.object
+    titles = []
+    for teff in (4400.0, 4410.0):
+        state.teff = teff
+        model = d.decode(state.star, state.teff, state.logg)
+        truth = d.truth(state.star, state.teff, state.logg)
+        assert truth is not None
+        titles.append(view.figures["spectrum"].title.text)
+        assert titles[-1].endswith(f"MSE {flux_mse(model, truth):.3g}")
+        assert f"Teff {teff:.0f} K" in titles[-1]
+    assert titles[0] != titles[1]
+    assert view.mse_text.object == text_before and "swap vs observed" in text_before
 
 
 def test_server_side_compute_per_slider_move_is_small(state):

@@ -23,6 +23,7 @@ from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
+from twinviz.app.permalink import LABEL_FORMATS, LabelsInUrl
 from twinviz.app.state import AppData, AppDataError, ExplorerState
 from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
@@ -169,7 +170,10 @@ class Explorer(pn.viewable.Viewer):
         # href; Panel counts handling that as "busy" and flips the page's spinner on and off —
         # two restyles of the page per step for nothing the visitor waits on.
         location._busy__ignore = list(location.param)
-        location.sync(self.state, URL_PARAMETERS)
+        # Teff/logg reach the URL once the sliders rest (app/permalink.py), not every step.
+        location.sync(self.state, {k: v for k, v in URL_PARAMETERS.items() if k not in LABEL_FORMATS})
+        doc = current_document()
+        self._url_labels = LabelsInUrl(location, self.state, doc if served(doc) else None)
         if not self._url_synced:
             location.sync(self.tabs, {"active": "tab"})
         self._url_synced = True
@@ -207,6 +211,7 @@ class Explorer(pn.viewable.Viewer):
         old = self.state
         if self._url_synced and pn.state.location is not None:
             pn.state.location.unsync(old)
+            self._url_labels.stop()
         self.state = ExplorerState(new_data)
         for name in TAB_NAMES:  # the explorer tabs follow the new state; Training stays
             self._views.pop(name, None)

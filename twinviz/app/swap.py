@@ -20,7 +20,7 @@ Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The s
 Panel's 50 ms debounce and its busy spinner; the update runs inside the slider's own event
 (before the URL sync) and ``pn.io.unlocked`` sends every change of the move — the changed
 ColumnDataSource columns as binary float32, the y ranges (fitted here, not in the browser), the
-title, the MSE line — as one Bokeh message, so the browser repaints once and sends nothing back.
+title (with the MSE) — as one Bokeh message, so the browser repaints once and sends nothing back.
 The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a next-tick callback, one message
 per changed model) stays for benchmarks/bench_app.py, which times both in one run. No decimation:
 the three panels draw all 7 214 pixels, in 1 px lines (see docs/app.md).
@@ -251,10 +251,11 @@ class SwapExplorer(pn.viewable.Viewer):
         self._fit_y("spectrum", model, truth_col, self.sources["truth_band"].data["y"])
         self._fit_y("residual", resid, self.sources["residual"].data["swap"])
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
-        fig = self.figures["spectrum"]
-        fig.title.text = f"D(z★, Teff {s.teff:.0f} K, logg {s.logg:.2f}) vs {self.truth_label}"
-        self._model_mse = err
-        self._write_mse()
+        # The MSE rides in the panel's title (drawn on the canvas, which repaints anyway): a page
+        # text changed per step would cost the browser a restyle and the server a Markdown render.
+        mse = f" · MSE {err:.3g}" if np.isfinite(err) else ""
+        self.figures["spectrum"].title.text = (f"D(z★, Teff {s.teff:.0f} K, logg {s.logg:.2f}) vs "
+                                               f"{self.truth_label}{mse}")
 
     def _update_swap_curve(self):
         s, d = self.state, self.state.data
@@ -268,7 +269,7 @@ class SwapExplorer(pn.viewable.Viewer):
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
         self._fit_y("swap", observed, swap, self.sources["observed_band"].data["y"])
-        self._swap_mse = flux_mse(swap, observed)
+        self.mse_text.object = f"**MSE** swap vs observed: `{flux_mse(swap, observed):.3g}`"
         self._twin = twin
         tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
         self.figures["swap"].title.text = (f"swap: D(z of star {d.star_ids[twin]}{tag}, u★) vs observed "
@@ -304,12 +305,6 @@ class SwapExplorer(pn.viewable.Viewer):
 
     def _y_reset(self, name: str):
         self._y_zoomed.discard(name)
-
-    def _write_mse(self):
-        m = getattr(self, "_model_mse", float("nan"))
-        model_txt = f"{m:.3g}" if np.isfinite(m) else "–"
-        self.mse_text.object = (f"**MSE** D(z★,u) vs truth: `{model_txt}` &nbsp;·&nbsp; swap vs observed: "
-                                f"`{getattr(self, '_swap_mse', float('nan')):.3g}`")
 
     def _on_line(self, event):
         if event.new in (None, "full"):
