@@ -356,7 +356,8 @@ def adversary_lines(results: list[dict]) -> list[str]:
             rows.append(f"| {result['cell']['name']} | {cells[0]} | {cells[1]} |")
     if not rows:
         return []
-    means = [f"{math.exp(sum(v) / len(v)):.2f}× over {len(v)} cells" if v else "" for v in logs.values()]
+    means = [f"{math.exp(sum(v) / len(v)):.2f}× over {len(v)} cell{'s' if len(v) > 1 else ''}" if v else ""
+             for v in logs.values()]
     return ["", "What the adversary adds (rank 1 %, fader ÷ λ = 0; above 1×: the adversary helps):", "",
             "| cell | in the twin metric | on raw z |", "|---|---|---|", *rows,
             f"| geometric mean | {means[0]} | {means[1]} |"]
