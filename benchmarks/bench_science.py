@@ -321,8 +321,8 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
              "the raw-z row against the strongest baseline that never sees a twin.", "",
              "| cell | seeds | method | rank 1 % | ≤ 0.1 % | ≤ 1 % | train min/run | ÷ strongest baseline (rank 1) |",
              "|---|---|---|---|---|---|---|---|"]
-    for result in results:
-        s = summarize(result)
+    summaries = [summarize(result) for result in results]
+    for result, s in zip(results, summaries):
         name = result["cell"]["name"]
         ratios = {key: _ratio(s, key, s[against]) for key, against in
                   (("fader", "strongest"), ("fader_raw_z", "strongest_unsupervised"))}
@@ -335,15 +335,15 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
             mins = f"{minutes[0] / 60:.1f}" if minutes and minutes[0] is not None else ""
             lines.append(f"| {name} | {s['n_seeds']} | {key} | {pct(m['rank1'])} | {pct(m['within_0p1'])} | "
                          f"{pct(m['within_1'])} | {mins} | {ratios.get(key, '')} |")
-    return "\n".join(lines + adversary_lines(results) + machine_lines(results)) + "\n"
+    return "\n".join(lines + adversary_lines(results, summaries) + machine_lines(results)) + "\n"
 
 
-def adversary_lines(results: list[dict]) -> list[str]:
+def adversary_lines(results: list[dict], summaries: list[dict]) -> list[str]:
     """What the adversary adds: the fader network's rank 1 over the λ = 0 network's, per cell, in
     the twin metric and on raw z, with the geometric mean over the cells (the defaults question)."""
     rows, logs = [], {"metric": [], "raw z": []}
-    for result in results:
-        summary = summarize(result)["summary"]
+    for result, summarized in zip(results, summaries):
+        summary = summarized["summary"]
         cells = []
         for label, fader, plain in (("metric", "fader", "lambda0"), ("raw z", "fader_raw_z", "lambda0_raw_z")):
             a, b = (summary.get(k, {}).get("rank1", (None, None))[0] for k in (fader, plain))

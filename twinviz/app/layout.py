@@ -166,9 +166,9 @@ class Explorer(pn.viewable.Viewer):
         location = pn.state.location
         if location is None:
             return
-        # The browser answers every URL change (each slider step changes ?teff=) with the new
-        # href; Panel counts handling that as "busy" and flips the page's spinner on and off —
-        # two restyles of the page per step for nothing the visitor waits on.
+        # The browser answers every URL change with the new href; Panel counts handling that as
+        # "busy" and flips the page's spinner on and off — two restyles of the page for nothing
+        # the visitor waits on.
         location._busy__ignore = list(location.param)
         # Teff/logg reach the URL once the sliders rest (app/permalink.py), not every step.
         location.sync(self.state, {k: v for k, v in URL_PARAMETERS.items() if k not in LABEL_FORMATS})

@@ -54,19 +54,18 @@ class LabelsInUrl:
         if self.doc is None:  # no session loop to wait on (tests, notebooks)
             self._write()
             return
+        self._cancel()
+        self._pending = self.doc.add_timeout_callback(self._write, self.delay_ms)
+
+    def _cancel(self) -> None:
         if self._pending is not None:
             try:
                 self.doc.remove_timeout_callback(self._pending)
             except ValueError:  # it has just run
                 pass
-        self._pending = self.doc.add_timeout_callback(self._write, self.delay_ms)
+            self._pending = None
 
     def stop(self) -> None:
         """Stop following the state (another model was opened)."""
         self.state.param.unwatch(self._watcher)
-        if self._pending is not None and self.doc is not None:
-            try:
-                self.doc.remove_timeout_callback(self._pending)
-            except ValueError:
-                pass
-            self._pending = None
+        self._cancel()

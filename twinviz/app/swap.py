@@ -18,7 +18,8 @@ gets a red badge with the numbers, as does the compared twin.
 
 Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The sliders skip
 Panel's 50 ms debounce and its busy spinner; the update runs inside the slider's own event
-(before the URL sync) and ``pn.io.unlocked`` sends every change of the move — the changed
+(the URL follows only once the sliders rest: app/permalink.py) and ``pn.io.unlocked`` sends
+every change of the move — the changed
 ColumnDataSource columns as binary float32, the y ranges (fitted here, not in the browser), the
 title (with the MSE) — as one Bokeh message, so the browser repaints once and sends nothing back.
 The path before this (``TWINVIZ_SWAP_UPDATE=legacy``: debounced, a next-tick callback, one message
