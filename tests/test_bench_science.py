@@ -43,11 +43,11 @@ def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
     root = tmp_path / "out" / "smoke"
     rows = [json.loads(line) for line in (root / "study.jsonl").read_text().splitlines()]
     assert sorted(r["variant"] for r in rows) == ["default", "lambda0"]
-    assert all(set(r["val"]) == {"raw", "std", "white"} for r in rows)
+    assert all(set(r["val"]) == {"raw", "std", "white", "metric"} for r in rows)
     assert not (root / "giants-lowd-noiseless" / "test.nc").exists()  # the test split is never made
     table = report.read_text()
     for variant in ("default", "lambda0"):
-        for scaling in ("raw", "std", "white"):
+        for scaling in ("raw", "std", "white", "metric"):
             assert f"| {variant} | {scaling} | 1 |" in table
     assert "| *polynomial_pca (baseline)* |" in table
     winner = json.loads((root / "winner.json").read_text())

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "twins": ("twins", "list the nearest L1 twins of one star"),
     "calibrate": ("calibrate", "fit P(twin | latent distance) on validation data; stored beside the model"),
     "fit-metric": ("fit_metric", "fit the twin metric of a trained model (what training does after its last epoch)"),
+    "fit-pixel-finder": ("fit_pixel_finder", "fit the pixel twin finder (polynomial residuals in a twin metric) on training twins"),
     "clusters": ("clusters", "recover chemistry groups by HDBSCAN on the latent, beside baselines"),
     "demo": ("demo", "build (or rebuild) the bundled demo: data, model, latents"),
     "import": ("import_", "import real survey files (APOGEE aspcapStar/apStar) into a dataset"),

@@ -11,10 +11,12 @@ Examples:
   twinviz evaluate --model runs/fader --data val.nc
   twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data val.nc --out eval/
   twinviz evaluate --model runs/fader --data test.nc --baseline-val val.nc --baseline-train train.nc
+  twinviz evaluate --model runs/fader --data test.nc --pixel-finder finders/pixel   # a saved one
 
 A model ranked in its twin metric has learned from the training twins; --baseline-train gives the
 pixel baseline the same twins (polynomial-PCA residuals in a twin metric), so the comparison
-measures the network, not the supervision.
+measures the network, not the supervision. --pixel-finder scores a finder saved by `twinviz
+fit-pixel-finder` in that row instead of fitting one (the same method; minutes saved).
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's training set: with --baseline-val, adds the twin-supervised baseline "
                              "(polynomial-PCA residuals in a twin metric learned from these twins, chosen on "
                              "--baseline-val), the fair peer of a fader network ranked in its twin metric")
+    parser.add_argument("--pixel-finder", metavar="DIR", default=None,
+                        help="…or score a saved pixel twin finder (`twinviz fit-pixel-finder`) in that row")
     parser.add_argument("--pixel-queries", type=int, default=2000,
                         help="query stars sampled for the pixel-space baselines (0: all; cost ∝ N²·pixels)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
@@ -84,8 +88,16 @@ def main(args) -> int:
             poly_pca = choose_polynomial_pca_on(args.baseline_val, args.data)
             baselines = baselines + ("polynomial_pca",)
         supervised = None
+        if args.baseline_train and args.pixel_finder:
+            raise ModelError("--baseline-train fits the twin-supervised row and --pixel-finder loads one: give "
+                             "one of them. Fix: drop --baseline-train to score the saved finder")
         if args.baseline_train:
             supervised = _supervised_baseline(args, say)
+        elif args.pixel_finder:
+            from twinviz.twins.pixel_finder import load_pixel_finder
+
+            supervised = load_pixel_finder(args.pixel_finder)  # a ValueError: reported below
+            supervised.check(ds)
         report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
                           poly_degree=args.poly_degree, poly_pca=poly_pca, supervised=supervised, pixel_queries=args.pixel_queries or None,
                           seed=args.seed, metric=args.metric, backend=args.backend,

@@ -5,6 +5,11 @@ Examples:
   twinviz twins --latents val.latents.nc --star 42 -k 10
   twinviz twins --model runs/fader --data val.nc --star 42 --json
   twinviz twins --model runs/fader --data val.nc --star 42 --explain     # why: the lines that differ
+  twinviz twins --pixel-finder finders/pixel --data val.nc --star 42     # the pixel twin finder instead
+
+--pixel-finder ranks with a finder from `twinviz fit-pixel-finder` (polynomial residuals in a twin
+metric learned from training twins; no decoder, so no --explain and no P(twin)); its stars outside
+the finder's training Teff/logg ranges are flagged.
 
 With --model, a P(twin) column comes from the model's calibration (`twinviz calibrate`); the
 table says when there is none or when it does not apply. --explain decodes the star and its
@@ -25,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--k", type=int, default=10, help="number of twins to list")
     parser.add_argument("--latents", metavar="FILE", help="latent file from `twinviz embed`")
     parser.add_argument("--model", metavar="DIR", help="…or a model/run directory, with --data, to encode now")
-    parser.add_argument("--data", metavar="FILE", help="spectra to encode with --model")
+    parser.add_argument("--data", metavar="FILE", help="spectra to encode with --model (or rank with --pixel-finder)")
+    parser.add_argument("--pixel-finder", metavar="DIR", default=None,
+                        help="…or rank the --data spectra with a pixel twin finder (`twinviz fit-pixel-finder`)")
     parser.add_argument("--metric", choices=("l1", "l2"), default="l1", help="distance in latent space")
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto", help="search backend")
     parser.add_argument("--device", default="auto", help="model device with --model")
@@ -74,6 +81,8 @@ def _confidence(args, latents, pos, positions, distances, ood):
     from twinviz.commands._model_arg import resolve_model_dir
     from twinviz.twins.confidence import load_calibration, table_probabilities
 
+    if args.pixel_finder:
+        return [None] * len(positions), "P(twin): not available for the pixel finder (no calibration)"
     if not args.model:
         return [None] * len(positions), ("P(twin): not shown: give --model DIR (the model that made these latents) "
                                          "to use its calibration")
@@ -100,6 +109,18 @@ def _latents_from_args(args):
 
     from twinviz.commands._model_arg import load_model, resolve_model_dir
 
+    if args.pixel_finder:
+        from twinviz.twins.pixel_finder import load_pixel_finder
+
+        if args.latents or args.model or args.explain:
+            raise ModelError("--pixel-finder ranks spectra itself: it does not combine with --latents, --model or "
+                             "--explain. Fix: give --pixel-finder DIR --data FILE only")
+        if not args.data:
+            raise ModelError("--pixel-finder needs the spectra to rank. Fix: add --data FILE")
+        finder = load_pixel_finder(args.pixel_finder)
+        latents = finder.latents(open_spectra(args.data, chunks={}))
+        latents.attrs["_finder"] = finder  # for the flags below; never written to a file
+        return latents, None
     if args.latents:
         return load_latents(args.latents), None
     if args.model and args.data:
@@ -127,6 +148,12 @@ def _ood_rows(latents, positions):
     """Per position: {"flag", "labels", "recon", "recon_mse", "why"}, or None without flags."""
     from twinviz.evaluation.ood import ood_from_latents
 
+    finder = latents.attrs.get("_finder")
+    if finder is not None:  # the pixel finder: only its training label ranges (no reconstruction)
+        outside = finder.outside_training(latents["teff"].values, latents["logg"].values)
+        return ({p: {"flag": bool(outside[p]), "labels": bool(outside[p]), "recon": False, "recon_mse": None,
+                     "why": "Teff/logg outside " + finder.describe_range()} for p in positions},
+                "Teff/logg inside " + finder.describe_range() + "; no reconstruction check (no decoder)")
     found = ood_from_latents(latents)
     if found is None:
         return None, None
@@ -152,6 +179,7 @@ def main(args) -> int:
     from twinviz.twins.confidence import CalibrationError
     from twinviz.latents.encode import twin_vectors
     from twinviz.twins.index import TwinIndex, TwinIndexError
+    from twinviz.twins.pixel_finder import PixelFinderError
     try:
         latents, model = _latents_from_args(args)
         ids = latents["star"].values
@@ -163,7 +191,7 @@ def main(args) -> int:
         ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
         p_twin, p_note = _confidence(args, latents, pos, positions, distances, ood)
         explanation = _explain(args, model, latents, pos, positions, index) if args.explain else None
-    except (ModelError, TwinIndexError, CalibrationError) as exc:
+    except (ModelError, TwinIndexError, CalibrationError, PixelFinderError) as exc:
         print(f"twinviz twins: error: {exc}", file=sys.stderr)
         return 2
     groups = latents["group"].values if "group" in latents else np.full(len(ids), -1)
@@ -185,7 +213,9 @@ def main(args) -> int:
         rank = int(index.twin_ranks(groups, queries=[pos])[0])
         twin = {"star": ids[twin_pos[pos]].item(), "distance": float(twin_dist[pos]), "twin_rank": rank}
     if args.json:
-        print(json.dumps({"query": me, "metric": args.metric, "twins": rows, "true_twin": twin,
+        ranked_on = (f"pixel finder {args.pixel_finder}" if args.pixel_finder
+                     else "z_twin (the model's twin metric)" if "z_twin" in latents else "z")
+        print(json.dumps({"query": me, "metric": args.metric, "ranked_on": ranked_on, "twins": rows, "true_twin": twin,
                           "p_twin_note": p_note, "explain": explanation, "ood_criteria": basis or NO_FLAGS},
                          indent=2))
         return 0
@@ -202,10 +232,11 @@ def main(args) -> int:
     else:
         mine = ood[pos]
         print(f"out of distribution: YES — {mine['why']}" if mine["flag"]
-              else f"out of distribution: no (recon MSE {mine['recon_mse']:.3g})")
+              else "out of distribution: no" + ("" if mine["recon_mse"] is None
+                                                 else f" (recon MSE {mine['recon_mse']:.3g})"))
         print(f"  criteria: {basis}")
         if mine["flag"]:
-            print("  its twins below are not to be trusted as chemistry twins: the model cannot speak for this star")
+            print("  its twins below are not to be trusted as chemistry twins: the model (or finder) cannot speak for this star")
     if twin is not None:
         print(f"its closest true twin (same group): star {twin['star']}, {args.metric} distance "
               f"{twin['distance']:.5g}, twin rank {twin['twin_rank']} of {len(ids)}")
@@ -216,7 +247,7 @@ def main(args) -> int:
     for r in rows:
         p = "n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}"
         o = r["ood"]
-        recon = f"{o['recon_mse']:>9.3g}" if o else f"{'?':>9}"
+        recon = f"{'?':>9}" if not o else f"{'—':>9}" if o["recon_mse"] is None else f"{o['recon_mse']:>9.3g}"
         flag = ("OOD: " + o["why"] if o["flag"] else "") if o else "?"
         print(f"{r['rank']:>4} {str(r['star']):>{w}} {r['distance']:>12.5g} {r.get('teff', float('nan')):>8.0f} "
               f"{r.get('logg', float('nan')):>6.2f} {r.get('group', -1):>8} {p:>8}  "
