@@ -3,6 +3,8 @@
     python benchmarks/bench_sessions.py                       # this checkout's app on the demo
     python benchmarks/bench_sessions.py --repo /path/to/other/checkout --label before
     python benchmarks/bench_sessions.py --sessions 5 --idle 5   # quicker
+    python benchmarks/bench_sessions.py --repo . --label pymalloc --repo . --label "glibc malloc" \
+        --env PYTHONMALLOC=malloc                            # --env: for the --repo before it
 
 Serves ``app.py`` of ``--repo`` (default: this checkout) with ``panel serve --address localhost``
 as a child process (its own folder as the working directory, so its Training tab's ``runs/`` is
@@ -69,12 +71,12 @@ def cpu_percent(pid: int, seconds: float, settle: float = 5.0) -> float:
     return 100 * (_cpu_seconds(pid) - start) / (time.monotonic() - t0)
 
 
-def serve(repo: Path, workdir: Path, log):
+def serve(repo: Path, workdir: Path, log, extra_env: dict | None = None):
     """Start ``panel serve repo/app.py`` on a free localhost port; returns (process, url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(repo))
+    env = dict(os.environ, PYTHONPATH=str(repo), **(extra_env or {}))
     env.setdefault("TWINVIZ_DATA_DIR", str(REPO / "data"))
     cmd = [sys.executable, "-m", "panel", "serve", str(repo / "app.py"), "--address", "localhost",
            "--port", str(port), "--allow-websocket-origin", f"localhost:{port}",
@@ -189,10 +191,10 @@ def browser_part(url: str, n_pages: int, moves: int) -> dict:
 
 
 def measure(repo: Path, n_sessions: int, idle_s: float, n_gets: int, log, n_browsers: int = 0,
-            moves: int = 10) -> dict:
+            moves: int = 10, extra_env: dict | None = None) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
-        proc, url = serve(repo, Path(tmp), log)
+        proc, url = serve(repo, Path(tmp), log, extra_env)
         try:
             out["first page (cold: loads the data), s"] = get_page(url)
             gets = [get_page(url) for _ in range(n_gets)]
@@ -251,11 +253,25 @@ def _cell(value) -> str:
     return str(value)
 
 
+class _EnvOfRepo(argparse.Action):
+    """--env KEY=VALUE: an environment variable for the server of the --repo given before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            parser.error(f"--env {value}: expected KEY=VALUE")
+        envs = getattr(namespace, "env", None) or {}
+        envs.setdefault(max(0, len(namespace.repo or []) - 1), {})[key] = val
+        namespace.env = envs
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, action="append",
                         help="checkout whose app.py to serve (repeat to compare; default: this one)")
     parser.add_argument("--label", action="append", help="column title per --repo")
+    parser.add_argument("--env", action=_EnvOfRepo, default={}, metavar="KEY=VALUE",
+                        help="environment variable for the server of the preceding --repo (repeatable)")
     parser.add_argument("--sessions", type=int, default=20, help="visitors opened at once")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measurement")
     parser.add_argument("--gets", type=int, default=10, help="sequential page builds timed")
@@ -270,9 +286,10 @@ def main(argv=None) -> None:
         parser.error("give one --label per --repo")
     columns = []
     with open(args.log, "w") as log:
-        for repo, label in zip(repos, labels):
-            print(f"measuring {label} ({repo}) …", flush=True)
-            columns.append(measure(repo, args.sessions, args.idle, args.gets, log, args.browsers, args.moves))
+        for i, (repo, label) in enumerate(zip(repos, labels)):
+            env = args.env.get(i, {})
+            print(f"measuring {label} ({repo}{''.join(f', {k}={v}' for k, v in env.items())}) …", flush=True)
+            columns.append(measure(repo, args.sessions, args.idle, args.gets, log, args.browsers, args.moves, env))
     rows = list(dict.fromkeys(k for column in columns for k in column))
     print(f"\n{os.cpu_count()} CPU cores; server output in {args.log}\n")
     print("| measure | " + " | ".join(labels) + " |")
