@@ -141,9 +141,12 @@ def close_all(sessions) -> None:
 
 
 def wait_until_discarded(pid: int) -> None:
-    """Closed sessions are dropped after the unused lifetime: wait for that, then for RSS to
+    """Closed sessions are dropped after the unused lifetime, and the app releases memory
+    RELEASE_DELAY_S after the last one (twinviz.app.session): wait for both, then for RSS to
     settle (no change over a second)."""
-    time.sleep((UNUSED_LIFETIME_MS + 3 * CHECK_UNUSED_MS) / 1000)
+    from twinviz.app.session import RELEASE_DELAY_S
+
+    time.sleep((UNUSED_LIFETIME_MS + 3 * CHECK_UNUSED_MS) / 1000 + RELEASE_DELAY_S + 1.0)
     last = _rss_mb(pid)
     for _ in range(20):
         time.sleep(1.0)

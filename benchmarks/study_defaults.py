@@ -95,6 +95,7 @@ def run_one(task: dict) -> dict:
     from twinviz.model import FaderNetwork
     from twinviz.spectra.dataset import load_spectra
     from twinviz.training import TrainConfig, train
+    from twinviz.training.trainer import resolve_device
 
     torch.set_num_threads(task["threads"])
     overrides = dict(VARIANTS[task["variant"]])
@@ -119,7 +120,7 @@ def run_one(task: dict) -> dict:
         f = evaluate_representation(how, vectors, groups).fractions
         scores[how] = {"rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1}
     return {"cell": task["cell"], "variant": task["variant"], "seed": task["seed"], "seconds": seconds,
-            "device": task["device"], "overrides": VARIANTS[task["variant"]], "val": scores}
+            "device": str(resolve_device(task["device"])), "overrides": VARIANTS[task["variant"]], "val": scores}
 
 
 def val_baselines(cell: dict, data: dict, root: Path) -> dict:

@@ -57,7 +57,10 @@ _release_lock = threading.Lock()
 _release_timer: threading.Timer | None = None
 
 
-def release_memory_soon(delay: float = 2.0) -> None:
+RELEASE_DELAY_S = 2.0  # quiet time after the last closed session before memory is released
+
+
+def release_memory_soon(delay: float = RELEASE_DELAY_S) -> None:
     """Once no session has closed for ``delay`` seconds: collect garbage and hand freed heap
     pages back to the system (glibc ``malloc_trim``), so a server's memory comes back after
     visitors leave. Many sessions closing together cost one pass. Thread-safe."""
