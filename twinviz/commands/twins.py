@@ -101,7 +101,8 @@ def _confidence(args, latents, pos, positions, distances, ood):
 
 
 def _latents_from_args(args):
-    """(latents, the model when it was loaded to encode them, else None)."""
+    """(latents, the model when it was loaded to encode them, else None, the pixel finder when
+    it ranks them, else None)."""
     from twinviz.evaluation.ood import add_ood
     from twinviz.latents import encode_dataset, load_latents
     from twinviz.model import ModelError
@@ -118,16 +119,14 @@ def _latents_from_args(args):
         if not args.data:
             raise ModelError("--pixel-finder needs the spectra to rank. Fix: add --data FILE")
         finder = load_pixel_finder(args.pixel_finder)
-        latents = finder.latents(open_spectra(args.data, chunks={}))
-        latents.attrs["_finder"] = finder  # for the flags below; never written to a file
-        return latents, None
+        return finder.latents(open_spectra(args.data, chunks={})), None, finder
     if args.latents:
-        return load_latents(args.latents), None
+        return load_latents(args.latents), None, None
     if args.model and args.data:
         model_dir = resolve_model_dir(args.model)
         model = load_model(model_dir, args.device)
         ds = open_spectra(args.data, chunks={})
-        return add_ood(encode_dataset(model, ds), model, ds, model_dir), model
+        return add_ood(encode_dataset(model, ds), model, ds, model_dir), model, None
     raise ModelError("give --latents FILE, or --model DIR with --data FILE. "
                      "Fix: e.g. `twinviz twins --latents val.latents.nc --star 42`")
 
@@ -144,11 +143,10 @@ def _star_key(text: str, ids):
     return str(text)
 
 
-def _ood_rows(latents, positions):
+def _ood_rows(latents, positions, finder=None):
     """Per position: {"flag", "labels", "recon", "recon_mse", "why"}, or None without flags."""
     from twinviz.evaluation.ood import ood_from_latents
 
-    finder = latents.attrs.get("_finder")
     if finder is not None:  # the pixel finder: only its training label ranges (no reconstruction)
         outside = finder.outside_training(latents["teff"].values, latents["logg"].values)
         return ({p: {"flag": bool(outside[p]), "labels": bool(outside[p]), "recon": False, "recon_mse": None,
@@ -181,14 +179,14 @@ def main(args) -> int:
     from twinviz.twins.index import TwinIndex, TwinIndexError
     from twinviz.twins.pixel_finder import PixelFinderError
     try:
-        latents, model = _latents_from_args(args)
+        latents, model, finder = _latents_from_args(args)
         ids = latents["star"].values
         # z_twin when the model that made the latents has a twin metric (encode_dataset adds it)
         index = TwinIndex(twin_vectors(latents), metric=args.metric, backend=args.backend, ids=ids)
         star = _star_key(args.star, ids)
         pos = index.position_of(star)
         positions, distances = index.search(pos, args.k)
-        ood, basis = _ood_rows(latents, [pos, *positions.tolist()])
+        ood, basis = _ood_rows(latents, [pos, *positions.tolist()], finder)
         p_twin, p_note = _confidence(args, latents, pos, positions, distances, ood)
         explanation = _explain(args, model, latents, pos, positions, index) if args.explain else None
     except (ModelError, TwinIndexError, CalibrationError, PixelFinderError) as exc:
