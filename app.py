@@ -1,4 +1,5 @@
-"""`panel serve app.py --address localhost [--args --model DIR --data FILE [--latents FILE] [--runs DIR] [--data-dir DIR]]`:
+"""`panel serve app.py --address localhost [--args --model DIR --data FILE [--latents FILE] [--pixel-finder DIR]
+[--runs DIR] [--data-dir DIR]]`:
 the twinviz explorer.
 
 With no arguments it opens the bundled demo (built and cached on the first start). Only builds

@@ -14,7 +14,7 @@ import numpy as np
 
 from twinviz.training import runfiles
 
-__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_sample", "survey_sample",
+__all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_pixel_sample", "make_sample", "survey_sample",
            "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "visit", "wait_for", "write_toy"]
 
 SAMPLE_ELEMENTS = ("Mg", "Si", "Ca", "Ni")
@@ -206,6 +206,26 @@ def untrained_model(ds, latent_dim: int = 4, hidden: int = 16, seed: int = 0):
     model = FaderNetwork(config)
     model.set_flux_normalisation(np.full(config.n_pixels, 0.8), 0.05)
     return model.eval()
+
+
+def make_pixel_sample(directory, n_stars: int = 120, seed: int = 70) -> tuple[Path, Path, Path]:
+    """(model_dir, data_path, finder_dir): ``n_stars`` synthesizer spectra in twin pairs with
+    low-d chemistry (only [Fe/H] and [α/Fe] vary), an untrained fader network on their grid, and a
+    pixel twin finder fitted on 300 other training stars (chosen on 80 validation stars): the
+    app's second ranking, in seconds."""
+    from twinviz.spectra.dataset import save_spectra
+    from twinviz.spectra.simulation import simulate
+    from twinviz.twins.pixel_finder import fit_pixel_finder
+
+    directory = Path(directory)
+    ds = simulate(n_stars, seed=seed, chemistry="low-d")
+    data = save_spectra(ds, directory / "stars.nc")
+    model = untrained_model(ds, latent_dim=6)
+    model.set_flux_normalisation(ds["flux"].values.mean(axis=0), float(ds["flux"].values.std()))
+    model_dir = model.save_pretrained(directory / "model")
+    finder = fit_pixel_finder(simulate(300, seed=seed + 1, chemistry="low-d"),
+                              simulate(80, seed=seed + 2, chemistry="low-d"), n_components=16)
+    return model_dir, data, finder.save(directory / "pixel-finder")
 
 
 # The smallest run the run manager and the Training tab can launch: seconds per run on one core.

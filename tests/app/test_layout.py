@@ -46,9 +46,10 @@ def test_error_page_is_readable(app_data):
 
 def test_app_arguments_are_parsed():
     args = twinviz.app.main_args(["--model", "m", "--data", "d.nc", "--runs", "r"])
-    assert args == {"model": "m", "data": "d.nc", "latents": None, "runs": "r", "data_dir": None}
+    assert args == {"model": "m", "data": "d.nc", "latents": None, "pixel_finder": None, "runs": "r",
+                    "data_dir": None}
     inputs, training = twinviz.app.split_args(args)
-    assert inputs == {"model": "m", "data": "d.nc", "latents": None}
+    assert inputs == {"model": "m", "data": "d.nc", "latents": None, "pixel_finder": None}
     assert training == {"runs": "r", "data_dir": None}
 
 

@@ -73,7 +73,8 @@ class LatentMap(pn.viewable.Viewer):
                                              cnorm=pn.bind(lambda c: "log" if c in LOG_SCALED else "linear",
                                                            state.param.colour_by))
         highlight = hv.DynamicMap(pn.bind(self._highlight, star=state.param.star, k=state.param.k,
-                                          projection=state.param.projection, twin=state.param.twin))
+                                          projection=state.param.projection, twin=state.param.twin,
+                                          rank_by=state.param.rank_by))
         self.tap = hv.streams.Tap(source=self.raster, x=None, y=None)
         self.tap.add_subscriber(self._on_tap)
         self.plot = (self.raster * highlight).opts(hv.opts.Overlay(responsive=True, height=self.height))
@@ -94,10 +95,10 @@ class LatentMap(pn.viewable.Viewer):
                          kdims=[hv.Dimension("x", label=f"{label} 1"), hv.Dimension("y", label=f"{label} 2")],
                          vdims=[hv.Dimension("value", label=colour_by)])
 
-    def _highlight(self, star: int, k: int, projection: str, twin: int):
+    def _highlight(self, star: int, k: int, projection: str, twin: int, rank_by: str = "latent"):
         d = self.state.data
         xy = d.projections[projection]
-        pos, _ = d.neighbours(star, k)
+        pos, _ = d.neighbours(star, k, rank_by)
         twins = hv.Points((xy[pos, 0], xy[pos, 1], d.star_ids[pos]), kdims=["x", "y"], vdims=["star"],
                           label="twins").opts(color=theme.TWIN, size=8, line_color="black", line_width=0.6,
                                               tools=["hover"])

@@ -39,7 +39,7 @@ ACCENT = "#0b3d5c"
 TAB_NAMES = ("Swap explorer", "Latent map", "Twins", "Metrics")
 #: ExplorerState parameter → URL query name (the permalink).
 URL_PARAMETERS = {"star": "star", "teff": "teff", "logg": "logg", "twin": "twin", "k": "k",
-                  "colour_by": "colour", "projection": "map"}
+                  "colour_by": "colour", "projection": "map", "rank_by": "rank"}
 
 SIDEBAR_HELP = """twinviz finds **chemically identical stars** from their spectra alone. A fader network
 encodes each spectrum into a latent *z* stripped of Teff and logg; stars with the closest *z* (L1)

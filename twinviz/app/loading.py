@@ -24,13 +24,16 @@ log = logging.getLogger(__name__)
 #: (twinviz.spectra.rows.StarRows) instead of loading the array (docs/scale.md).
 LAZY_FLUX_BYTES = 2 * 2 ** 30
 
-__all__ = ["LAZY_FLUX_BYTES", "build_app_data", "cached_latents_path", "clear_cache", "data_labels", "load_app_data", "resolve_paths"]
+__all__ = ["LAZY_FLUX_BYTES", "build_app_data", "cached_latents_path", "cached_pixel_path", "clear_cache",
+           "data_labels", "load_app_data", "resolve_paths"]
 
 
 def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None = None,
-                   report_path: Path | None = None) -> AppData:
+                   report_path: Path | None = None, pixel_finder: Path | None = None) -> AppData:
     """Open and check everything the app shows; encode and project the latents when no latent
-    file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only)."""
+    file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only).
+    With ``pixel_finder`` (a folder from ``twinviz fit-pixel-finder``) the stars are also placed
+    in that finder's twin metric (cached likewise), so the twin table can rank by it."""
     from twinviz.model import FaderNetwork, ModelError
     from twinviz.spectra.dataset import DatasetError
     from twinviz.spectra.grid import identify_grid
@@ -88,6 +91,8 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     if z.shape[0] != n:
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")
+    if pixel_finder is not None:
+        data.pixel_finder, data.pixel_z = _pixel_twins_for(Path(pixel_finder), ds, data_path)
     return data
 
 
@@ -139,8 +144,19 @@ def data_labels(teff, logg, group, fe_h=None, x_fe=None, elements=()) -> dict:
 
 def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
     """``<data stem>.latents-<model hash>.nc`` beside the data when writable, else in the cache."""
+    return _cache_path(data_path, f"latents-{model_fingerprint(model_dir)}")
+
+
+def cached_pixel_path(data_path: Path, finder_dir: Path) -> Path:
+    """``<data stem>.pixel-<finder hash>.nc`` (the stars in a pixel finder's twin metric), beside
+    the data when writable, else in the cache."""
+    return _cache_path(data_path, f"pixel-{_fingerprint(finder_dir, PIXEL_FINDER_FILES)}")
+
+
+def _cache_path(data_path: Path, kind: str) -> Path:
+    data_path = Path(data_path)
     stem = data_path.name.split(".")[0]
-    name = f"{stem}.latents-{model_fingerprint(model_dir)}.nc"
+    name = f"{stem}.{kind}.nc"
     beside = data_path.parent / name
     try:
         probe = data_path.parent / f".{name}.probe"
@@ -181,6 +197,40 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
     except OSError as exc:  # a read-only place only costs the re-encoding next time
         log.warning("could not cache latents in %s: %s", path, exc)
     return lat
+
+
+def _pixel_twins_for(finder_dir: Path, ds, data_path: Path):
+    """(finder, [N, k] float32 vectors of the stars in its twin metric): read from the cache when
+    it holds these stars, else computed (the finder reads the flux in chunks) and cached."""
+    import xarray as xr
+
+    from twinviz.atomic import write_dataset_atomic
+    from twinviz.spectra.dataset import DatasetError
+    from twinviz.twins.pixel_finder import PixelFinderError, load_pixel_finder
+
+    try:
+        finder = load_pixel_finder(finder_dir)
+        finder.check(ds, source=data_path)
+    except (PixelFinderError, DatasetError) as exc:
+        raise AppDataError(f"--pixel-finder: {exc}") from exc
+    stars = ds["star"].values
+    path = cached_pixel_path(data_path, finder_dir)
+    if path.exists():
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as cached:
+                if cached.sizes.get("star") == stars.size and np.array_equal(cached["star"].values, stars):
+                    return finder, np.ascontiguousarray(cached["z_twin"].values, dtype=np.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring the unreadable pixel-finder cache %s: %s", path, exc)
+    log.info("placing %d stars of %s in the pixel finder's metric (first start; cached in %s)",
+             stars.size, data_path, path)
+    vectors = finder.vectors(ds)
+    try:
+        write_dataset_atomic(xr.Dataset({"z_twin": (("star", "twin_dim"), vectors)}, coords={"star": stars},
+                                        attrs={"pixel_finder": str(finder_dir)}), path, "netcdf", star_chunk=65536)
+    except OSError as exc:  # a read-only place only costs the computation next time
+        log.warning("could not cache the pixel finder's vectors in %s: %s", path, exc)
+    return finder, vectors
 
 
 def _report_beside(path: Path) -> Path:
@@ -234,13 +284,16 @@ def resolve_paths(model=None, data=None, latents=None) -> tuple[Path, Path, Path
             Path(report) if report else None)
 
 
-def load_app_data(model=None, data=None, latents=None) -> AppData:
-    """The shared :class:`AppData` for these paths (loaded on the first call, then cached)."""
+def load_app_data(model=None, data=None, latents=None, pixel_finder=None) -> AppData:
+    """The shared :class:`AppData` for these paths (loaded on the first call, then cached).
+    ``pixel_finder``: optional folder of ``twinviz fit-pixel-finder``, a second way to rank twins."""
     model, data, latents, report = resolve_paths(model, data, latents)
-    key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None)
+    pixel_finder = Path(pixel_finder) if pixel_finder else None
+    key = (str(model.resolve()), str(data.resolve()), str(latents.resolve()) if latents else None,
+           str(pixel_finder.resolve()) if pixel_finder else None)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = build_app_data(model, data, latents, report)
+            _CACHE[key] = build_app_data(model, data, latents, report, pixel_finder)
             keep_out_of_garbage_collection()  # the shared data live as long as the server
         return _CACHE[key]
 
@@ -248,9 +301,17 @@ def load_app_data(model=None, data=None, latents=None) -> AppData:
 def model_fingerprint(model_dir: Path) -> str:
     """Short hash of a model's weights + config (+ validation stats, which the cached latents'
     out-of-distribution flags depend on): names its cached latents."""
+    return _fingerprint(model_dir, (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS, runfiles.MODEL_VALIDATION_STATS))
+
+
+#: The files of a pixel finder folder that name its cached vectors.
+PIXEL_FINDER_FILES = ("pixel_finder.json", "pixel_finder.safetensors", "twin_metric.json", "twin_metric.safetensors")
+
+
+def _fingerprint(directory: Path, names) -> str:
     h = hashlib.sha1()
-    for name in (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS, runfiles.MODEL_VALIDATION_STATS):
-        p = Path(model_dir) / name
+    for name in names:
+        p = Path(directory) / name
         if p.is_file():
             h.update(name.encode())
             h.update(p.read_bytes())

@@ -22,12 +22,16 @@ from pathlib import Path
 import numpy as np
 import param
 
-__all__ = ["AppData", "AppDataError", "ExplorerState"]
+__all__ = ["AppData", "AppDataError", "ExplorerState", "RANK_LATENT", "RANK_PIXEL"]
 
 
 RECOVERED_CLUSTER = "recovered cluster"  # colour-by name of the HDBSCAN clusters of z
 CLUSTER_MIN_SIZE = 5                     # HDBSCAN min_cluster_size in the app (as `twinviz clusters`)
 CLUSTER_MAX_STARS = 20_000               # above this, clustering in a request would take too long
+#: How the twin table ranks neighbours (ExplorerState.rank_by): the fader's latent z (in its twin
+#: metric when the model has one), or a pixel twin finder (`twinviz fit-pixel-finder`) when the
+#: app was started with one.
+RANK_LATENT, RANK_PIXEL = "latent", "pixel"
 
 
 class AppDataError(RuntimeError):
@@ -74,7 +78,11 @@ class AppData:
     calibration: object | None = None   # twinviz.twins.confidence.TwinCalibration of the model, if any
     calibration_note: str = ""          # why there is none (e.g. refused: written for other weights)
     z_twin: np.ndarray | None = None    # [N, k] z in the model's twin metric (None: twins ranked on z)
+    pixel_finder: object | None = None  # twinviz.twins.pixel_finder.PixelTwinFinder, when given
+    pixel_z: np.ndarray | None = None   # [N, k] the stars in the pixel finder's twin metric
     _index: object | None = None
+    _pixel_index: object | None = None
+    _pixel_outside: np.ndarray | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -114,6 +122,44 @@ class AppData:
                     from twinviz.twins.index import TwinIndex
                     self._index = TwinIndex(self.search_z, metric="l1", ids=self.star_ids)
         return self._index
+
+    # ---- how twins are ranked ----------------------------------------------------------------
+    @property
+    def has_pixel_finder(self) -> bool:
+        return self.pixel_z is not None
+
+    def ranking(self, rank_by: str) -> str:
+        """The ranking actually used for ``rank_by`` (the pixel finder only when one is loaded)."""
+        return RANK_PIXEL if rank_by == RANK_PIXEL and self.has_pixel_finder else RANK_LATENT
+
+    def twin_vectors(self, rank_by: str = RANK_LATENT) -> np.ndarray:
+        """[N, k] the vectors twins are ranked on (L1) for ``rank_by``."""
+        return self.pixel_z if self.ranking(rank_by) == RANK_PIXEL else self.search_z
+
+    def index_for(self, rank_by: str = RANK_LATENT):
+        """The exact L1 index for ``rank_by`` (each built on first use)."""
+        if self.ranking(rank_by) == RANK_LATENT:
+            return self.index
+        if self._pixel_index is None:
+            with self._lock:
+                if self._pixel_index is None:
+                    from twinviz.twins.index import TwinIndex
+                    self._pixel_index = TwinIndex(self.pixel_z, metric="l1", ids=self.star_ids)
+        return self._pixel_index
+
+    def pixel_outside(self) -> np.ndarray:
+        """[N] bool: stars outside the pixel finder's training Teff/logg (its polynomial
+        extrapolates there); all False without a finder."""
+        if self._pixel_outside is None:
+            self._pixel_outside = (np.zeros(self.n_stars, dtype=bool) if self.pixel_finder is None
+                                   else self.pixel_finder.outside_training(self.teff, self.logg))
+        return self._pixel_outside
+
+    def ranking_name(self, rank_by: str = RANK_LATENT) -> str:
+        """Words for the table and titles: what the distances are measured in."""
+        if self.ranking(rank_by) == RANK_PIXEL:
+            return "pixel finder"
+        return "latent z, twin metric" if self.z_twin is not None else "latent z"
 
     def position_of(self, star_id) -> int:
         """Position of a star from the id a user typed (int ids are matched as ints)."""
@@ -219,12 +265,13 @@ class AppData:
                           dtype=np.float32)
 
     # ---- twins -------------------------------------------------------------------------
-    def neighbours(self, position: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest stars to ``position`` in latent L1 (positions, distances)."""
-        return self.index.search(int(position), int(k))
+    def neighbours(self, position: int, k: int, rank_by: str = RANK_LATENT) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest stars to ``position`` in L1 (positions, distances): in latent space, or
+        in the pixel finder's metric with ``rank_by=RANK_PIXEL``."""
+        return self.index_for(rank_by).search(int(position), int(k))
 
-    def true_twin(self, position: int) -> int:
-        """Position of the star's nearest group-mate in latent space (−1 when unknown)."""
+    def true_twin(self, position: int, rank_by: str = RANK_LATENT) -> int:
+        """Position of the star's nearest group-mate (for ``rank_by``'s distances; −1 when unknown)."""
         g = self.group[position]
         if g < 0:
             return -1
@@ -232,7 +279,8 @@ class AppData:
         mates = mates[mates != position]
         if mates.size == 0:
             return -1
-        d = np.abs(self.search_z[mates] - self.search_z[position]).sum(axis=1)
+        vectors = self.twin_vectors(rank_by)
+        d = np.abs(vectors[mates] - vectors[position]).sum(axis=1)
         return int(mates[np.argmin(d)])
 
     def twin_ranks(self) -> np.ndarray:
@@ -286,6 +334,9 @@ class ExplorerState(param.Parameterized):
     k = param.Integer(default=10, bounds=(1, 200), doc="number of neighbours listed")
     colour_by = param.String(default="Teff", doc="label colouring the latent map")
     projection = param.String(default="pca", doc="2-D map shown: umap or pca")
+    rank_by = param.Selector(default=RANK_LATENT, objects=[RANK_LATENT, RANK_PIXEL],
+                             doc="how the twin table ranks: the fader's latent z, or the pixel finder "
+                                 "(when the app has one; otherwise latent z)")
 
     def __init__(self, data: AppData, **params):
         self.data = data
@@ -299,6 +350,7 @@ class ExplorerState(param.Parameterized):
         # One watcher for the three, so a batched update (the URL restoring star, teff and logg
         # together) keeps the URL's slider values instead of resetting them to the star's.
         self.param.watch(self._on_selection, ["star", "teff", "logg"])
+        self.param.watch(self._on_ranking, ["rank_by"])
 
     def _reset_sliders(self):
         lo, hi = self.data.teff_range
@@ -313,19 +365,23 @@ class ExplorerState(param.Parameterized):
                 self._reset_sliders()
             self.twin = -1
 
+    def _on_ranking(self, event):
+        self.twin = -1  # compare with the first twin of the new ranking
+
     # ---- derived, cheap --------------------------------------------------------------------
     @property
     def star_id(self):
         return self.data.star_ids[self.star].item()
 
     def compared_twin(self) -> int:
-        """The star compared with the selected one (explicit choice, true twin, else rank 1)."""
+        """The star compared with the selected one (explicit choice, true twin, else rank 1 of the
+        session's ranking)."""
         if self.twin >= 0 and self.twin != self.star:
             return self.twin
-        mate = self.data.true_twin(self.star)
+        mate = self.data.true_twin(self.star, self.rank_by)
         if mate >= 0:
             return mate
-        return int(self.data.neighbours(self.star, 1)[0][0])
+        return int(self.data.neighbours(self.star, 1, self.rank_by)[0][0])
 
     def select_star_id(self, star_id) -> None:
         """Select by the id a user typed; raises AppDataError for an unknown id."""

@@ -116,7 +116,7 @@ class SwapExplorer(pn.viewable.Viewer):
             self.figures[name].on_event(Reset, lambda event, name=name: self._y_reset(name))
         self._make_widgets()
         state.param.watch(self._on_labels, ["teff", "logg"])
-        state.param.watch(self._on_star, ["star", "twin"])
+        state.param.watch(self._on_star, ["star", "twin", "rank_by"])
         self._update_all()
 
     # ---- construction -------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """Twin lookup: the selected star's top-k L1 neighbours in latent space, and a comparison.
 
+When the app was started with a pixel twin finder (``--pixel-finder DIR``, from ``twinviz
+fit-pixel-finder``) a switch ranks the neighbours by that finder instead; the session's compared
+twin, the swap explorer and the map's twin markers follow the switch.
+
 Choosing a row sets the session's compared twin (which the swap explorer also uses) and draws
 that neighbour's observed spectrum over the star's, with their difference underneath, and the
 chemical difference: both latents decoded at the star's (Teff, logg), its strongest lines
@@ -19,7 +23,7 @@ from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
-from twinviz.app.state import ExplorerState
+from twinviz.app.state import RANK_LATENT, RANK_PIXEL, ExplorerState
 from twinviz.evaluation.explain import strongest_lines
 
 __all__ = ["TwinTable", "neighbour_table"]
@@ -36,23 +40,24 @@ stars — with the numbers: do not read it as a trustworthy twin. The last plot 
 at the selected star's Teff and logg: what remains is their difference in chemistry, with the
 lines that differ most named by element."""
 
+PIXEL_HELP = """**Rank by.** *latent z*: the fader network's latent (in its twin metric when it has
+one). *pixel finder*: the pixel twin finder this app was started with — polynomial residuals in
+Teff/logg, their principal components and a twin metric learned from training twins
+(`twinviz fit-pixel-finder`). It is the stronger ranking where training twins like these stars
+exist; it has no P(twin), and its **OOD** column marks stars outside its training stars'
+Teff/logg, where its polynomial extrapolates."""
 
-def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
+RANK_OPTIONS = {"latent z": RANK_LATENT, "pixel finder": RANK_PIXEL}
+
+
+def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.DataFrame:
     """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin,
-    and OOD (out-of-distribution flag with its numbers; "" when in distribution)."""
+    and OOD (out-of-distribution flag with its numbers; "" when in distribution). ``rank_by``
+    RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its training labels)."""
+    if data.ranking(rank_by) == RANK_PIXEL:
+        return _pixel_table(data, star, k)
     pos, dist = data.neighbours(star, k)
-    table = pd.DataFrame({
-        "rank": np.arange(1, pos.size + 1),
-        "star": [str(v) for v in data.star_ids[pos]],
-        "distance": np.round(dist.astype(float), 4),
-        "Teff": np.round(data.teff[pos]).astype(int),
-        "logg": np.round(data.logg[pos].astype(float), 2),
-    })
-    if data.fe_h is not None:
-        table["Δ[Fe/H]"] = np.round((data.fe_h[pos] - data.fe_h[star]).astype(float), 3)
-    if np.any(data.group >= 0):
-        same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
-        table["true twin"] = np.where(same, "✓", "")
+    table = _common_columns(data, star, pos, dist)
     ood = None  # the OOD cell of the star and each neighbour ("" when in distribution)
     if data.ood is not None:
         recon = data.recon_mse
@@ -71,6 +76,37 @@ def neighbour_table(data, star: int, k: int) -> pd.DataFrame:
         table["OOD"] = [ood[p] for p in pos.tolist()]
     table.attrs["positions"] = pos
     table.attrs["p_twin_note"] = note
+    return table
+
+
+def _pixel_table(data, star: int, k: int) -> pd.DataFrame:
+    pos, dist = data.neighbours(star, k, RANK_PIXEL)
+    table = _common_columns(data, star, pos, dist)
+    outside = data.pixel_outside()
+    table["OOD"] = np.where(outside[pos], "outside the finder's Teff/logg", "")
+    table.attrs["positions"] = pos
+    note = (f"Ranked by the pixel finder {data.pixel_finder.directory or ''} (distances: L1 in its twin metric). "
+            "P(twin): not available for the pixel finder (no calibration).")
+    if outside[star]:
+        note += (f" **The selected star is outside the finder's training stars** "
+                 f"({data.pixel_finder.describe_range()}): its ranking extrapolates the polynomial.")
+    table.attrs["p_twin_note"] = note
+    return table
+
+
+def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame({
+        "rank": np.arange(1, pos.size + 1),
+        "star": [str(v) for v in data.star_ids[pos]],
+        "distance": np.round(dist.astype(float), 4),
+        "Teff": np.round(data.teff[pos]).astype(int),
+        "logg": np.round(data.logg[pos].astype(float), 2),
+    })
+    if data.fe_h is not None:
+        table["Δ[Fe/H]"] = np.round((data.fe_h[pos] - data.fe_h[star]).astype(float), 3)
+    if np.any(data.group >= 0):
+        same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
+        table["true twin"] = np.where(same, "✓", "")
     return table
 
 
@@ -104,14 +140,18 @@ class TwinTable(pn.viewable.Viewer):
         self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
                                                 color="light", width=140)
+        self.rank_select = None
+        if state.data.has_pixel_finder:
+            self.rank_select = pn.widgets.RadioButtonGroup.from_param(
+                state.param.rank_by, options=RANK_OPTIONS, width=220, description=None)
         self._make_figures()
-        state.param.watch(self._refresh, ["star", "k"])
+        state.param.watch(self._refresh, ["star", "k", "rank_by"])
         state.param.watch(self._on_twin, ["twin"])
         self._refresh()
 
     # ---- table ----------------------------------------------------------------------------
     def _refresh(self, *events):
-        frame = neighbour_table(self.state.data, self.state.star, self.state.k)
+        frame = neighbour_table(self.state.data, self.state.star, self.state.k, self.state.rank_by)
         self._positions = frame.attrs.pop("positions")
         self.p_note.object = frame.attrs.pop("p_twin_note")
         self.table.value = frame
@@ -177,9 +217,11 @@ class TwinTable(pn.viewable.Viewer):
         d, s = self.state.data, self.state.star
         twin = self.state.compared_twin()
         gy = self._gaps.y
-        dist = float(np.abs(d.search_z[twin] - d.search_z[s]).sum())  # as in the table's distance column
+        vectors = d.twin_vectors(self.state.rank_by)
+        dist = float(np.abs(vectors[twin] - vectors[s]).sum())  # as in the table's distance column
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
-                 f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}")
+                 f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}"
+                 + (" (pixel finder)" if d.ranking(self.state.rank_by) == RANK_PIXEL else ""))
         star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
         u = (float(d.teff[s]), float(d.logg[s]))
         chemical = d.decode(twin, *u).astype(np.float64) - d.decode(s, *u)
@@ -204,7 +246,10 @@ class TwinTable(pn.viewable.Viewer):
         if getattr(self, "_layout", None) is None:
             self._plot_pane = pn.pane.Bokeh(bk_column(list(self.figures.values()), sizing_mode="stretch_width"),
                                             sizing_mode="stretch_width")
-            self._layout = pn.Column(theme.help_pane(HELP),
+            ranking = [] if self.rank_select is None else [
+                pn.Row(pn.pane.Markdown("**rank twins by**", margin=(8, 4, 0, 10)), self.rank_select),
+                theme.help_pane(PIXEL_HELP)]
+            self._layout = pn.Column(theme.help_pane(HELP), *ranking,
                                      pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
                                      self.download, self._plot_pane, self.lines, sizing_mode="stretch_width",
                                      name="Twins")
