@@ -8,7 +8,8 @@ import pytest
 
 import twinviz.app
 from twinviz.app.loading import cached_pixel_path, clear_cache, load_app_data
-from twinviz.app.state import RANK_LATENT, RANK_PIXEL, AppDataError, ExplorerState
+from twinviz.app.metrics import MetricsView
+from twinviz.app.state import PIXEL_TWIN_RANK, RANK_LATENT, RANK_PIXEL, AppDataError, ExplorerState
 from twinviz.app.swap import SwapExplorer
 from twinviz.app.twin_table import TwinTable, neighbour_table
 from twinviz.spectra.dataset import load_spectra
@@ -115,3 +116,25 @@ def test_a_folder_that_is_not_a_finder_gives_a_readable_error(pixel_paths, tmp_p
     with pytest.raises(AppDataError, match=r"--pixel-finder: .*not a pixel finder folder.*Fix"):
         load_app_data(model, data, pixel_finder=tmp_path)
     clear_cache()
+
+
+def test_the_map_can_colour_by_the_finders_twin_ranks(pixel_data):
+    assert PIXEL_TWIN_RANK in pixel_data.label_names()
+    expected = TwinIndex(pixel_data.pixel_z).twin_ranks(pixel_data.group).astype(np.float32)
+    np.testing.assert_array_equal(pixel_data.label_values(PIXEL_TWIN_RANK), expected)
+
+
+def test_the_metrics_tab_adds_the_finders_row_on_the_same_stars(pixel_data):
+    n = pixel_data.n_stars
+    report = {"n_stars": n, "n_with_twin": n, "thresholds": {"rank_0p1": n // 1000, "rank_1": n // 100},
+              "methods": [{"label": "fader", "mse": 1e-4, "swapped_mse": 2e-4, "rank1": 0.1, "within_0p1": 0.1,
+                           "within_1": 0.3}]}
+    view = MetricsView(ExplorerState(pixel_data))
+    view._render(report)
+    frame = view.body.objects[0].value
+    assert frame["method"].tolist() == ["fader (this model/data)", "pixel finder: pixel-finder (this model/data)"]
+    ranks = TwinIndex(pixel_data.pixel_z).twin_ranks(pixel_data.group)
+    assert frame["rank 1"].iloc[1] == f"{100 * np.mean(ranks[ranks >= 1] == 1):.1f} %"
+    assert frame["MSE"].iloc[1] == ""
+    view._render({**report, "n_stars": n + 1})  # a report on other stars: no row of the finder
+    assert len(view.body.objects[0].value) == 1

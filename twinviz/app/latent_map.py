@@ -15,7 +15,7 @@ import param
 from holoviews.operation.datashader import dynspread, rasterize
 
 from twinviz.app import theme
-from twinviz.app.state import ExplorerState
+from twinviz.app.state import PIXEL_TWIN_RANK, ExplorerState
 
 __all__ = ["LatentMap", "SPREAD", "spread_sparse"]
 
@@ -26,7 +26,7 @@ selection (red star) and its top-k twins (orange) are highlighted. Colour by *re
 to see the groups HDBSCAN finds in z (noise left blank; colours are cluster numbers) and list the
 selected star's cluster below the map."""
 
-LOG_SCALED = {"twin rank", "group size"}
+LOG_SCALED = {"twin rank", PIXEL_TWIN_RANK, "group size"}
 
 
 # datashader's dynspread grows each non-empty pixel by 1, 2, … px until the fraction of non-empty

@@ -22,16 +22,19 @@ from bokeh.plotting import figure
 from twinviz.app import theme
 from twinviz.app.session import current_document, in_session
 from twinviz.atomic import write_json_atomic
-from twinviz.app.state import ExplorerState
+from twinviz.app.state import RANK_PIXEL, ExplorerState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MetricsView", "load_report", "report_frame"]
+__all__ = ["MetricsView", "load_report", "pixel_finder_method", "report_frame"]
+
+PIXEL_ROW_MAX_STARS = 200_000  # above this the finder's twin ranks (O(N²)) are not computed in the app
 
 HELP = """**Metrics.** Table 1 of de Mijolla, Ness & Viti (2019) for the loaded model on the loaded
 data: reconstruction MSE, swapped MSE (twin's latent, star's labels), and the fraction of stars
 whose twin is their nearest neighbour (rank 1), within the closest 0.1 % and 1 %. The published
-rows used Turbospectrum spectra, 25 000 stars: compare trends, not digits."""
+rows used Turbospectrum spectra, 25 000 stars: compare trends, not digits. An app started with
+a pixel twin finder adds its row: its twin ranks on the same stars (no MSE: it has no decoder)."""
 
 METHOD_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00"]
 
@@ -53,6 +56,22 @@ def _pct(v):
 
 def _num(v):
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+
+def pixel_finder_method(data) -> dict | None:
+    """A report row for the app's pixel twin finder on the loaded stars (its twin ranks, exact
+    over all N), or None without a finder, without known twins, or above PIXEL_ROW_MAX_STARS."""
+    from twinviz.twins.ranks import cumulative_rank_curve, rank_fractions
+
+    if not data.has_pixel_finder or not np.any(data.group >= 0) or data.n_stars > PIXEL_ROW_MAX_STARS:
+        return None
+    ranks = data.twin_ranks(RANK_PIXEL)
+    f = rank_fractions(ranks, data.n_stars)
+    r, frac = cumulative_rank_curve(ranks, data.n_stars, n_points=200)
+    name = data.pixel_finder.directory.name if data.pixel_finder.directory else "pixel finder"
+    return {"label": f"pixel finder: {name}", "mse": None, "swapped_mse": None, "rank1": f.rank1,
+            "within_0p1": f.within_0p1, "within_1": f.within_1,
+            "cumulative_rank_curve": {"rank": r.tolist(), "fraction": [float(v) for v in frac]}}
 
 
 def report_frame(report: dict) -> pd.DataFrame:
@@ -119,6 +138,9 @@ class MetricsView(pn.viewable.Viewer):
             return
         n = report.get("n_stars")
         limits = report.get("thresholds", {})
+        extra = pixel_finder_method(self.state.data) if n == self.state.data.n_stars else None
+        if extra is not None:  # the app's pixel finder, ranked on the same stars
+            report = {**report, "methods": [*report.get("methods", []), extra]}
         table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
                                      layout="fit_data_stretch", sizing_mode="stretch_width")
         if report.get("n_with_twin") == 0:  # data without groups: reconstruction MSE only

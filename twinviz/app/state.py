@@ -32,6 +32,7 @@ CLUSTER_MAX_STARS = 20_000               # above this, clustering in a request w
 #: metric when the model has one), or a pixel twin finder (`twinviz fit-pixel-finder`) when the
 #: app was started with one.
 RANK_LATENT, RANK_PIXEL = "latent", "pixel"
+PIXEL_TWIN_RANK = "twin rank (pixel finder)"  # colour-by name of the pixel finder's twin ranks
 
 
 class AppDataError(RuntimeError):
@@ -83,6 +84,7 @@ class AppData:
     _index: object | None = None
     _pixel_index: object | None = None
     _pixel_outside: np.ndarray | None = None
+    _pixel_ranks: np.ndarray | None = None
     _trees: dict = field(default_factory=dict)
     _ranks: np.ndarray | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -181,6 +183,8 @@ class AppData:
         if "group size" in self.labels and "twin rank" not in names and (
                 self._ranks is not None or self.n_stars <= 200_000):
             names.append("twin rank")
+            if self.has_pixel_finder:
+                names.append(PIXEL_TWIN_RANK)
         if self.n_stars <= CLUSTER_MAX_STARS:
             names.append(RECOVERED_CLUSTER)
         return names
@@ -200,6 +204,9 @@ class AppData:
         if name == RECOVERED_CLUSTER:
             found = self.recovered_clusters()
             return np.where(found >= 0, found, np.nan).astype(np.float32)
+        if name == PIXEL_TWIN_RANK:
+            ranks = self.twin_ranks(RANK_PIXEL).astype(np.float32)
+            return np.where(ranks > 0, ranks, np.nan).astype(np.float32)
         if name == "twin rank" and name not in self.labels:
             ranks = self.twin_ranks().astype(np.float32)
             return np.where(ranks > 0, ranks, np.nan).astype(np.float32)
@@ -283,8 +290,15 @@ class AppData:
         d = np.abs(vectors[mates] - vectors[position]).sum(axis=1)
         return int(mates[np.argmin(d)])
 
-    def twin_ranks(self) -> np.ndarray:
-        """Twin rank of every star (−1 without a group-mate); computed once (O(N²)), then kept."""
+    def twin_ranks(self, rank_by: str = RANK_LATENT) -> np.ndarray:
+        """Twin rank of every star (−1 without a group-mate); computed once (O(N²)), then kept.
+        ``rank_by=RANK_PIXEL``: the ranks in the pixel finder's metric (when one is loaded)."""
+        if self.ranking(rank_by) == RANK_PIXEL:
+            if self._pixel_ranks is None:
+                with self._lock:
+                    if self._pixel_ranks is None:
+                        self._pixel_ranks = self.index_for(RANK_PIXEL).twin_ranks(self.group)
+            return self._pixel_ranks
         if self._ranks is None:
             with self._lock:
                 if self._ranks is None:
