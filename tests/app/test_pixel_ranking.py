@@ -138,3 +138,21 @@ def test_the_metrics_tab_adds_the_finders_row_on_the_same_stars(pixel_data):
     assert frame["MSE"].iloc[1] == ""
     view._render({**report, "n_stars": n + 1})  # a report on other stars: no row of the finder
     assert len(view.body.objects[0].value) == 1
+    view._render(None)  # no cached report: the button, and the finder's row on its own
+    assert view.body.objects[0] is view.compute_button
+    assert view.body.objects[2].value["method"].tolist() == ["pixel finder: pixel-finder (this model/data)"]
+
+
+def test_the_rank_curve_draws_every_method_even_past_the_palette():
+    from bokeh.models import GlyphRenderer
+
+    from twinviz.app.metrics import METHOD_COLOURS, rank_curve_figure
+
+    n = len(METHOD_COLOURS) + 4  # a suite report has ten rows with curves, the app's finder adds one
+    curve = {"rank": [1, 10, 100], "fraction": [0.2, 0.5, 1.0]}
+    fig = rank_curve_figure({"n_stars": 100, "methods": [{"label": f"m{i}", "cumulative_rank_curve": curve}
+                                                          for i in range(n)]})
+    lines = [r for r in fig.renderers if isinstance(r, GlyphRenderer) and r.glyph.__class__.__name__ == "Line"]
+    assert len(lines) == n
+    styles = {(r.glyph.line_color, tuple(r.glyph.line_dash)) for r in lines}
+    assert len(styles) == n  # no two methods look alike

@@ -37,6 +37,7 @@ rows used Turbospectrum spectra, 25 000 stars: compare trends, not digits. An ap
 a pixel twin finder adds its row: its twin ranks on the same stars (no MSE: it has no decoder)."""
 
 METHOD_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00"]
+METHOD_DASHES = ["solid", "dashed", "dotdash"]
 
 
 def load_report(path) -> dict | None:
@@ -93,10 +94,13 @@ def rank_curve_figure(report: dict):
     fig = figure(height=320, sizing_mode="stretch_width", x_axis_type="log", y_range=(0, 1.02),
                  x_axis_label="twin rank r", y_axis_label="fraction of stars with rank ≤ r",
                  title="cumulative twin-rank curve", tools="pan,wheel_zoom,box_zoom,reset,save")
-    for colour, m in zip(METHOD_COLOURS, report.get("methods", [])):
+    for i, m in enumerate(report.get("methods", [])):  # every method: colours repeat with another dash
         curve = m.get("cumulative_rank_curve") or {}
         if curve.get("rank"):
-            fig.line(curve["rank"], curve["fraction"], color=colour, line_width=2, legend_label=m["label"])
+            colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
+            dash = METHOD_DASHES[(i // len(METHOD_COLOURS)) % len(METHOD_DASHES)]
+            fig.line(curve["rank"], curve["fraction"], color=colour, line_width=2, line_dash=dash,
+                     legend_label=m["label"])
     n = report.get("n_stars")
     if n:
         for frac, dash in ((0.001, "dashed"), (0.01, "dotted")):
@@ -128,13 +132,13 @@ class MetricsView(pn.viewable.Viewer):
                                   "stars. At this size it is a command-line job, not a button: "
                                   "`twinviz evaluate --model DIR --data FILE --out DIR`, then restart the app "
                                   "with the report beside the latents (docs/scale.md).")
-            self.body.objects = []
+            self.body.objects = self._finder_only()
             return
         if report is None:
             self.status.object = ("No Table-1 report is cached for this model and dataset yet. Computing "
                                   "it encodes every star and ranks all twins (the pixel-space baselines on a "
                                   "sample of 500 stars).")
-            self.body.objects = [self.compute_button]
+            self.body.objects = [self.compute_button, *self._finder_only()]
             return
         n = report.get("n_stars")
         limits = report.get("thresholds", {})
@@ -152,6 +156,18 @@ class MetricsView(pn.viewable.Viewer):
                               f"≤ 0.1 % means twin rank ≤ {limits.get('rank_0p1', '?')}, "
                               f"≤ 1 % means rank ≤ {limits.get('rank_1', '?')}.")
         self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
+
+    def _finder_only(self) -> list:
+        """Without a cached report: the app's pixel finder's row and curve on its own (if any)."""
+        d = self.state.data
+        extra = pixel_finder_method(d)
+        if extra is None:
+            return []
+        report = {"n_stars": d.n_stars, "methods": [extra]}
+        table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
+                                     layout="fit_data_stretch", sizing_mode="stretch_width")
+        return [pn.pane.Markdown(f"Meanwhile, the app's pixel twin finder on these {d.n_stars:,} stars:"), table,
+                pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
 
     def _compute(self, event=None):
         if self.computing:
