@@ -55,3 +55,13 @@ def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert len((root / "study.jsonl").read_text().splitlines()) == 2  # resumed, nothing retrained
+    # These trainings had twins and fitted their metric, so each kept its last epoch: scoring the
+    # last epoch from the checkpoint (benchmarks/score_last_epoch.py) gives the study's own numbers.
+    last = subprocess.run([sys.executable, str(REPO / "benchmarks" / "score_last_epoch.py"), "--study", str(root),
+                           "--variants", "default", "lambda0"], capture_output=True, text=True, timeout=900)
+    assert last.returncode == 0, last.stderr[-3000:]
+    scored = {r["run"]: r["last"] for r in map(json.loads, (root / "last_epoch.jsonl").read_text().splitlines())}
+    assert set(scored) == {"default-seed0", "lambda0-seed0"}
+    for r in rows:
+        assert scored[f"{r['variant']}-seed0"]["rank1"] == r["val"]["metric"]["rank1"]
+    assert "| giants-lowd-noiseless |" in last.stdout

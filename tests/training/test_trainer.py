@@ -86,13 +86,26 @@ def test_run_directory_holds_config_status_metrics_log_model_and_checkpoint(lamb
     assert TrainConfig.load(run / "config.json").adversary_weight == 0.05
     status = read_status(run)
     assert status["state"] == "done" and status["step"] == status["total_steps"] == 360
-    assert status["best"]["metric"] == "val_rank1" and status["finished"]
+    # Training and validation twins, twin metric fitted after training: the latest epoch is kept.
+    assert status["best"]["metric"] == "latest" and status["finished"]
+    assert status["best"]["epoch"] == _epochs(run)[-1]["epoch"] and status["best"]["step"] == 360
     kinds = {r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
     assert kinds == {"step", "epoch"}
     assert "epoch 39" in (run / "train.log").read_text()
     FaderNetwork.from_pretrained(run / "model")
-    _, _, progress, _ = load_checkpoint(run / "checkpoint")
+    model, _, progress, _ = load_checkpoint(run / "checkpoint")
     assert progress["step"] == 360
+    kept = _weights(run)
+    assert all(torch.equal(kept[k], v) for k, v in model.state_dict().items())  # model/ = the last epoch
+
+
+def test_without_a_twin_metric_the_epoch_with_the_best_validation_rank1_is_kept(data, tmp_path):
+    run = train(_config(data, tmp_path / "off", epochs=6, twin_metric="off"))
+    epochs = _epochs(run)
+    status = read_status(run)
+    assert status["best"]["metric"] == "val_rank1"
+    best = max(epochs, key=lambda r: r["val_rank1"])  # the first of equals: later ones do not replace it
+    assert status["best"]["epoch"] == best["epoch"] and status["best"]["val_rank1"] == best["val_rank1"]
 
 
 def test_training_is_reproducible_on_cpu(data, tmp_path):

@@ -40,6 +40,7 @@ from twinviz.training.config import TrainConfig, TrainConfigError
 from twinviz.training.data import make_source
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
+from twinviz.training.twin_metric_fit import has_twins
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
@@ -136,6 +137,12 @@ class Trainer:
             self.val = ValidationSet(load_spectra(config.val), config.val_max_stars, config.seed)
             self.log("validation: %d stars of %s%s", len(self.val), config.val,
                      "" if self.val.partner is not None else " (no groups: no twin ranks)")
+        # A run that fits its twin metric after training keeps its latest epoch: raw-z ranks per
+        # epoch do not predict ranks in the metric (best_epoch_key; docs/model.md).
+        self.keep_latest = (config.twin_metric == "fit" and self.val is not None
+                            and self.val.partner is not None and has_twins(train_ds))
+        if self.keep_latest:
+            self.log("kept model: the latest epoch (a twin metric is fitted after training)")
         self.total_steps = config.epochs * self.source.steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -391,13 +398,13 @@ class Trainer:
                    "train_recon": train_recon, "lambda": self.lambda_at(p["step"]), "time": p["elapsed"]}
             if self.val is not None:
                 rec.update(self.val.evaluate(self.model, autocast=self.autocast))
-            chosen = best_epoch_key(rec)
-            previous = best_epoch_key(p["best"]) if p["best"] else None
+            chosen = best_epoch_key(rec, latest=self.keep_latest)
+            previous = best_epoch_key(p["best"], latest=self.keep_latest) if p["best"] else None
             improved = chosen is not None and (previous is None or chosen[0] != previous[0]
                                                or chosen[1] < previous[1])
             if improved:
                 metric = chosen[0]
-                p["best_value"] = rec[metric]
+                p["best_value"] = rec["step"] if metric == "latest" else rec[metric]
                 p["best"] = {k: v for k, v in rec.items() if k.startswith("val_") or k == "train_recon"}
                 p["best"].update(epoch=epoch, step=p["step"], metric=metric)
                 self.model.save_pretrained(self.run.model_dir)

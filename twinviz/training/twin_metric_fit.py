@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_model_twin_metric"]
+__all__ = ["fit_model_twin_metric", "has_twins"]
 
 
 def _groups(ds) -> np.ndarray | None:
@@ -19,6 +19,11 @@ def _groups(ds) -> np.ndarray | None:
         return None
     groups = np.asarray(ds["group"].values, dtype=np.int64)
     return groups if (swap_partners(groups) >= 0).any() else None
+
+
+def has_twins(ds) -> bool:
+    """True when the dataset's ``group`` gives at least one star a group-mate (a twin to fit on)."""
+    return _groups(ds) is not None
 
 
 def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, device: str = "cpu",

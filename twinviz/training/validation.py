@@ -15,8 +15,9 @@ Metrics (definitions in docs/science.md, flux in dataset units):
   val_n_stars       N, the size of the subset
   val_collapsed     True when all latents are equal (such an epoch is never the best one)
 
-The best epoch (:func:`best_epoch_key`, the rule docs/model.md states): with groups, the highest
-val_rank1; without groups (e.g. an imported survey with no known twins), the lowest val_mse
+The best epoch (:func:`best_epoch_key`, the rule docs/model.md states): when the run fits a twin
+metric after training (training and validation twins, twin_metric "fit"), the latest epoch that
+did not collapse; otherwise with groups, the highest val_rank1; without groups (e.g. an imported survey with no known twins), the lowest val_mse
 among epochs whose adversary is at chance, and only while no epoch is at chance the lowest
 val_mse of all; without a validation set, the lowest training loss. A collapsed epoch never wins.
 Each evaluation also keeps every star's own reconstruction MSE (``star_mse``): the distribution
@@ -130,11 +131,15 @@ class ValidationSet:
         return out
 
 
-def best_epoch_key(rec: dict) -> tuple[str, tuple] | None:
+def best_epoch_key(rec: dict, *, latest: bool = False) -> tuple[str, tuple] | None:
     """(metric, key) of an epoch record for choosing the best epoch: the smaller key wins among
     records with the same metric; None when the epoch can never be the best (collapsed latents,
     or its metric is missing or not finite).
 
+    * ``latest`` (``latest=True``: the run fits a twin metric after its last epoch, so the model
+      will rank in that metric, not on raw z): key (−step) — the latest epoch that did not collapse.
+      The per-epoch val_rank1 is on raw z and, measured on the science suite, does not predict
+      the rank in the metric (docs/model.md, "Which epoch is kept");
     * ``val_rank1`` (the validation set has twin groups): key (−rank 1);
     * ``val_mse`` (validation without groups): key (0, MSE) when the adversary is at chance
       (``val_adv_at_chance``), else (1, MSE) — any at-chance epoch beats every epoch whose
@@ -143,6 +148,8 @@ def best_epoch_key(rec: dict) -> tuple[str, tuple] | None:
     """
     if rec.get("val_collapsed", False):
         return None
+    if latest:
+        return "latest", (-rec["step"],)
     rank1 = rec.get("val_rank1")
     if rank1 is not None and math.isfinite(rank1):
         return "val_rank1", (-rank1,)
