@@ -137,12 +137,8 @@ class Trainer:
             self.val = ValidationSet(load_spectra(config.val), config.val_max_stars, config.seed)
             self.log("validation: %d stars of %s%s", len(self.val), config.val,
                      "" if self.val.partner is not None else " (no groups: no twin ranks)")
-        # A run that fits its twin metric after training keeps its latest epoch: raw-z ranks per
-        # epoch do not predict ranks in the metric (best_epoch_key; docs/model.md).
-        self.keep_latest = (config.twin_metric == "fit" and self.val is not None
+        self.keep_latest = (config.twin_metric == "fit" and self.val is not None  # best_epoch_key's rule 1
                             and self.val.partner is not None and has_twins(train_ds))
-        if self.keep_latest:
-            self.log("kept model: the latest epoch (a twin metric is fitted after training)")
         self.total_steps = config.epochs * self.source.steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -398,8 +394,7 @@ class Trainer:
                    "train_recon": train_recon, "lambda": self.lambda_at(p["step"]), "time": p["elapsed"]}
             if self.val is not None:
                 rec.update(self.val.evaluate(self.model, autocast=self.autocast))
-            chosen = best_epoch_key(rec, latest=self.keep_latest)
-            previous = best_epoch_key(p["best"], latest=self.keep_latest) if p["best"] else None
+            chosen, previous = (best_epoch_key(r, latest=self.keep_latest) if r else None for r in (rec, p["best"]))
             improved = chosen is not None and (previous is None or chosen[0] != previous[0]
                                                or chosen[1] < previous[1])
             if improved:
