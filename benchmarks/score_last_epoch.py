@@ -20,19 +20,18 @@ import tempfile
 from pathlib import Path
 
 
-def score_last(run: Path, cell: Path) -> dict:
+def score_last(run: Path, cell: Path, val) -> dict:
+    """The last epoch of ``run`` in its refitted twin metric, on the cell's validation stars ``val``."""
     import numpy as np
 
     from twinviz.evaluation.compute import evaluate_representation
     from twinviz.latents import encode_dataset
     from twinviz.latents.encode import twin_vectors
     from twinviz.model import FaderNetwork
-    from twinviz.spectra.dataset import load_spectra
     from twinviz.training.checkpoint import load_checkpoint
     from twinviz.training.twin_metric_fit import fit_model_twin_metric
 
     model, _, progress, _ = load_checkpoint(run / "checkpoint")
-    val = load_spectra(cell / "val.nc")
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         fit_model_twin_metric(tmp, str(cell / "train.nc"), str(cell / "val.nc"))
@@ -57,6 +56,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from study_defaults import summarise  # this folder's defaults study: the same ratio and geo-mean
+    from twinviz.spectra.dataset import load_spectra
+
     torch.set_num_threads(args.threads)
     out = args.out or args.study / "last_epoch.jsonl"
     done = {(r["cell"], r["run"]): r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
@@ -65,12 +67,12 @@ def main(argv=None) -> int:
         kept[(r["cell"], f"{r['variant']}-seed{r['seed']}")] = r["val"]["metric"]["rank1"]
     cells = sorted(p for p in args.study.iterdir() if (p / "study").is_dir())
     for cell in cells:
-        for run in sorted((cell / "study").iterdir()):
-            if run.name.rsplit("-seed", 1)[0] not in args.variants or (cell.name, run.name) in done:
-                continue
-            if not (run / "checkpoint").is_dir() or (cell.name, run.name) not in kept:
-                continue
-            rec = {"cell": cell.name, "run": run.name, "last": score_last(run, cell)}
+        todo = [run for run in sorted((cell / "study").iterdir())
+                if run.name.rsplit("-seed", 1)[0] in args.variants and (cell.name, run.name) not in done
+                and (run / "checkpoint").is_dir() and (cell.name, run.name) in kept]
+        val = load_spectra(cell / "val.nc") if todo else None  # once per cell
+        for run in todo:
+            rec = {"cell": cell.name, "run": run.name, "last": score_last(run, cell, val)}
             done[(cell.name, run.name)] = rec
             with out.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
@@ -84,6 +86,14 @@ def main(argv=None) -> int:
             row += [_pct([kept[(cell.name, r)] for r in runs]) if runs else "",
                     _pct([done[(cell.name, r)]["last"]["rank1"] for r in runs]) if runs else ""]
         print(f"| {cell.name} | " + " | ".join(row) + " |")
+    # Geometric mean over cells of (last-epoch rank 1 ÷ strongest pixel baseline), as the study ranks variants.
+    baselines = {c.name: json.loads((c / "val_baselines.json").read_text()) for c in cells
+                 if (c / "val_baselines.json").exists()}
+    rows = [{"cell": c, "variant": r.rsplit("-seed", 1)[0], "seed": int(r.rsplit("-seed", 1)[1]),
+             "val": {"metric": rec["last"]}} for (c, r), rec in done.items() if c in baselines]
+    for t in summarise(rows, baselines):
+        print(f"\n{t['variant']}, last epoch: geo-mean ratio {t['gmean_ratio']:.2f}, min ratio "
+              f"{t['min_ratio']:.2f} ({t['seeds']} seeds in every cell)")
     return 0
 
 

@@ -58,4 +58,3 @@ def test_a_collapsed_epoch_is_not_kept_for_its_rank1_without_a_twin_metric(tmp_p
     epochs, status = _run(tmp_path, monkeypatch, collapsed_epoch=1, twin_metric="off")
     assert [r["best"] for r in epochs] == [False, True]
     assert status["best"]["metric"] == "val_rank1" and status["best"]["epoch"] == epochs[1]["epoch"]
-

@@ -17,9 +17,9 @@ Metrics (definitions in docs/science.md, flux in dataset units):
 
 The best epoch (:func:`best_epoch_key`, the rule docs/model.md states): when the run fits a twin
 metric after training (training and validation twins, twin_metric "fit"), the latest epoch that
-did not collapse; otherwise with groups, the highest val_rank1; without groups (e.g. an imported survey with no known twins), the lowest val_mse
-among epochs whose adversary is at chance, and only while no epoch is at chance the lowest
-val_mse of all; without a validation set, the lowest training loss. A collapsed epoch never wins.
+did not collapse; otherwise with groups, the highest val_rank1; without groups (e.g. an imported
+survey with no known twins), the lowest val_mse among epochs whose adversary is at chance, and
+only while no epoch is at chance the lowest val_mse of all; without a validation set, the lowest training loss. A collapsed epoch never wins.
 Each evaluation also keeps every star's own reconstruction MSE (``star_mse``): the distribution
 saved beside the best model for the out-of-distribution flags (twinviz.evaluation.ood).
 """
