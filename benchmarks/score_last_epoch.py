@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     baselines = {c.name: json.loads((c / "val_baselines.json").read_text()) for c in cells
                  if (c / "val_baselines.json").exists()}
     rows = [{"cell": c, "variant": r.rsplit("-seed", 1)[0], "seed": int(r.rsplit("-seed", 1)[1]),
-             "val": {"metric": rec["last"]}} for (c, r), rec in done.items() if c in baselines]
+             "val": {"metric": rec["last"]}} for (c, r), rec in done.items()
+            if c in baselines and r.rsplit("-seed", 1)[0] in args.variants]
     for t in summarise(rows, baselines):
         print(f"\n{t['variant']}, last epoch: geo-mean ratio {t['gmean_ratio']:.2f}, min ratio "
               f"{t['min_ratio']:.2f} ({t['seeds']} seeds in every cell)")
