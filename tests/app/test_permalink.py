@@ -70,3 +70,29 @@ def test_slider_steps_reach_the_url_once_they_rest(state):
     labels.stop()
     state.logg = state.logg + 0.1
     assert not loop.pending
+
+
+@pytest.mark.parametrize("bad", ["rank=bogus", "k=-3", "k=many", "map=nowhere"])
+def test_a_bad_value_in_the_url_drops_only_itself(state, bad):
+    """A hand-edited or stale permalink: the good parameters still apply, the bad one keeps the
+    state's own value (Panel's sync stopped at the bad value and lost the ones after it)."""
+    from twinviz.app.layout import URL_PARAMETERS
+    from twinviz.app.permalink import sync_query
+
+    before = {name: getattr(state, name) for name in URL_PARAMETERS}
+    location = Location(search=f"?star=5&{bad}&twin=6")
+    sync_query(location, state, {k: v for k, v in URL_PARAMETERS.items() if k not in ("teff", "logg")})
+    assert state.star == 5 and state.twin == 6
+    bad_name = {v: k for k, v in URL_PARAMETERS.items()}[bad.split("=")[0]]
+    assert getattr(state, bad_name) == before[bad_name]
+
+
+def test_a_permalinks_twin_is_kept_with_its_star(state):
+    from twinviz.app.layout import URL_PARAMETERS
+    from twinviz.app.permalink import sync_query
+
+    sync_query(Location(search="?star=5&twin=6"), state, {k: v for k, v in URL_PARAMETERS.items()
+                                                         if k not in ("teff", "logg")})
+    assert (state.star, state.twin) == (5, 6)
+    state.star = 7  # choosing another star afterwards compares it with its own twin again
+    assert state.twin == -1

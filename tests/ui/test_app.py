@@ -210,14 +210,15 @@ def test_colouring_by_recovered_cluster_lists_its_members_and_a_click_selects_on
 
 
 def test_a_permalink_reopens_the_same_view(page, served, console_errors, no_server_errors, artifacts):
-    _open(page, served.url + "?star=17&teff=4500.0&logg=2.0&tab=0")
+    # a stale or hand-edited value (rank=bogus) drops only itself; the twin comes back with its star
+    _open(page, served.url + "?rank=bogus&star=17&teff=4500.0&logg=2.0&tab=0&twin=20")
     star_input = page.locator("input[placeholder='a star id, then Enter']")
     assert star_input.input_value() == "1017"
     _, teff_title = _slider_handle(page, "Teff (K)")
     _, logg_title = _slider_handle(page, "logg (dex)")
     assert teff_title.inner_text().endswith("4500") and logg_title.inner_text().endswith("2.00")
     q = _query(page)
-    assert q["star"] == "17" and float(q["teff"]) == 4500.0
+    assert q["star"] == "17" and float(q["teff"]) == 4500.0 and q["twin"] == "20"
     page.screenshot(path=artifacts / "app_permalink.png", full_page=True)
 
 

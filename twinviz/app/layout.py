@@ -23,7 +23,7 @@ from twinviz.app.controls import StarPicker, source_pane
 from twinviz.app.cluster_members import ClusterMembers
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
-from twinviz.app.permalink import LABEL_FORMATS, LabelsInUrl
+from twinviz.app.permalink import LABEL_FORMATS, LabelsInUrl, sync_query
 from twinviz.app.state import AppData, AppDataError, ExplorerState
 from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
@@ -171,11 +171,11 @@ class Explorer(pn.viewable.Viewer):
         # the visitor waits on.
         location._busy__ignore = list(location.param)
         # Teff/logg reach the URL once the sliders rest (app/permalink.py), not every step.
-        location.sync(self.state, {k: v for k, v in URL_PARAMETERS.items() if k not in LABEL_FORMATS})
+        sync_query(location, self.state, {k: v for k, v in URL_PARAMETERS.items() if k not in LABEL_FORMATS})
         doc = current_document()
         self._url_labels = LabelsInUrl(location, self.state, doc if served(doc) else None)
         if not self._url_synced:
-            location.sync(self.tabs, {"active": "tab"})
+            sync_query(location, self.tabs, {"active": "tab"})
         self._url_synced = True
 
     def open_model(self, run=None, model_dir=None, data_path=None, done: Future | None = None):

@@ -12,11 +12,30 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LabelsInUrl", "LABEL_FORMATS"]
+__all__ = ["LabelsInUrl", "LABEL_FORMATS", "sync_query"]
 
 #: ExplorerState parameter → (URL query name, format): the sliders' own resolution (10 K,
 #: 0.01 dex) with a digit to spare, not the float32 noise of the model's label scaling.
 LABEL_FORMATS = {"teff": ("teff", "{:.1f}"), "logg": ("logg", "{:.3f}")}
+
+
+def sync_query(location, target, parameters: dict) -> None:
+    """``location.sync(target, parameters)``, but a bad value in the URL drops only itself.
+
+    Panel applies a page's query to the synced object in one update, and a value the object
+    refuses (``?rank=bogus``, ``?k=-3``, a star id not in the data) stops that update where it
+    stands — the good parameters after it in a hand-edited or stale permalink were lost. Here
+    each value is then tried on its own; the ones refused keep the object's own value.
+    """
+
+    def apply_each(mapped: dict) -> None:
+        for name, value in mapped.items():
+            try:
+                target.param.update(**{name: value})
+            except Exception:  # noqa: BLE001 - any refusal: keep the current value
+                continue
+
+    location.sync(target, parameters, on_error=apply_each)
 
 
 class LabelsInUrl:

@@ -347,7 +347,8 @@ class ExplorerState(param.Parameterized):
                                          "(−1: its true twin when known, else its nearest neighbour)")
     k = param.Integer(default=10, bounds=(1, 200), doc="number of neighbours listed")
     colour_by = param.String(default="Teff", doc="label colouring the latent map")
-    projection = param.String(default="pca", doc="2-D map shown: umap or pca")
+    projection = param.Selector(default="pca", objects=["pca", "umap"],
+                                doc="2-D map shown: one of the data's projections (umap, pca)")
     rank_by = param.Selector(default=RANK_LATENT, objects=[RANK_LATENT, RANK_PIXEL],
                              doc="how the twin table ranks: the fader's latent z, or the pixel finder "
                                  "(when the app has one; otherwise latent z)")
@@ -356,6 +357,9 @@ class ExplorerState(param.Parameterized):
         self.data = data
         params.setdefault("projection", "umap" if "umap" in data.projections else next(iter(data.projections)))
         super().__init__(**params)
+        self.param.projection.objects = list(data.projections)  # what a permalink may ask for
+        if self.projection not in data.projections:
+            self.projection = next(iter(data.projections))
         self.param.star.bounds = (0, data.n_stars - 1)
         self.param.teff.bounds = data.teff_range
         self.param.logg.bounds = data.logg_range
@@ -363,7 +367,8 @@ class ExplorerState(param.Parameterized):
             self._reset_sliders()
         # One watcher for the three, so a batched update (the URL restoring star, teff and logg
         # together) keeps the URL's slider values instead of resetting them to the star's.
-        self.param.watch(self._on_selection, ["star", "teff", "logg"])
+        # "twin" is watched too, so that a permalink's twin, set with its star, is kept.
+        self.param.watch(self._on_selection, ["star", "teff", "logg", "twin"])
         self.param.watch(self._on_ranking, ["rank_by"])
 
     def _reset_sliders(self):
@@ -377,7 +382,8 @@ class ExplorerState(param.Parameterized):
         if "star" in names:
             if not names & {"teff", "logg"}:
                 self._reset_sliders()
-            self.twin = -1
+            if "twin" not in names:
+                self.twin = -1
 
     def _on_ranking(self, event):
         self.twin = -1  # compare with the first twin of the new ranking
