@@ -39,7 +39,9 @@ class TrainConfig(Architecture):
       adversary_weight: λ; adversary_ramp_steps: λ grows linearly from 0 over this many AE
       steps (0: constant λ from the start); adversary_steps: adversary updates per AE update;
       flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md);
-      twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off".
+      twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off";
+      twin_weight: μ of the twin term (twinviz/training/twin_term.py; 0 = the paper's objective),
+      twin_temperature: its softmax temperature.
     Optimisation
       epochs, batch_size (global, split over DDP ranks), lr (AE, Adam), adversary_lr (Adam),
       lr_schedule ("cosine": decays the AE rate to lr_min_factor·lr; "constant"),
@@ -80,6 +82,12 @@ class TrainConfig(Architecture):
                               "twins; the interaction degree and the number of axes kept are chosen on "
                               "--val) when both data have groups; off: rank on raw z",
                               choices=("fit", "off"), group="objective", resumable=True)
+    twin_weight: float = option(0.0, help="μ, weight of a twin term that pulls the training twins' z "
+                                "together (batches of whole twin pairs; needs groups in --data; 0: off, "
+                                "the paper's objective; experimental, docs/model.md)", at_least=0,
+                                limits=(0.0, 100.0), group="objective")
+    twin_temperature: float = option(0.1, help="temperature of the twin term's softmax over the batch",
+                                     above=0, limits=(1e-4, 100.0), group="objective")
     # optimisation
     epochs: int = option(60, help="passes over the training data", at_least=1, limits=(1, 10_000),
                          form="main", group="optimisation", resumable=True)

@@ -11,7 +11,9 @@ weigh 1 and a pixel with σ = σ₀ weighs ½.
 Order: an epoch's order depends only on (seed, epoch), so a resumed run sees exactly the
 batches an uninterrupted one would. With DDP over W ranks, each global batch of B stars is
 split into W interleaved slices of B/W (the DistributedSampler scheme at batch level): the
-averaged gradients equal those of one process on the same B stars.
+averaged gradients equal those of one process on the same B stars. With the twin term
+(config.twin_weight > 0, in-memory data only) a batch is B/2 whole twin pairs, rows 2i and 2i+1
+twins, split over the ranks by pairs.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ class ArraySource:
     """Training data held in memory (numpy)."""
 
     def __init__(self, ds: xr.Dataset, batch_size: int, *, rank: int = 0, world: int = 1,
-                 seed: int = 0, floor: float = 0.005):
+                 seed: int = 0, floor: float = 0.005, pairs: np.ndarray | None = None):
         self.flux = np.ascontiguousarray(ds["flux"].values, dtype=np.float32)
         self.teff = ds["teff"].values.astype(np.float32)
         self.logg = ds["logg"].values.astype(np.float32)
@@ -71,6 +73,13 @@ class ArraySource:
         self.rank, self.world, self.seed = rank, world, seed
         self.steps_per_epoch = n // self.global_batch  # the last partial batch is dropped
         self.coef = self.resid = None
+        self.pairs = pairs  # [n_pairs, 2] twins: batches of whole pairs (the twin term)
+        if pairs is not None:
+            self.pairs_per_batch = self.global_batch // 2 // world * world
+            if self.pairs_per_batch < world or len(pairs) < self.pairs_per_batch:
+                raise ValueError(f"{len(pairs)} twin pairs cannot fill batches of {self.global_batch} "
+                                 f"stars on {world} rank(s)")
+            self.steps_per_epoch = len(pairs) // self.pairs_per_batch
 
     @torch.no_grad()
     def project(self, model, chunk: int = 2048) -> bool:
@@ -103,6 +112,11 @@ class ArraySource:
 
     def batches(self, epoch: int, skip: int = 0):
         """Yield this rank's batches of ``epoch``, skipping the first ``skip`` (for resume)."""
+        if self.pairs is not None:  # rows 2i and 2i+1 of every batch are twins
+            order, b = _epoch_rng(self.seed, epoch).permutation(len(self.pairs)), self.pairs_per_batch
+            for step in range(skip, self.steps_per_epoch):
+                yield self._take(self.pairs[order[step * b:(step + 1) * b][self.rank::self.world]].reshape(-1))
+            return
         order = _epoch_rng(self.seed, epoch).permutation(len(self.teff))
         b = self.global_batch
         for step in range(skip, self.steps_per_epoch):
@@ -210,6 +224,8 @@ def _split(pending: list[dict], size: int):
 def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None):
     """Open the training file and pick in-memory or streamed reading (config.stream)."""
     from twinviz.spectra.dataset import load_spectra, open_spectra
+    from twinviz.training.config import TrainConfigError
+    from twinviz.training.twin_term import twin_pairs
 
     lazy = open_spectra(path, chunks={}, validate=False)
     n_star, n_pix = lazy["flux"].shape
@@ -218,11 +234,22 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     if logger:
         logger.info("training data %s: %d stars × %d px (%.2f GB), %s", path, n_star, n_pix,
                     gigabytes, "streamed in blocks" if stream else "in memory")
+    if stream and config.twin_weight:
+        raise TrainConfigError(f"{path}: flux: --twin-weight needs the training spectra in memory "
+                               f"({gigabytes:.1f} GB here) and streaming reads them in blocks. Fix: "
+                               "--stream never (with --memory-limit-gb above that size), or --twin-weight 0")
     if stream:
         from twinviz.spectra.dataset import validate
         validate(lazy, source=path, check_values=False)
         return StreamSource(lazy, config.batch_size, block=config.stream_block, rank=rank,
                             world=world, seed=config.seed, floor=config.flux_err_floor), lazy
     ds = load_spectra(path)
+    pairs = None
+    if config.twin_weight:
+        pairs = twin_pairs(ds["group"].values) if "group" in ds else np.empty((0, 2), np.int64)
+        if len(pairs) * 2 < config.batch_size:
+            raise TrainConfigError(f"{path}: group: --twin-weight needs training twins (stars sharing a "
+                                   f"`group` id) to fill batches of {config.batch_size}; this file has "
+                                   f"{len(pairs)} pair(s). Fix: --twin-weight 0, or training data with groups")
     return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
-                       floor=config.flux_err_floor), ds
+                       floor=config.flux_err_floor, pairs=pairs), ds

@@ -4,7 +4,7 @@ Per step, on a batch (x, u) with discretised labels u_n (docs/science.md, Method
 
   z = E(x, u), x̂ = D(z, u)                                  one encoder/decoder pass
   adversary_steps ×:  L_A = CE(A(z.detach()), u_n)            update A only
-  L_AE = MSE_w(x̂, x) − λ(step) · CE(A(z), u_n)               update E and D only
+  L_AE = MSE_w(x̂, x) − λ(step) · CE(A(z), u_n) [+ μ · T(z)]   update E and D only (T: twin_term.py)
 
 λ(step) ramps linearly from 0 to ``adversary_weight`` over ``adversary_ramp_steps``; λ = 0 is
 the paper's baseline and runs through the same code (the adversary is still trained and
@@ -33,6 +33,7 @@ from torch import nn
 from twinviz.evaluation.ood import write_validation_stats
 from twinviz.model import FaderNetwork
 from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
+from twinviz.spectra.dataset import open_spectra
 
 from twinviz.training import runfiles
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
@@ -41,6 +42,7 @@ from twinviz.training.data import make_source
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
 from twinviz.training.twin_metric_fit import has_twins
+from twinviz.training.twin_term import twin_loss
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
@@ -156,7 +158,7 @@ class Trainer:
         # A resumed model keeps its own grid; the data handed to it must match.
         self.model.check_grid(train_ds)
         if config.val and self.is_main:
-            self.model.check_grid(self.val_wavelength(config.val))
+            self.model.check_grid(open_spectra(config.val, chunks={}, validate=False)["wavelength"].values)
 
         if hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
@@ -186,12 +188,6 @@ class Trainer:
                          if self.device.type == "cuda" else None)
         self.stop = _StopFlag()
         self._resumed = resume
-
-    @staticmethod
-    def val_wavelength(path):
-        from twinviz.spectra.dataset import open_spectra
-
-        return open_spectra(path, chunks={}, validate=False)["wavelength"].values
 
     # --- schedules -------------------------------------------------------------------------
     def lambda_at(self, step: int) -> float:
@@ -256,7 +252,8 @@ class Trainer:
                 recon = sq.mean()
             else:
                 recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
-            loss = recon - lam * adv_ce
+            twin = twin_loss(z.float(), c.twin_temperature) if c.twin_weight else None  # pair batches
+            loss = recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
@@ -269,7 +266,7 @@ class Trainer:
                 p.requires_grad_(True)
         acc = float(m.adversary_correct(logits.detach().float(), bins).float().mean())
         return {"recon": float(recon.detach()), "adv_loss": float(loss_a.detach()), "adv_ce": float(adv_ce.detach()),
-                "adv_acc": acc, "lambda": lam}
+                "adv_acc": acc, "lambda": lam, **({} if twin is None else {"twin": float(twin.detach())})}
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> Path:

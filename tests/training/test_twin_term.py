@@ -1,0 +1,78 @@
+"""The twin term: pair batches, the loss itself, a run that uses it, and clear refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from twinviz.training import TrainConfig, train
+from twinviz.training.config import TrainConfigError
+from twinviz.training.data import ArraySource
+from twinviz.training.twin_term import twin_loss, twin_pairs
+from twinviz.testing import toy_dataset, write_toy
+
+SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,
+             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1)
+
+
+def test_pairs_are_consecutive_members_of_each_group():
+    pairs = twin_pairs([7, 3, 7, 3, 9, 5, 5, 5, -1, -1])
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 2), (1, 3), (5, 6)]  # 5's third star and 9 left out
+    assert twin_pairs([1, 2, 3]).shape == (0, 2)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_pair_batches_hold_whole_pairs_each_once_per_epoch(world):
+    ds = toy_dataset(n_groups=100)
+    pairs = twin_pairs(ds["group"].values)
+    group = ds["group"].values
+    seen = []
+    for rank in range(world):
+        source = ArraySource(ds, 32, rank=rank, world=world, seed=3, pairs=pairs)
+        assert source.steps_per_epoch == 100 // 16
+        for batch in source.batches(epoch=0):
+            teff = batch["teff"].numpy()
+            rows = [int(np.flatnonzero(ds["teff"].values == t)[0]) for t in teff]
+            assert len(rows) == 32 // world
+            assert all(group[a] == group[b] for a, b in zip(rows[0::2], rows[1::2]))
+            seen += [group[a] for a in rows[0::2]]
+    assert len(seen) == len(set(seen))  # no pair twice in an epoch, across ranks
+
+
+def test_the_loss_is_low_when_twins_share_z_and_high_when_they_do_not():
+    torch.manual_seed(0)
+    centres = torch.randn(32, 8)
+    twins = torch.repeat_interleave(centres, 2, dim=0) + 0.01 * torch.randn(64, 8)
+    strangers = torch.randn(64, 8)
+    assert twin_loss(twins, 0.1) < 0.05 < np.log(32) * 0.5 < twin_loss(strangers, 0.1)
+
+
+def test_a_run_with_the_twin_term_logs_it_and_pulls_twins_together(tmp_path):
+    data = write_toy(tmp_path / "train.nc", 300, seed=0)
+    val = write_toy(tmp_path / "val.nc", 100, seed=1)
+    out = {}
+    for weight in (0.0, 1.0):
+        run = tmp_path / f"run{weight}"
+        train(TrainConfig(data=str(data), val=str(val), out=str(run), epochs=4, twin_weight=weight, **SMALL))
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        steps = [r for r in records if r["kind"] == "step"]
+        assert all(("twin" in r) == bool(weight) for r in steps)
+        epochs = [r for r in records if r["kind"] == "epoch"]
+        out[weight] = epochs[-1]["val_rank1"]
+        if weight:
+            assert steps[-1]["twin"] < steps[0]["twin"]
+    assert out[1.0] >= out[0.0]  # the twin term does not make the raw-z twin search worse here
+
+
+def test_without_groups_or_when_streamed_it_refuses_with_the_fix(tmp_path):
+    ds = toy_dataset(n_groups=100).drop_vars("group")
+    from twinviz.spectra.dataset import save_spectra
+
+    save_spectra(ds, tmp_path / "nogroups.nc")
+    with pytest.raises(TrainConfigError, match=r"nogroups\.nc: group: --twin-weight needs training twins.*Fix"):
+        train(TrainConfig(data=str(tmp_path / "nogroups.nc"), out=str(tmp_path / "r1"), twin_weight=0.1, **SMALL))
+    data = write_toy(tmp_path / "train.nc", 100, seed=0)
+    with pytest.raises(TrainConfigError, match=r"train\.nc: flux: --twin-weight needs the training spectra in memory"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_weight=0.1, stream="always", **SMALL))
