@@ -43,12 +43,15 @@ def varying_labels(train, test):
 
 
 def label_terms(ds, centre=None):
-    """[N, 6]: 1, t, g, t², tg, g² of the standardised Teff/logg (the training split's scaling)."""
-    t, g = ds["teff"].values.astype(np.float64), ds["logg"].values.astype(np.float64)
+    """[N, 6]: the degree-2 monomials of the standardised Teff/logg (the training split's
+    scaling, ``centre`` = (mean, std)), as the polynomial baselines use them."""
+    from twinviz.evaluation.baselines import polynomial_design
+    from twinviz.twins.metric import label_standardisation
+
+    teff, logg = ds["teff"].values, ds["logg"].values
     if centre is None:
-        centre = (t.mean(), t.std(), g.mean(), g.std())
-    t, g = (t - centre[0]) / centre[1], (g - centre[2]) / centre[3]
-    return np.stack([np.ones_like(t), t, g, t * t, t * g, g * g], axis=1), centre
+        centre = label_standardisation(teff, logg)
+    return polynomial_design(teff, logg, 2, *centre), centre
 
 
 def with_terms(x, terms):
@@ -77,19 +80,13 @@ def ridge_predict(xtr, ytr, xte, strengths=(1e-6, 1e-4, 1e-2, 1.0, 100.0)):
 
 
 def twin_rank(features, groups):
-    """(rank 1, within 1 %) of each star's twin under L2 on ``features``; ties count against."""
-    from scipy.spatial.distance import cdist
+    """(rank 1, within 1 %) of each star's twin under L2 on ``features`` (the twin search's own
+    ranks: ties count against the star)."""
+    from twinviz.twins.index import TwinIndex
 
-    n = len(features)
-    d = cdist(features, features)
-    np.fill_diagonal(d, np.inf)
-    order = np.argsort(groups, kind="stable")
-    mate = np.empty(n, dtype=np.int64)
-    mate[order[0::2]], mate[order[1::2]] = order[1::2], order[0::2]
-    to_twin = d[np.arange(n), mate]
-    d[np.arange(n), mate] = np.inf
-    rank = 1 + (d <= to_twin[:, None]).sum(1)
-    return float((rank == 1).mean()), float((rank <= max(1, n // 100)).mean())
+    rank = TwinIndex(features, metric="l2").twin_ranks(groups)
+    rank = rank[rank > 0]
+    return float((rank == 1).mean()), float((rank <= max(1, len(groups) // 100)).mean())
 
 
 def encoded(model_dir, ds):

@@ -10,7 +10,8 @@ import torch
 from twinviz.training import TrainConfig, train
 from twinviz.training.config import TrainConfigError
 from twinviz.training.data import ArraySource
-from twinviz.training.twin_term import twin_loss, twin_pairs
+from twinviz.training.twin_term import twin_loss
+from twinviz.twins.groups import twin_pairs
 from twinviz.testing import toy_dataset, write_toy
 
 SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,

@@ -225,7 +225,7 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     """Open the training file and pick in-memory or streamed reading (config.stream)."""
     from twinviz.spectra.dataset import load_spectra, open_spectra
     from twinviz.training.config import TrainConfigError
-    from twinviz.training.twin_term import twin_pairs
+    from twinviz.twins.groups import twin_pairs
 
     lazy = open_spectra(path, chunks={}, validate=False)
     n_star, n_pix = lazy["flux"].shape
@@ -246,7 +246,7 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     ds = load_spectra(path)
     pairs = None
     if config.twin_weight:
-        pairs = twin_pairs(ds["group"].values) if "group" in ds else np.empty((0, 2), np.int64)
+        pairs = twin_pairs(ds["group"].values)  # load_spectra gives every file a group (−1: none)
         if len(pairs) * 2 < config.batch_size:
             raise TrainConfigError(f"{path}: group: --twin-weight needs training twins (stars sharing a "
                                    f"`group` id) to fill batches of {config.batch_size}; this file has "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["group_twin_pairs", "has_twins", "swap_partners"]
+__all__ = ["group_twin_pairs", "has_twins", "swap_partners", "twin_pairs"]
 
 
 class GroupsError(ValueError):
@@ -40,6 +40,21 @@ def group_twin_pairs(groups) -> tuple[np.ndarray, np.ndarray]:
     i = np.concatenate(left).astype(np.int64)
     j = np.concatenate(right).astype(np.int64)
     return np.concatenate([i, j]), np.concatenate([j, i])
+
+
+def twin_pairs(groups) -> np.ndarray:
+    """[n_pairs, 2] disjoint pairs of twins: consecutive members of each group in dataset order
+    (a group of three gives one pair and leaves its third star out; group −1 and groups of one
+    give none). The pair batches of the training's twin term are made of these."""
+    groups = np.asarray(groups)
+    order = np.argsort(groups, kind="stable")
+    order = order[groups[order] >= 0]
+    g = groups[order]
+    pos = np.arange(g.size)
+    start = np.maximum.accumulate(np.where(np.r_[True, g[1:] != g[:-1]], pos, 0))
+    has_next = np.r_[g[1:] == g[:-1], False]
+    firsts = np.flatnonzero(((pos - start) % 2 == 0) & has_next)
+    return np.stack([order[firsts], order[firsts + 1]], axis=1).astype(np.int64)
 
 
 def swap_partners(groups) -> np.ndarray:
