@@ -83,10 +83,10 @@ def twin_rank(features, groups):
     """(rank 1, within 1 %) of each star's twin under L2 on ``features`` (the twin search's own
     ranks: ties count against the star)."""
     from twinviz.twins.index import TwinIndex
+    from twinviz.twins.ranks import rank_fractions
 
-    rank = TwinIndex(features, metric="l2").twin_ranks(groups)
-    rank = rank[rank > 0]
-    return float((rank == 1).mean()), float((rank <= max(1, len(groups) // 100)).mean())
+    fractions = rank_fractions(TwinIndex(features, metric="l2").twin_ranks(groups), len(groups))
+    return fractions.rank1, fractions.within_1
 
 
 def encoded(model_dir, ds):
