@@ -181,7 +181,7 @@ def _twin_metric_of(out: Path, data: dict, settings: dict | None, device: str) -
     """Runs trained before training learned the twin metric get it now, as training would have
     (fitted on the training split, its size chosen on validation); recorded so it happens once."""
     from twinviz.atomic import write_text_atomic
-    from twinviz.training.twin_metric_fit import fit_model_twin_metric
+    from twinviz.bundle.fit import fit_model_twin_metric
 
     marker = out / "twin_metric_fit.json"
     if (settings or {}).get("twin_metric") == "off":

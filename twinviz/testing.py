@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 __all__ = ["SAMPLE_ELEMENTS", "SampleSynthesizer", "TINY_TRAINING", "make_pixel_sample", "make_sample", "survey_sample",
            "synthetic_latents", "toy_arrays", "toy_dataset", "untrained_model", "visit", "wait_for", "write_toy"]
@@ -215,7 +215,7 @@ def make_pixel_sample(directory, n_stars: int = 120, seed: int = 70) -> tuple[Pa
     app's second ranking, in seconds."""
     from twinviz.spectra.dataset import save_spectra
     from twinviz.spectra.simulation import simulate
-    from twinviz.twins.pixel_finder import fit_pixel_finder
+    from twinviz.evaluation.pixel_finder import fit_pixel_finder
 
     directory = Path(directory)
     ds = simulate(n_stars, seed=seed, chemistry="low-d")

@@ -1,6 +1,6 @@
 """The app's second ranking: a pixel twin finder (`--pixel-finder DIR`) in the Twins tab, the
 compared twin, the swap explorer and the map's twin markers — on real netCDF files and a finder
-folder written by twinviz.twins.pixel_finder."""
+folder written by twinviz.evaluation.pixel_finder."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +15,7 @@ from twinviz.app.twin_table import TwinTable, neighbour_table
 from twinviz.spectra.dataset import load_spectra
 from twinviz.testing import make_pixel_sample
 from twinviz.twins.index import TwinIndex
-from twinviz.twins.pixel_finder import PixelTwinFinder, load_pixel_finder
+from twinviz.evaluation.pixel_finder import PixelTwinFinder, load_pixel_finder
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from twinviz.app.training import TrainingTab
 from twinviz.runs.manager import RunManager
 from twinviz.spectra.dataset import save_spectra
 from twinviz.testing import toy_dataset, visit, wait_for
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from twinviz.app.loading import build_app_data
 from twinviz.app.state import ExplorerState
 from twinviz.app.swap import SwapExplorer
 from twinviz.app.twin_table import TwinTable, neighbour_table
-from twinviz.evaluation.ood import write_validation_stats
+from twinviz.latents.ood import write_validation_stats
 from twinviz.spectra.dataset import save_spectra
 from twinviz.testing import survey_sample
 

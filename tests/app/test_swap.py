@@ -6,7 +6,7 @@ from twinviz.testing import SAMPLE_ELEMENTS, SampleSynthesizer
 from twinviz.app.state import ExplorerState
 from twinviz.app.loading import load_app_data
 from twinviz.app.swap import SwapExplorer
-from twinviz.evaluation.errors import flux_mse
+from twinviz.latents.errors import flux_mse
 
 
 def _curve(view, source, column):

@@ -63,7 +63,7 @@ def _calibrated_copy(sample_paths, tmp_path, tamper=False):
     import shutil
 
     from twinviz.latents import load_latents
-    from twinviz.training import runfiles
+    from twinviz import files as runfiles
     from twinviz.twins.confidence import fit_calibration, save_calibration, weights_sha256
 
     model_dir, data, latents = sample_paths
@@ -97,7 +97,7 @@ def test_a_calibrated_model_adds_p_twin_per_row(sample_paths, tmp_path):
 def test_p_twin_is_na_where_the_star_or_its_neighbour_is_out_of_distribution(sample_paths, tmp_path):
     from twinviz.app.loading import load_app_data
     from twinviz.app.twin_table import neighbour_table
-    from twinviz.evaluation.ood import OODCriteria
+    from twinviz.latents.ood import OODCriteria
 
     data = load_app_data(*_calibrated_copy(sample_paths, tmp_path))
     star = 0

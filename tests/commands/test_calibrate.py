@@ -5,7 +5,7 @@ import json
 
 
 from tests.commands.conftest import run_twinviz
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 
 def test_twins_without_calibration_says_so_then_calibrate_adds_the_column(sample, tmp_path):
@@ -82,7 +82,7 @@ def test_p_twin_is_not_applicable_to_an_out_of_distribution_star(sample, tmp_pat
     with labels inside the calibration's range."""
     import shutil
 
-    from twinviz.evaluation.ood import measure_validation_stats
+    from twinviz.training.validation import measure_validation_stats
     from twinviz.spectra.dataset import load_spectra, save_spectra
 
     model, data, _ = sample

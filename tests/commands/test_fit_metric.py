@@ -6,7 +6,8 @@ import shutil
 
 
 from tests.commands.conftest import run_twinviz
-from twinviz.training import runfiles
+from twinviz import files as runfiles
+from twinviz.testing import make_sample
 from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE
 
 
@@ -14,7 +15,10 @@ def test_fit_metric_stores_a_choice_and_drops_a_stale_calibration(sample, tmp_pa
     model, data, _ = sample
     model = shutil.copytree(model, tmp_path / "model")
     (model / runfiles.MODEL_CALIBRATION).write_text("{}")  # fitted on the old distances
-    result = run_twinviz("fit-metric", "--model", model, "--data", data, "--val", data)
+    same = run_twinviz("fit-metric", "--model", model, "--data", data, "--val", data)
+    assert same.returncode == 2 and "the same data as --data" in same.stderr and "Fix:" in same.stderr
+    _, val, _ = make_sample(tmp_path / "val", n_pairs=40, seed=1)  # other stars: a real validation split
+    result = run_twinviz("fit-metric", "--model", model, "--data", data, "--val", val)
     assert result.returncode == 0, result.stderr
     assert "twin metric:" in result.stdout  # the choice, with the validation rank 1 it rests on
     assert not (model / runfiles.MODEL_CALIBRATION).exists()
@@ -23,7 +27,8 @@ def test_fit_metric_stores_a_choice_and_drops_a_stale_calibration(sample, tmp_pa
     assert (model / METRIC_FILE).exists() is not kept_raw
     if not kept_raw:
         info = json.loads((model / METRIC_CONFIG).read_text())
-        assert info["fitted_on"] == str(data) and info["dims"] >= 1
+        assert info["fitted_on"]["path"] == str(data) and info["chosen_on"]["path"] == str(val) and info["dims"] >= 1
+        assert info["weights_sha256"] == json.loads((model / runfiles.MODEL_CONFIG).read_text())["weights_sha256"]
 
 
 def test_fit_metric_without_twins_says_what_is_missing(sample, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from astropy.io import fits  # the optional extra twinviz[fits]; the test extra installs it
 
-from twinviz.evaluation.ood import RECON_FACTOR, OODCriteria, read_validation_stats
+from twinviz.latents.ood import RECON_FACTOR, OODCriteria, read_validation_stats
 from twinviz.latents import load_latents
 from twinviz.model import FaderNetwork
 from twinviz.spectra.dataset import load_spectra

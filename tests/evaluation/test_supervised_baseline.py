@@ -27,7 +27,7 @@ def test_it_learns_on_training_twins_chooses_on_validation_and_wins_on_held_out_
     train, val, test = splits
     fitted = fit_polynomial_pca_metric(train, val, poly_degrees=(2,), n_components=32)
     info = fitted.info
-    assert info["chosen_on"] == "validation split" and info["poly_degree"] == 2 and info["n_components"] == 32
+    assert info["chosen_on"]["n_star"] == val.sizes["star"] and info["poly_degree"] == 2 and info["n_components"] == 32
     assert set(info["validation"]) == {"2"}
     groups = test["group"].values
     supervised = rank1(fitted.vectors(test), groups)
@@ -57,7 +57,7 @@ def test_cli_adds_it_beside_the_fader_row_and_refuses_the_evaluated_file(tmp_pat
     assert cli(base + ["--baseline-train", str(train)]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [m["key"] for m in report["methods"]] == ["fader", "polynomial_pca", "polynomial_pca_metric"]
-    assert report["settings"]["polynomial_pca_metric"]["fitted_on"].endswith("train/sample.nc")
+    assert report["settings"]["polynomial_pca_metric"]["fitted_on"]["path"].endswith("train/sample.nc")
 
     assert cli(base + ["--baseline-train", str(data)]) != 0
     err = capsys.readouterr().err

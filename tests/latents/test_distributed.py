@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 
 from twinviz.cli import main as cli
-from twinviz.evaluation.ood import star_recon_mse
+from twinviz.latents.ood import star_recon_mse
 from twinviz.latents import encode_dataset
 from twinviz.latents.distributed import cluster_client, encode_on_cluster
 from twinviz.model import FaderNetwork

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from twinviz.runs import MetricsFollower, Run, RunError, RunManager, devices, log_tail, resolve_devices
-from twinviz.runs.devices import DeviceError
+from twinviz.devices import DeviceError
 from twinviz.spectra.dataset import save_spectra
 from twinviz.testing import TINY_TRAINING, toy_dataset, wait_for
 

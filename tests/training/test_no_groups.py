@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twinviz.evaluation.ood import read_validation_stats
+from twinviz.latents.ood import read_validation_stats
 from twinviz.spectra.dataset import save_spectra
 from twinviz.testing import survey_sample
 from twinviz.training import TrainConfig, train

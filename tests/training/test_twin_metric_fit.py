@@ -13,6 +13,9 @@ from twinviz.model import FaderNetwork, ModelError
 from twinviz.spectra.dataset import load_spectra
 from twinviz.testing import write_toy
 from twinviz.training import TrainConfig, train
+from twinviz.bundle import BundleError, ModelBundle
+from twinviz.evaluation.registry import InSampleError
+from twinviz.spectra.fingerprint import describe_data
 from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE, fit_twin_metric
 
 TINY = dict(epochs=2, batch_size=40, basis_dim=16, hidden=[32], latent_dim=6, adversary_hidden=[16],
@@ -33,7 +36,8 @@ def test_training_fits_the_metric_on_training_twins_and_chooses_it_on_validation
     model_dir = run / "model"
     if (model_dir / METRIC_CONFIG).exists():  # validation preferred a projection
         info = json.loads((model_dir / METRIC_CONFIG).read_text())
-        assert info["fitted_on"] == str(data) and info["chosen_on"] == str(val)
+        assert info["fitted_on"]["path"] == str(data) and info["chosen_on"]["path"] == str(val)
+        assert info["weights_sha256"] == ModelBundle.open(model_dir).weights_sha256
         chosen = str(info["dims"]) if info["degree"] == 0 else f"{info['dims']}/u{info['degree']}"
         assert info["validation"][chosen]["rank1"] > info["validation"]["raw"]["rank1"]
     else:  # raw z ranked the validation twins at least as well: said so, nothing stored
@@ -47,7 +51,7 @@ def test_a_failing_metric_fit_leaves_a_finished_run_that_ranks_on_raw_z(toy_file
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr("twinviz.training.twin_metric_fit.fit_model_twin_metric", broken)
+    monkeypatch.setattr("twinviz.bundle.fit.fit_model_twin_metric", broken)
     data, val = toy_files
     run = Path(train(TrainConfig(data=str(data), val=str(val), out=str(tmp_path / "run"), **TINY)))
     assert json.loads((run / "status.json").read_text())["state"] == "done"
@@ -60,37 +64,45 @@ def test_off_keeps_raw_z(toy_files, tmp_path):
     run = Path(train(TrainConfig(data=str(data), val=str(val), out=str(tmp_path / "run"), twin_metric="off",
                                  **TINY)))
     assert not (run / "model" / METRIC_FILE).exists()
-    assert FaderNetwork.from_pretrained(run / "model").twin_metric is None
+    assert ModelBundle.open(run / "model").metric is None
 
 
 def test_a_model_with_a_metric_ranks_on_it_and_the_report_keeps_the_raw_row(toy_files, tmp_path):
     data, val = toy_files
     run = Path(train(TrainConfig(data=str(data), val=str(val), out=str(tmp_path / "run"), twin_metric="off",
                                  **TINY)))
-    model = FaderNetwork.from_pretrained(run / "model")
+    bundle = ModelBundle.open(run / "model")
     ds = load_spectra(val)
-    z = encode_dataset(model, ds)["z"].values
-    model.twin_metric = fit_twin_metric(z, ds["group"].values).with_dims(3)
-    model.save_pretrained(run / "model")
+    z = encode_dataset(bundle.model, ds)["z"].values
+    metric = fit_twin_metric(z, ds["group"].values).with_dims(3)
+    metric.info.update(weights_sha256=bundle.weights_sha256, fitted_on=describe_data(ds, val))
+    metric.save(run / "model")
 
-    loaded = FaderNetwork.from_pretrained(run / "model")
-    assert loaded.twin_metric.dims == 3
-    latents = encode_dataset(loaded, ds)
+    loaded = ModelBundle.open(run / "model")
+    assert loaded.metric.dims == 3
+    latents = loaded.embed(ds, ood=False)
     assert latents["z_twin"].shape == (ds.sizes["star"], 3)
-    np.testing.assert_allclose(twin_vectors(latents), loaded.twin_metric.project(latents["z"].values))
-    report = evaluate(loaded, ds, baselines=())
+    np.testing.assert_allclose(twin_vectors(latents), loaded.metric.project(latents["z"].values))
+    # the metric was fitted on these very stars: refused, then scored only when marked in-sample
+    with pytest.raises(InSampleError, match="twin metric fit"):
+        evaluate(loaded, ds, baselines=())
+    report = evaluate(loaded, ds, baselines=(), allow_in_sample=True)
     keys = [m.key for m in report.methods]
     assert keys == ["fader", "fader_raw_z"]
+    assert "twin metric fit" in report["fader"].in_sample and "in-sample" in report["fader"].label and report["fader"].supervision.startswith(
+        "twin-supervised")
     ranked = {m.key: m.ranks for m in report.methods}
     assert not np.array_equal(ranked["fader"], ranked["fader_raw_z"])
 
-    # Weights saved again without a metric take the old metric files away with them.
-    loaded.twin_metric = None
-    loaded.save_pretrained(run / "model")
+    # Weights saved again take the old metric files away with them: they belong to other weights.
+    loaded.model.save_pretrained(run / "model")
     assert not (run / "model" / METRIC_FILE).exists() and not (run / "model" / METRIC_CONFIG).exists()
 
-    # A broken metric file stops the model from loading with the file and the fix named.
-    model.save_pretrained(run / "model")
+    # A metric of other weights, or a broken metric file, stops the bundle with the file and the fix named.
+    metric.info["weights_sha256"] = "0" * 64
+    metric.save(run / "model")
+    with pytest.raises(BundleError, match=r"twin_metric.json: weights_sha256.*other weights.*Fix"):
+        ModelBundle.open(run / "model")
     (run / "model" / METRIC_CONFIG).write_text("{not json")
     with pytest.raises(ModelError, match=r"twin metric: unreadable.*Fix"):
-        FaderNetwork.from_pretrained(run / "model")
+        ModelBundle.open(run / "model")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 from twinviz.twins.confidence import (CalibrationError, fit_calibration, load_calibration, save_calibration,
                                       weights_sha256)
 

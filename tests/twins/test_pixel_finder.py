@@ -1,4 +1,4 @@
-"""The pixel twin finder (twinviz/twins/pixel_finder.py): fitted on training twins, chosen on
+"""The pixel twin finder (twinviz/evaluation/pixel_finder.py): fitted on training twins, chosen on
 validation, saved as safetensors + JSON, and used from the command line on real netCDF files."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.commands.conftest import run_twinviz
 from twinviz.spectra.dataset import save_spectra
 from twinviz.spectra.simulation import simulate
 from twinviz.twins.index import TwinIndex
-from twinviz.twins.pixel_finder import (FINDER_CONFIG, PixelFinderError, fit_pixel_finder,
+from twinviz.evaluation.pixel_finder import (FINDER_CONFIG, PixelFinderError, fit_pixel_finder,
                                         load_pixel_finder)
 
 
@@ -45,7 +45,8 @@ def test_saved_finder_ranks_exactly_as_the_fitted_one_streaming_in_chunks(files,
         ["pixel_finder.json", "pixel_finder.safetensors", "twin_metric.json", "twin_metric.safetensors"])
     cfg = json.loads((folder / FINDER_CONFIG).read_text())
     assert cfg["format"] == "twinviz-pixel-finder" and cfg["grid_id"] == "apogee-aspcap-dr12" and cfg["n_pixels"] == 7214
-    assert cfg["chosen_on"] == "validation split" and cfg["n_components"] == 24
+    assert cfg["chosen_on"]["path"] == str(files["val"]) and cfg["n_components"] == 24
+    assert cfg["fitted_on"]["fingerprint"] and cfg["chosen_on"]["domain"] == "twinviz.synth"  # provenance
     loaded = load_pixel_finder(folder)
     test = open_spectra(files["test"], chunks={})  # lazily: the finder reads it step by step
     direct = finder.fitted.vectors(test.load())
@@ -141,7 +142,7 @@ def test_evaluate_scores_a_saved_finder_in_the_supervised_row(files, fitted, tmp
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert [m["key"] for m in report["methods"]] == ["fader", "polynomial_pca_metric"]
-    assert report["settings"]["polynomial_pca_metric"]["fitted_on"] == str(files["train"])
+    assert report["settings"]["polynomial_pca_metric"]["fitted_on"]["path"] == str(files["train"])
     row = next(m for m in report["methods"] if m["key"] == "polynomial_pca_metric")
     test = load_spectra(files["test"])
     assert row["rank1"] == pytest.approx(rank1(finder.vectors(test), test["group"].values))

@@ -8,7 +8,7 @@ from tests.ui.test_app import _open, _query, _tab
 from twinviz.spectra.dataset import load_spectra
 from twinviz.testing import make_pixel_sample, wait_for
 from twinviz.twins.index import TwinIndex
-from twinviz.twins.pixel_finder import load_pixel_finder
+from twinviz.evaluation.pixel_finder import load_pixel_finder
 
 pytestmark = pytest.mark.ui
 

@@ -9,7 +9,7 @@ import panel as pn
 import param
 
 from twinviz.app.state import AppDataError, ExplorerState
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 __all__ = ["StarPicker", "source_pane", "source_text"]
 

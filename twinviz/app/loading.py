@@ -16,7 +16,7 @@ import numpy as np
 from twinviz.app.session import keep_out_of_garbage_collection
 from twinviz.app.state import AppData, AppDataError
 from twinviz.latents.projection import add_projections, pca_projection
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,20 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only).
     With ``pixel_finder`` (a folder from ``twinviz fit-pixel-finder``) the stars are also placed
     in that finder's twin metric (cached likewise), so the twin table can rank by it."""
-    from twinviz.model import FaderNetwork, ModelError
+    from twinviz.bundle import ModelBundle
+    from twinviz.model import ModelError
     from twinviz.spectra.dataset import DatasetError
     from twinviz.spectra.grid import identify_grid
-    from twinviz.twins.confidence import CalibrationError, load_calibration
 
     model_dir, data_path = Path(model_dir), Path(data_path)
     if not model_dir.is_dir():
         raise AppDataError(f"--model {model_dir}: no such directory. Fix: point --model at a model "
                            "directory (one holding config.json and model.safetensors)")
     try:
-        model = FaderNetwork.from_pretrained(model_dir)
+        bundle = ModelBundle.open(model_dir)
     except ModelError as exc:
         raise AppDataError(f"--model: {exc}") from exc
+    model = bundle.model
     try:
         ds, rows = _open_data(data_path)
     except DatasetError as exc:
@@ -56,7 +57,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     except ModelError as exc:
         raise AppDataError(f"--model/--data: {exc}") from exc
 
-    latents = _latents_for(model, model_dir, ds, data_path, latents_path)
+    latents = _latents_for(bundle, ds, data_path, latents_path)
     n = ds.sizes["star"]
     grid = identify_grid(ds["wavelength"].values)
     fe_h = np.asarray(ds["fe_h"].values, dtype=np.float32) if "fe_h" in ds else None
@@ -70,7 +71,8 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         projections = {"pca": pca_projection(z)[0]}
     teff = np.asarray(ds["teff"].values, dtype=np.float32)
     logg = np.asarray(ds["logg"].values, dtype=np.float32)
-    criteria, recon = _ood_of(latents, model, model_dir, ds)
+    criteria, recon = _ood_of(latents, bundle, ds)
+    ranked, ranked_on = bundle.ranking(ds.attrs)
     data = AppData(
         model=model, model_dir=model_dir, data_path=data_path, latents_path=latents_path,
         wavelength=np.asarray(ds["wavelength"].values, dtype=np.float64), segments=tuple(grid.segments),
@@ -81,13 +83,16 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         mask=rows("mask", bool) if "mask" in ds else None,
         flux_err=rows("flux_err", np.float32) if "flux_err" in ds else None,
         recon_mse=recon, ood=criteria,
-        z_twin=None if model.twin_metric is None else model.twin_metric.project(z, teff, logg),
+        z_twin=bundle.metric.project(z, teff, logg) if ranked == "metric" else None,
     )
-    data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path)
-    try:  # a refused calibration hides the P(twin) column and says why; it never stops the app
-        data.calibration = load_calibration(model_dir)
-    except CalibrationError as exc:
-        data.calibration_note = f"P(twin): not shown: {exc}"
+    data.bundle, data.ranked_on = bundle, ranked_on
+    # the report of THIS bundle on these data: a second model never shows the first one's numbers
+    data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path,
+                                                                            bundle.fingerprint)
+    data.calibration = bundle.calibration
+    why = "" if data.calibration is None else data.calibration.refuses(bundle.distance_name(ranked), "l1")
+    if why:  # a calibration of another distance hides the P(twin) column and says why
+        data.calibration, data.calibration_note = None, f"P(twin): not shown: {why}"
     if z.shape[0] != n:
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")
@@ -115,14 +120,14 @@ def _open_data(data_path: Path):
     return ds, lambda name, dtype: StarRows(data_path, name, dtype=dtype)
 
 
-def _ood_of(latents, model, model_dir, ds):
+def _ood_of(latents, bundle, ds):
     """(criteria, recon MSE [N]) of the stars: as stored by `twinviz embed`, else computed now
     (one decoder pass over the stars)."""
-    from twinviz.evaluation.ood import add_ood, ood_from_latents
+    from twinviz.latents.ood import add_ood, ood_from_latents
 
     found = ood_from_latents(latents)
     if found is None or latents.sizes["star"] != ds.sizes["star"]:
-        found = ood_from_latents(add_ood(latents, model, ds, model_dir))
+        found = ood_from_latents(add_ood(latents, bundle.model, ds, criteria=bundle.ood_criteria))
     return found
 
 
@@ -142,9 +147,9 @@ def data_labels(teff, logg, group, fe_h=None, x_fe=None, elements=()) -> dict:
     return labels
 
 
-def cached_latents_path(data_path: Path, model_dir: Path) -> Path:
-    """``<data stem>.latents-<model hash>.nc`` beside the data when writable, else in the cache."""
-    return _cache_path(data_path, f"latents-{model_fingerprint(model_dir)}")
+def cached_latents_path(data_path: Path, bundle) -> Path:
+    """``<data stem>.latents-<bundle fingerprint>.nc`` beside the data when writable, else in the cache."""
+    return _cache_path(data_path, f"latents-{bundle.fingerprint}")
 
 
 def cached_pixel_path(data_path: Path, finder_dir: Path) -> Path:
@@ -167,9 +172,8 @@ def _cache_path(data_path: Path, kind: str) -> Path:
         return default_cache_dir() / name
 
 
-def _latents_for(model, model_dir, ds, data_path, latents_path):
-    from twinviz.evaluation.ood import add_ood
-    from twinviz.latents import encode_dataset, load_latents, save_latents
+def _latents_for(bundle, ds, data_path, latents_path):
+    from twinviz.latents import load_latents, save_latents
     from twinviz.spectra.dataset import DatasetError
 
     if latents_path is not None:
@@ -181,7 +185,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
             raise AppDataError(f"--latents {latents_path}: its stars are not the stars of {data_path}. "
                                "Fix: encode this dataset with this model (`twinviz embed`), or omit --latents")
         return lat
-    path = cached_latents_path(data_path, model_dir)
+    path = cached_latents_path(data_path, bundle)
     if path.exists():
         try:
             lat = load_latents(path)
@@ -190,7 +194,7 @@ def _latents_for(model, model_dir, ds, data_path, latents_path):
         except DatasetError:
             pass
     log.info("encoding %d stars of %s (first start; cached in %s)", ds.sizes["star"], data_path, path)
-    lat = add_ood(encode_dataset(model, ds), model, ds, model_dir)
+    lat = bundle.embed(ds)
     lat = add_projections(lat, ("pca", "umap") if ds.sizes["star"] <= 200_000 else ("pca",))
     try:
         save_latents(lat, path)
@@ -206,7 +210,7 @@ def _pixel_twins_for(finder_dir: Path, ds, data_path: Path):
 
     from twinviz.atomic import write_dataset_atomic
     from twinviz.spectra.dataset import DatasetError
-    from twinviz.twins.pixel_finder import PixelFinderError, load_pixel_finder
+    from twinviz.evaluation.pixel_finder import PixelFinderError, load_pixel_finder
 
     try:
         finder = load_pixel_finder(finder_dir)
@@ -233,9 +237,10 @@ def _pixel_twins_for(finder_dir: Path, ds, data_path: Path):
     return finder, vectors
 
 
-def _report_beside(path: Path) -> Path:
+def _report_beside(path: Path, fingerprint: str) -> Path:
+    """``<data stem>.report-<bundle fingerprint>.json``: one cached Table 1 per model bundle."""
     stem = Path(path).name.split(".")[0]
-    return Path(path).with_name(f"{stem}.report.json")
+    return Path(path).with_name(f"{stem}.report-{fingerprint}.json")
 
 
 def _synthesizer_for(ds, grid):
@@ -298,14 +303,9 @@ def load_app_data(model=None, data=None, latents=None, pixel_finder=None) -> App
         return _CACHE[key]
 
 
-def model_fingerprint(model_dir: Path) -> str:
-    """Short hash of a model's weights + config (+ validation stats, which the cached latents'
-    out-of-distribution flags depend on): names its cached latents."""
-    return _fingerprint(model_dir, (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS, runfiles.MODEL_VALIDATION_STATS))
-
-
 #: The files of a pixel finder folder that name its cached vectors.
-PIXEL_FINDER_FILES = ("pixel_finder.json", "pixel_finder.safetensors", "twin_metric.json", "twin_metric.safetensors")
+PIXEL_FINDER_FILES = (runfiles.FINDER_CONFIG, runfiles.FINDER_WEIGHTS, runfiles.TWIN_METRIC_CONFIG,
+                      runfiles.TWIN_METRIC_WEIGHTS)
 
 
 def _fingerprint(directory: Path, names) -> str:

@@ -152,7 +152,9 @@ class MetricsView(pn.viewable.Viewer):
                                   f"{report.get('ranks', 'absent')}.** Only the reconstruction MSE is measured.")
             self.body.objects = [table]
             return
-        self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin; "
+        role = (report.get("settings") or {}).get("data_role")
+        self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin"
+                              + (f" — these data are {role}" if role else "") + "; "
                               f"≤ 0.1 % means twin rank ≤ {limits.get('rank_0p1', '?')}, "
                               f"≤ 1 % means rank ≤ {limits.get('rank_1', '?')}.")
         self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
@@ -183,7 +185,9 @@ class MetricsView(pn.viewable.Viewer):
 
         d = self.state.data
         try:
-            report = evaluate(d.model, load_spectra(d.data_path), pixel_queries=500).to_dict()
+            # the app's own data may be what the model was fitted on: scored, but marked in-sample
+            report = evaluate(d.bundle if d.bundle is not None else d.model, load_spectra(d.data_path),
+                              pixel_queries=500, allow_in_sample=True).to_dict()
             write_json_atomic(d.report_path, report, default=_json_scalar)
             error = None
         except Exception as exc:  # shown in the tab; the rest of the app keeps working

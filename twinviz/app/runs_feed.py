@@ -21,7 +21,7 @@ import weakref
 from pathlib import Path
 
 from twinviz.app.session import in_session
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
 log = logging.getLogger(__name__)
 

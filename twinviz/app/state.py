@@ -74,13 +74,15 @@ class AppData:
     mask: np.ndarray | None = None      # [N, P] bool, True = bad pixel (imported survey data); as flux
     flux_err: np.ndarray | None = None  # [N, P] float32 1-σ flux uncertainty
     recon_mse: np.ndarray | None = None  # [N] reconstruction MSE over good pixels (flux units²)
-    ood: object | None = None           # twinviz.evaluation.ood.OODCriteria the stars are judged by
+    ood: object | None = None           # twinviz.latents.ood.OODCriteria the stars are judged by
     report_path: Path | None = None     # cached Table-1 report (JSON) of this model on these data
     calibration: object | None = None   # twinviz.twins.confidence.TwinCalibration of the model, if any
     calibration_note: str = ""          # why there is none (e.g. refused: written for other weights)
     z_twin: np.ndarray | None = None    # [N, k] z in the model's twin metric (None: twins ranked on z)
-    pixel_finder: object | None = None  # twinviz.twins.pixel_finder.PixelTwinFinder, when given
+    pixel_finder: object | None = None  # twinviz.evaluation.pixel_finder.PixelTwinFinder, when given
     pixel_z: np.ndarray | None = None   # [N, k] the stars in the pixel finder's twin metric
+    bundle: object | None = None        # twinviz.bundle.ModelBundle the model came from
+    ranked_on: str = ""                 # what the latent ranking uses, and why (ModelBundle.ranking)
     _index: object | None = None
     _pixel_index: object | None = None
     _pixel_outside: np.ndarray | None = None
@@ -233,7 +235,7 @@ class AppData:
 
     # ---- out of distribution ---------------------------------------------------------------
     def ood_flags(self) -> np.ndarray:
-        """[N] bool: stars the model cannot speak for (twinviz.evaluation.ood); all False when
+        """[N] bool: stars the model cannot speak for (twinviz.latents.ood); all False when
         no criteria are loaded."""
         if self._ood_flags is None:
             if self.ood is None:

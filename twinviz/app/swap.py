@@ -13,7 +13,7 @@ panned together:
 
 Observed spectra are drawn with their masked pixels as gaps (NaN breaks the line) and, when the
 data carry ``flux_err``, a grey ±1σ band. A star the model cannot speak for (out of its
-training range, or reconstructed far worse than its validation stars: twinviz.evaluation.ood)
+training range, or reconstructed far worse than its validation stars: twinviz.latents.ood)
 gets a red badge with the numbers, as does the compared twin.
 
 Speed: a slider move costs one decoder pass plus one synthesizer spectrum. The sliders skip
@@ -41,7 +41,7 @@ from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
-from twinviz.evaluation.errors import flux_mse
+from twinviz.latents.errors import flux_mse
 from twinviz.app.lines import element_lines
 from twinviz.app.state import ExplorerState
 

@@ -5,23 +5,15 @@ import sys
 import time
 from pathlib import Path
 
-from twinviz.training import runfiles
-
-WEIGHTS_AND_CONFIG = (runfiles.MODEL_CONFIG, runfiles.MODEL_WEIGHTS)
+from twinviz import files as runfiles
 
 
 def resolve_model_dir(path) -> Path:
     """A model directory from either itself or a training run directory (``runs/NAME`` holds
     ``model/``). Raises ModelError naming the path and the fix."""
-    from twinviz.model import ModelError
+    from twinviz.bundle import resolve_model_dir as resolve
 
-    path = Path(path)
-    for candidate in (path, path / runfiles.MODEL_DIR):
-        if all((candidate / name).is_file() for name in WEIGHTS_AND_CONFIG):
-            return candidate
-    raise ModelError(f"{path}: model: no {' + '.join(WEIGHTS_AND_CONFIG)} here or in {path / runfiles.MODEL_DIR}. "
-                     "Fix: pass a model directory written by save_pretrained or a run directory of "
-                     "`twinviz train` (runs/NAME), once its training has saved a model")
+    return resolve(path)
 
 
 def run_dir_of(model_dir: Path) -> Path:
@@ -31,9 +23,9 @@ def run_dir_of(model_dir: Path) -> Path:
 
 def pick_device(name: str) -> str:
     """'auto' → a CUDA device when torch has one, else 'cpu'; anything else as given, once it is
-    present (:func:`twinviz.runs.devices.resolve_devices`, the one device resolution)."""
+    present (:func:`twinviz.devices.resolve_devices`, the one device resolution)."""
     from twinviz.model import ModelError
-    from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
+    from twinviz.devices import DeviceError, resolve_devices, torch_device_ids
 
     try:
         return resolve_devices(name, present=torch_device_ids())[0]
@@ -42,10 +34,17 @@ def pick_device(name: str) -> str:
 
 
 def load_model(path, device: str = "auto"):
-    """Load a FaderNetwork from a model or run directory onto ``device``."""
-    from twinviz.model import FaderNetwork
+    """Open the model bundle (:class:`twinviz.bundle.ModelBundle`) of a model or run directory on ``device``."""
+    from twinviz.bundle import ModelBundle
 
-    return FaderNetwork.from_pretrained(resolve_model_dir(path), device=pick_device(device))
+    return ModelBundle.open(path, device=pick_device(device))
+
+
+def add_rank_by_argument(parser) -> None:
+    """``--rank-by``: what twins are ranked on (twinviz.bundle.ModelBundle.ranking)."""
+    parser.add_argument("--rank-by", choices=("auto", "metric", "z"), default="auto",
+                        help="auto: the model's twin metric when the data come from the domain its twins came "
+                             "from (e.g. the built-in synthesizer), else raw z; metric: always the metric; z: raw z")
 
 
 def add_encoding_arguments(parser) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twinviz.commands._model_arg import add_encoding_arguments
+from twinviz.commands._model_arg import add_encoding_arguments, add_rank_by_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,30 +24,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=("l1", "l2"), default="l1", help="latent distance")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fit/score split of the groups")
     parser.add_argument("--out", metavar="DIR", default=None, help="report folder (default: RUN/calibration)")
+    add_rank_by_argument(parser)
     add_encoding_arguments(parser)
 
 
 def main(args) -> int:
     from pathlib import Path
 
-    from twinviz.commands._model_arg import load_model, resolve_model_dir, run_dir_of
+    from twinviz import files as runfiles
+    from twinviz.bundle import ModelBundle
+    from twinviz.commands._model_arg import pick_device, resolve_model_dir, run_dir_of
     from twinviz.evaluation.calibration_report import calibration_markdown, write_calibration_report
-    from twinviz.latents.encode import encode_dataset
+    from twinviz.latents.encode import twin_vectors
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import open_spectra
-    from twinviz.latents.encode import twin_vectors
-    from twinviz.twins.confidence import CalibrationError, fit_calibration, save_calibration, weights_sha256
+    from twinviz.spectra.fingerprint import describe_data, same_data
+    from twinviz.twins.confidence import CalibrationError, fit_calibration, save_calibration
 
     try:
         model_dir = resolve_model_dir(args.model)
-        model = load_model(model_dir, args.device)
+        # the calibration this command replaces may belong to earlier weights: not loaded
+        bundle = ModelBundle.open(model_dir, device=pick_device(args.device), skip=(runfiles.MODEL_CALIBRATION,))
         ds = open_spectra(args.data, chunks={})
-        model.check_grid(ds)
-        lat = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk)
+        data = describe_data(ds, args.data)
+        if same_data(bundle.fitted_records().get("training data"), data):
+            raise ModelError(f"--data {args.data}: the model was trained on these stars; a calibration on them "
+                             "would promise more than held-out stars get. Fix: calibrate on the validation split")
+        lat = bundle.embed(ds, rank_by=args.rank_by, ood=False, batch_size=args.batch_size, chunk=args.chunk)
         cal = fit_calibration(twin_vectors(lat), lat["group"].values, lat["teff"].values, lat["logg"].values,
                               snr=lat["snr"].values if "snr" in lat else None, method=args.method, k=args.k,
-                              metric=args.metric, seed=args.seed, model_sha256=weights_sha256(model_dir),
-                              data=args.data)
+                              metric=args.metric, seed=args.seed, model_sha256=bundle.weights_sha256,
+                              data=args.data, distance=lat.attrs["distance"], fitted_on=data)
     except (ModelError, CalibrationError) as exc:
         print(f"twinviz calibrate: error: {exc}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ def main(args) -> int:
     try:
         model = load_model(args.model, args.device)
         ds = load_spectra(args.data)
-        model.check_grid(ds)
+        model.model.check_grid(ds)
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
         poly_pca = None
         if args.baseline_val and "polynomial_pca" in baselines:
@@ -55,7 +55,7 @@ def main(args) -> int:
             chosen = choose_polynomial_pca_on(args.baseline_val, args.data)
             poly_pca = {key: chosen[key] for key in ("degree", "n_components", "chosen_on")}
         say("encoding")
-        z = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk)["z"].values
+        z = encode_dataset(model.model, ds, batch_size=args.batch_size, chunk=args.chunk)["z"].values
         report = cluster_dataset(ds, z, baselines=baselines, poly_pca=poly_pca, min_cluster_size=args.min_cluster_size,
                                  min_samples=args.min_samples, progress=say)
     except (ModelError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """Encode a spectra dataset into fader-network latents, streamed in chunks of stars, and add 2-D
 maps (PCA and UMAP) beside them. The result is an xarray dataset with z(star, latent), the star
 labels, pca/umap(star, axis) and the out-of-distribution flags — recon_mse, ood, ood_labels,
-ood_recon per star, the criteria in ood_* attributes (twinviz.evaluation.ood) — written
+ood_recon per star, the criteria in ood_* attributes (twinviz.latents.ood) — written
 atomically to --out (netCDF .nc or zarr .zarr).
 
 Examples:
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twinviz.commands._model_arg import add_encoding_arguments
+from twinviz.commands._model_arg import add_encoding_arguments, add_rank_by_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler-address", default=None, metavar="ADDR",
                         help="with --scheduler distributed: use the running dask scheduler at ADDR "
                              "(e.g. tcp://10.0.0.5:8786) instead of starting a local cluster")
+    add_rank_by_argument(parser)
     add_encoding_arguments(parser)
 
 
 def main(args) -> int:
     from pathlib import Path
 
-    from twinviz.evaluation.ood import add_ood
-    from twinviz.latents import default_latents_path, encode_dataset, load_latents, save_latents
+    from twinviz.latents import default_latents_path, load_latents, save_latents
     from twinviz.model import ModelError
     from twinviz.latents.projection import add_projections
     from twinviz.spectra.dataset import open_spectra, validate
@@ -77,23 +77,22 @@ def main(args) -> int:
                 raise ModelError("--model and --data are both needed (or --latents FILE to re-map). "
                                  "Fix: e.g. `twinviz embed --model runs/fader --data val.nc`")
             model_dir = resolve_model_dir(args.model)
-            model = load_model(model_dir, args.device)
+            bundle = load_model(model_dir, args.device)
             # lazily: only one chunk of flux in memory; its values are checked chunk by chunk as the
             # encoder reads them (a check here would read the whole file once more: 160 s at 10^6)
             ds = open_spectra(args.data, chunks={}, validate=False)
             validate(ds, source=args.data, check_values=False)
-            model.check_grid(ds)
+            bundle.model.check_grid(ds)
             n = ds.sizes["star"]
             say(f"encoding {n} stars from {args.data} in chunks of {args.chunk}")
             report = lambda done, total: say(f"  {done}/{total} stars")  # noqa: E731
             if args.scheduler == "distributed":
-                latents = _encode_distributed(args, model_dir, ds, say, report)
+                latents = _encode_distributed(args, bundle, ds, say, report)
             else:
-                latents = encode_dataset(model, ds, batch_size=args.batch_size, chunk=args.chunk,
-                                         progress=report)
-                say("out-of-distribution flags: reconstruction error of every star")
-                latents = add_ood(latents, model, ds, model_dir, batch_size=args.batch_size, chunk=args.chunk)
-            latents.attrs["model"] = str(model_dir)
+                say("encoding, then the out-of-distribution flags: reconstruction error of every star")
+                latents = bundle.embed(ds, rank_by=args.rank_by, batch_size=args.batch_size, chunk=args.chunk,
+                                       progress=report)
+            say(f"twins are ranked on: {latents.attrs['ranked_on']}")
             n_ood = int(latents["ood"].values.sum())
             say(f"  {n_ood} of {n} stars out of distribution; criteria: {latents.attrs['ood_basis']}")
             out = Path(args.out) if args.out else default_latents_path(args.data)
@@ -110,9 +109,8 @@ def main(args) -> int:
     return 0
 
 
-def _encode_distributed(args, model_dir, ds, say, report):
-    """Encoding and the reconstruction errors in one pass on a dask cluster; OOD flags here."""
-    from twinviz.evaluation.ood import add_ood
+def _encode_distributed(args, bundle, ds, say, report):
+    """Encoding and the reconstruction errors in one pass on a dask cluster; the bundle adds the rest."""
     from twinviz.model import ModelError
 
     try:
@@ -124,9 +122,6 @@ def _encode_distributed(args, model_dir, ds, say, report):
     device = "cpu" if args.device == "auto" else args.device
     with cluster_client(args.scheduler_address, args.workers) as client:
         say(f"dask cluster: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}")
-        latents, recon = encode_on_cluster(model_dir, ds, client, batch_size=args.batch_size, chunk=args.chunk,
-                                           device=device, progress=report)
-    from twinviz.model import FaderNetwork
-
-    model = FaderNetwork.from_pretrained(model_dir)
-    return add_ood(latents, model, ds, model_dir, recon=recon)
+        latents, recon = encode_on_cluster(bundle.directory, ds, client, batch_size=args.batch_size,
+                                           chunk=args.chunk, device=device, progress=report)
+    return bundle.with_latents(latents, ds, rank_by=args.rank_by, recon=recon)

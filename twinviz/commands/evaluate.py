@@ -13,6 +13,13 @@ Examples:
   twinviz evaluate --model runs/fader --data test.nc --baseline-val val.nc --baseline-train train.nc
   twinviz evaluate --model runs/fader --data test.nc --pixel-finder finders/pixel   # a saved one
 
+The evaluated data must be held out: data that the model was trained on, whose epoch choice it
+made, or on which its twin metric, calibration, the pixel finder or a baseline's choice were fitted
+are refused (matched by fingerprint: star ids plus generator attributes) unless --allow-in-sample,
+which marks those rows "in-sample". Every row names its supervision; the report names the file's
+role. --rank-by picks what the model's twins are ranked on (auto: its twin metric on data of the
+domain its twins came from, else raw z).
+
 A model ranked in its twin metric has learned from the training twins; --baseline-train gives the
 pixel baseline the same twins (polynomial-PCA residuals in a twin metric), so the comparison
 measures the network, not the supervision. --pixel-finder scores a finder saved by `twinviz
@@ -24,7 +31,7 @@ import argparse
 import sys
 import time
 
-from twinviz.commands._model_arg import add_encoding_arguments
+from twinviz.commands._model_arg import add_encoding_arguments, add_rank_by_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=("l1", "l2"), default="l1", help="twin-search distance")
     parser.add_argument("--backend", choices=("auto", "faiss", "torch"), default="auto",
                         help="twin-search backend (results are identical)")
+    parser.add_argument("--allow-in-sample", action="store_true",
+                        help="score data a row was fitted or chosen on anyway, marking those rows 'in-sample'")
+    add_rank_by_argument(parser)
     add_encoding_arguments(parser)
 
 
@@ -78,9 +88,9 @@ def main(args) -> int:
         model = load_model(model_dir, args.device)
         baseline = load_model(args.baseline_model, args.device) if args.baseline_model else None
         ds = open_spectra(args.data, chunks={})  # lazily, in the file's own chunks
-        model.check_grid(ds)
+        model.model.check_grid(ds)
         if baseline is not None:
-            baseline.check_grid(ds)
+            baseline.model.check_grid(ds)
         baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
         poly_pca = None
         if args.baseline_val:
@@ -94,20 +104,21 @@ def main(args) -> int:
         if args.baseline_train:
             supervised = _supervised_baseline(args, say)
         elif args.pixel_finder:
-            from twinviz.twins.pixel_finder import load_pixel_finder
+            from twinviz.evaluation.pixel_finder import load_pixel_finder
 
             supervised = load_pixel_finder(args.pixel_finder)  # a ValueError: reported below
             supervised.check(ds)
         report = evaluate(model, ds, baseline_model=baseline, baselines=baselines,
                           poly_degree=args.poly_degree, poly_pca=poly_pca, supervised=supervised, pixel_queries=args.pixel_queries or None,
                           seed=args.seed, metric=args.metric, backend=args.backend,
-                          batch_size=args.batch_size, chunk=args.chunk, progress=say)
+                          batch_size=args.batch_size, chunk=args.chunk, progress=say, rank_by=args.rank_by,
+                          allow_in_sample=args.allow_in_sample)
     except (ModelError, TwinIndexError, ValueError) as exc:
         if type(exc).__name__ == "DatasetError":
             raise
         print(f"twinviz evaluate: error: {exc}", file=sys.stderr)
         return 2
-    report.settings.update(model=str(model_dir), baseline_model=args.baseline_model,
+    report.settings.update(model=str(model_dir), model_fingerprint=model.fingerprint, baseline_model=args.baseline_model,
                            seconds=round(time.perf_counter() - start, 1))
     out = Path(args.out) if args.out else run_dir_of(model_dir) / "evaluation"
     paths = write_report(report, out)

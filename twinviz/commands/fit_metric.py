@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from twinviz.commands._model_arg import resolve_model_dir
     from twinviz.model import ModelError
-    from twinviz.training import runfiles
-    from twinviz.training.twin_metric_fit import fit_model_twin_metric
+    from twinviz import files as runfiles
+    from twinviz.bundle.fit import fit_model_twin_metric
 
     try:
         model_dir = resolve_model_dir(args.model)

@@ -34,7 +34,7 @@ def main(args) -> int:
     from pathlib import Path
 
     from twinviz.spectra.dataset import DatasetError, load_spectra
-    from twinviz.twins.pixel_finder import PixelFinderError, fit_pixel_finder
+    from twinviz.evaluation.pixel_finder import PixelFinderError, fit_pixel_finder
 
     if args.components < 2:
         print(f"twinviz fit-pixel-finder: error: --components {args.components}: needs at least 2. "

@@ -97,7 +97,7 @@ def config_from_args(args: argparse.Namespace):
     """Build the TrainConfig: defaults ← --config file ← run's config.json (resume) ← flags."""
     from pathlib import Path
 
-    from twinviz.training import runfiles
+    from twinviz import files as runfiles
     from twinviz.training.config import TrainConfig, TrainConfigError
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}

@@ -157,8 +157,12 @@ def choose_polynomial_pca_on(val_path, scored_path) -> dict:
     if Path(val_path).resolve() == Path(scored_path).resolve():
         raise ValueError("--baseline-val is the evaluated file; choosing the baseline on the data it is scored on "
                          "would flatter it. Fix: pass another validation set")
-    chosen = choose_polynomial_pca(load_spectra(val_path))
+    from twinviz.spectra.fingerprint import describe_data
+
+    val = load_spectra(val_path)
+    chosen = choose_polynomial_pca(val)
     chosen["chosen_on"] = str(val_path)
+    chosen["chosen_on_data"] = describe_data(val, val_path)
     return chosen
 
 

@@ -26,12 +26,14 @@ import time
 import numpy as np
 import xarray as xr
 
-from twinviz.evaluation.errors import squared_error_sums
+from twinviz.latents.errors import squared_error_sums
 from twinviz.evaluation.baselines import (has_true_abundances, polynomial_pca_residuals, polynomial_residuals,
                                          raw_flux, true_abundances)
 from twinviz.latents.encode import iter_star_chunks
 from twinviz.spectra.dataset import DatasetError
+from twinviz.evaluation.registry import Representation, check_provenance, data_role, model_representations
 from twinviz.evaluation.results import METHOD_LABELS, EvaluationReport, MethodResult
+from twinviz.spectra.fingerprint import describe_data
 from twinviz.twins.groups import swap_partners
 from twinviz.twins.index import TwinIndex
 from twinviz.twins.ranks import rank_fractions
@@ -80,22 +82,28 @@ def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *
                         seconds=time.perf_counter() - t0)
 
 
-def _model_results(key, model, ds, groups, partners, *, batch_size, chunk, metric, backend) -> list:
-    """The model's row, ranked on its twin vectors (z_twin when the model has a twin metric,
-    twinviz/twins/metric.py), and then a "raw z" row beside it so the metric's effect shows."""
-    from twinviz.latents.encode import encode_dataset, twin_vectors
+def _as_bundle(model):
+    """A ModelBundle as given; a bare FaderNetwork (tests, notebooks) as a bundle without sidecars."""
+    from twinviz.bundle import ModelBundle
 
+    if model is None or isinstance(model, ModelBundle):
+        return model
+    from pathlib import Path
+
+    return ModelBundle(Path("<in-memory model>"), model, getattr(model, "weights_sha256", "") or "")
+
+
+def _score(rep, groups, partners, ds, *, queries, metric, backend, batch_size, chunk) -> MethodResult:
+    """One registry row scored: its twin ranks and fractions, and a model's MSEs."""
     t0 = time.perf_counter()
-    latents = encode_dataset(model, ds, batch_size=batch_size, chunk=chunk)
-    z = latents["z"].values
-    result = evaluate_representation(key, twin_vectors(latents), groups, metric=metric, backend=backend)
-    result.mse, result.swapped_mse = model_errors(model, ds, z, partners, batch_size=batch_size, chunk=chunk)
+    result = evaluate_representation(rep.key, rep.vectors(), groups, queries=queries if rep.sampled else None,
+                                     metric=metric, backend=backend, label=rep.label)
+    if rep.model is not None:
+        result.mse, result.swapped_mse = model_errors(rep.model, ds, rep.z(), partners, batch_size=batch_size,
+                                                      chunk=chunk)
+    result.supervision, result.in_sample = rep.supervision, list(rep.in_sample)
     result.seconds = time.perf_counter() - t0
-    if "z_twin" not in latents:
-        return [result]
-    raw = evaluate_representation(f"{key}_raw_z", z, groups, metric=metric, backend=backend)
-    raw.mse, raw.swapped_mse = result.mse, result.swapped_mse
-    return [result, raw]
+    return result
 
 
 NO_GROUPS = ("absent: no two stars share a `group` id (an imported survey without known twins, group = −1), "
@@ -114,6 +122,7 @@ def _mse_only_report(model, baseline_model, ds, groups, source, *, metric, backe
     for key, m in (("fader", model), ("lambda0", baseline_model)):
         if m is None:
             continue
+        m = m.model
         say(f"no groups: reconstruction MSE of the {METHOD_LABELS[key]} only (no twin ranks)")
         t0 = time.perf_counter()
         z = encode_dataset(m, ds, batch_size=batch_size, chunk=chunk)["z"].values
@@ -132,8 +141,15 @@ def _mse_only_report(model, baseline_model, ds, groups, source, *, metric, backe
 def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomial", "raw_flux", "oracle"),
              poly_degree: int = 2, poly_pca: dict | None = None, supervised=None, pixel_queries: int | None = 2000, seed: int = 0, metric: str = "l1",
              backend: str = "auto", batch_size: int = 1024, chunk: int = 8192,
-             progress=None) -> EvaluationReport:
-    """Table 1 for ``model`` (a FaderNetwork, or None for baselines only) on validation set ``ds``.
+             progress=None, rank_by: str = "auto", allow_in_sample: bool = False) -> EvaluationReport:
+    """Table 1 for ``model`` (a :class:`~twinviz.bundle.ModelBundle`, a bare FaderNetwork ranked on
+    raw z, or None for baselines only) on the held-out set ``ds``.
+
+    Every row comes from one registry (:mod:`twinviz.evaluation.registry`) and is scored by one
+    function; each row says its supervision. Data that a row was fitted or chosen on (the model's
+    training or epoch-choice data, its twin metric's, a baseline's choice, the pixel finder's) are
+    refused (:class:`~twinviz.evaluation.registry.InSampleError`) unless ``allow_in_sample``, which
+    marks those rows "in-sample" instead; ``settings["data_role"]`` says what the file is.
 
     Data without groups (no two stars share a ``group`` id, e.g. an imported survey) have no twin
     ranks: the report then holds each model's reconstruction MSE only, ``n_with_twin`` = 0 and
@@ -154,6 +170,7 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
     progress : optional callable(message) for the CLI
     """
     say = progress or (lambda message: None)
+    model, baseline_model = _as_bundle(model), _as_bundle(baseline_model)
     source = ds.encoding.get("source", "<in-memory dataset>")
     groups = np.asarray(ds["group"].values, dtype=np.int64)
     n = groups.size
@@ -174,49 +191,22 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
     if "polynomial_pca" in baselines and not poly_pca:
         raise ValueError("the polynomial_pca baseline needs its degree and number of components chosen on a "
                          "validation set: pass poly_pca=choose_polynomial_pca(val) (CLI: --baseline-val VAL.nc)")
-    methods = []
-    kw = dict(batch_size=batch_size, chunk=chunk, metric=metric, backend=backend)
-    if model is not None:
-        say("encoding with the fader network and ranking twins")
-        methods.extend(_model_results("fader", model, ds, groups, partners, **kw))
-    if baseline_model is not None:
-        say("encoding with the λ=0 baseline model and ranking twins")
-        methods.extend(_model_results("lambda0", baseline_model, ds, groups, partners, **kw))
     queries = None
     if pixel_queries and pixel_queries < n_with_twin:
         rng = np.random.default_rng(seed)
         queries = np.sort(rng.choice(np.flatnonzero(partners >= 0), size=int(pixel_queries), replace=False))
-    if "polynomial" in baselines:
-        say(f"polynomial residuals (degree {poly_degree})")
-        t0 = time.perf_counter()
-        result = evaluate_representation("polynomial", polynomial_residuals(ds, poly_degree), groups,
-                                         queries=queries, metric=metric, backend=backend)
-        result.seconds = time.perf_counter() - t0
-        methods.append(result)
-    if "polynomial_pca" in baselines:
-        degree, k = int(poly_pca["degree"]), int(poly_pca["n_components"])
-        say(f"polynomial residuals (degree {degree}) on {k} principal components")
-        t0 = time.perf_counter()
-        result = evaluate_representation("polynomial_pca", polynomial_pca_residuals(ds, degree, k), groups,
-                                         queries=queries, metric=metric, backend=backend)
-        result.seconds = time.perf_counter() - t0
-        methods.append(result)
-    if supervised is not None:
-        say("polynomial-PCA residuals in their twin metric")
-        t0 = time.perf_counter()
-        result = evaluate_representation("polynomial_pca_metric", supervised.vectors(ds), groups,
-                                         metric=metric, backend=backend)
-        result.seconds = time.perf_counter() - t0
-        methods.append(result)
-    if "raw_flux" in baselines:
-        say("raw flux")
-        methods.append(evaluate_representation("raw_flux", raw_flux(ds), groups, queries=queries,
-                                               metric=metric, backend=backend))
-    if "oracle" in baselines and has_true_abundances(ds):
-        say("oracle (true abundances)")
-        methods.append(evaluate_representation("oracle", true_abundances(ds), groups,
-                                               metric=metric, backend=backend))
-    settings = {"data": str(source), "metric": metric, "poly_degree": poly_degree,
+    registry = _registry(model, baseline_model, ds, baselines, poly_degree, poly_pca, supervised,
+                         rank_by=rank_by, batch_size=batch_size, chunk=chunk)
+    data = describe_data(ds, source if source != "<in-memory dataset>" else "")
+    check_provenance(registry, data, None if source == "<in-memory dataset>" else source,
+                     allow_in_sample=allow_in_sample)
+    methods = []
+    for rep in registry:
+        say(f"{rep.label}: ranking twins")
+        methods.append(_score(rep, groups, partners, ds, queries=queries, metric=metric, backend=backend,
+                              batch_size=batch_size, chunk=chunk))
+    settings = {"data": str(source), "data_role": data_role(registry, data), "data_fingerprint": data["fingerprint"],
+                "metric": metric, "poly_degree": poly_degree,
                 "poly_pca": poly_pca,
                 "polynomial_pca_metric": None if supervised is None else supervised.info,
                 "pixel_queries": int(queries.size) if queries is not None else None, "seed": seed,
@@ -224,3 +214,43 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
                 "batch_size": batch_size, "chunk": chunk}
     return EvaluationReport(n_stars=n, n_with_twin=n_with_twin, methods=methods,
                             star_ids=np.asarray(ds["star"].values), settings=settings)
+
+
+UNSUPERVISED = "unsupervised (no twin seen)"
+
+
+def _registry(model, baseline_model, ds, baselines, poly_degree, poly_pca, supervised, *, rank_by, batch_size,
+              chunk) -> list[Representation]:
+    """Every row to score, in display order (module docstring of twinviz.evaluation.registry)."""
+    rows = []
+    kw = dict(rank_by=rank_by, batch_size=batch_size, chunk=chunk)
+    if model is not None:
+        rows += model_representations("fader", METHOD_LABELS["fader"], model, ds, **kw)
+    if baseline_model is not None:
+        rows += model_representations("lambda0", METHOD_LABELS["lambda0"], baseline_model, ds, **kw)
+    if "polynomial" in baselines:
+        rows.append(Representation("polynomial", f"{METHOD_LABELS['polynomial']} (degree {poly_degree})",
+                                   UNSUPERVISED, lambda: polynomial_residuals(ds, poly_degree), sampled=True))
+    if "polynomial_pca" in baselines:
+        degree, k = int(poly_pca["degree"]), int(poly_pca["n_components"])
+        rows.append(Representation(
+            "polynomial_pca", f"{METHOD_LABELS['polynomial_pca']} (degree {degree}, {k})",
+            UNSUPERVISED + "; its size chosen on the twins of " + str(poly_pca.get("chosen_on", "a validation set")),
+            lambda: polynomial_pca_residuals(ds, degree, k), sampled=True,
+            fitted_on={"baseline choice": poly_pca.get("chosen_on_data") or poly_pca.get("chosen_on")}))
+    if supervised is not None:
+        info = supervised.info
+        fitted, chosen = info.get("fitted_on"), info.get("chosen_on")
+        n = (fitted or {}).get("n_star", "?") if isinstance(fitted, dict) else "?"
+        where = fitted.get("path") if isinstance(fitted, dict) else fitted
+        rows.append(Representation(
+            "polynomial_pca_metric", METHOD_LABELS["polynomial_pca_metric"],
+            f"twin-supervised (twin metric: the twins of {n} stars from {where})", lambda: supervised.vectors(ds),
+            fitted_on={"pixel finder fit": fitted, "pixel finder choice": chosen}))
+    if "raw_flux" in baselines:
+        rows.append(Representation("raw_flux", METHOD_LABELS["raw_flux"], UNSUPERVISED, lambda: raw_flux(ds),
+                                   sampled=True))
+    if "oracle" in baselines and has_true_abundances(ds):
+        rows.append(Representation("oracle", METHOD_LABELS["oracle"], "the true labels (a ceiling, not a method)",
+                                   lambda: true_abundances(ds)))
+    return rows

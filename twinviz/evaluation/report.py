@@ -34,8 +34,9 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
     lines = [
         "# twinviz evaluation (Table 1)",
         "",
-        f"Validation set: {report.n_stars} stars, {report.n_with_twin} with a twin"
-        + (f" (`{report.settings.get('data')}`)" if report.settings.get("data") else "") + ".",
+        f"Evaluated data: {report.n_stars} stars, {report.n_with_twin} with a twin"
+        + (f" (`{report.settings.get('data')}`)" if report.settings.get("data") else "")
+        + (f" — {report.settings['data_role']}" if report.settings.get("data_role") else "") + ".",
         f"Twin rank thresholds: rank 1; ≤ 0.1 %·N = rank ≤ {t['rank_0p1']}; ≤ 1 %·N = rank ≤ {t['rank_1']}.",
     ]
     if t["rank_0p1"] < 1 or t["rank_1"] < 1:
@@ -43,17 +44,17 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
                      "column is 0 by definition; use a larger validation set to compare with the paper.")
     lines += [
         "",
-        "| method | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | stars ranked |",
-        "|---|---|---|---|---|---|---|",
+        "| method | supervision | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | stars ranked |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in report.methods:
         f = m.fractions
         ranked = f"{f.n_ranked}" + (" (sample)" if m.sampled else "")
-        lines.append(f"| **{m.label}** (ours) | {num(m.mse)} | {num(m.swapped_mse)} | "
+        lines.append(f"| **{m.label}** (ours) | {m.supervision} | {num(m.mse)} | {num(m.swapped_mse)} | "
                      f"{pct(f.rank1, m.stderr(f.rank1))} | {pct(f.within_0p1, m.stderr(f.within_0p1))} | "
                      f"{pct(f.within_1, m.stderr(f.within_1))} | {ranked} |")
     for r in report.reference:
-        lines.append(f"| {r.label} (published{', ' + r.note if r.note else ''}) | {num(r.mse)} | "
+        lines.append(f"| {r.label} (published{', ' + r.note if r.note else ''}) | | {num(r.mse)} | "
                      f"{num(r.swapped_mse)} | {pct(r.rank1)} | {pct(r.within_0p1)} | {pct(r.within_1)} | |")
     lines.append("")
     if plot_name:

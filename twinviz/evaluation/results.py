@@ -70,6 +70,8 @@ class MethodResult:
     swapped_mse: float | None = None
     sampled: bool = False
     seconds: float = 0.0
+    supervision: str = ""         # "unsupervised (no twin seen)", "twin-supervised (…)", …
+    in_sample: list = field(default_factory=list)  # roles in which the evaluated data served this method
 
     def stderr(self, fraction: float) -> float | None:
         """Binomial standard error of a fraction estimated from a sample of query stars."""
@@ -85,7 +87,7 @@ class MethodResult:
         else:  # no twin ranks (data without groups): no curve, and the fractions below are null
             r, frac = np.empty(0, dtype=np.int64), []
         out = {
-            "key": self.key, "label": self.label,
+            "key": self.key, "label": self.label, "supervision": self.supervision, "in_sample": self.in_sample,
             "mse": self.mse, "swapped_mse": self.swapped_mse,
             "rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1,
             "n_ranked": f.n_ranked, "sampled": self.sampled,

@@ -73,6 +73,7 @@ def fit_polynomial_pca_metric(train: xr.Dataset, val: xr.Dataset, *, poly_degree
     import torch
 
     from twinviz.evaluation.baselines import _clean_flux, leading_directions
+    from twinviz.spectra.fingerprint import describe_data
     from twinviz.spectra.dataset import DatasetError
     from twinviz.twins.metric import (TwinMetric, TwinMetricError, _score, choose_twin_metric, fit_twin_metrics,
                                       label_standardisation)
@@ -123,6 +124,7 @@ def fit_polynomial_pca_metric(train: xr.Dataset, val: xr.Dataset, *, poly_degree
                            "polynomial-PCA baseline. Fix: train on more stars")
     fitted = best[1]
     fitted.info = {"poly_degree": fitted.poly_degree, "n_components": int(fitted.components.shape[0]),
-                   "metric": table[fitted.poly_degree]["metric"], "fitted_on": str(source), "chosen_on": "validation split",
+                   "metric": table[fitted.poly_degree]["metric"], "fitted_on": describe_data(train, source),
+                   "chosen_on": describe_data(val, val.encoding.get("source", "")),
                    "validation": {str(d): v for d, v in table.items()}}
     return fitted

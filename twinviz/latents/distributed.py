@@ -6,7 +6,7 @@ The flux goes from the files (zarr, or netCDF on a shared filesystem) straight t
 only the latents and each star's reconstruction error come back. The model travels as its
 directory path: each worker reads the safetensors weights once and keeps them. One task encodes
 one chunk of stars and, in the same pass over its flux, computes the stars' reconstruction MSE
-that the out-of-distribution flags need (:func:`twinviz.evaluation.ood.add_ood` takes it as
+that the out-of-distribution flags need (:func:`twinviz.latents.ood.add_ood` takes it as
 ``recon``), so the flux is read once. Chunks and batches match :func:`encode_dataset`'s, so the
 latents equal a local encoding's up to the float rounding of the workers' thread counts.
 """
@@ -35,7 +35,7 @@ def _worker_model(model_dir: str, device: str):
 
 def _encode_block(flux, teff, logg, positions, *mask, model_dir: str, device: str, batch_size: int, source: str):
     """One task: the block's latents and reconstruction MSE, as float64 [n, d + 1]."""
-    from twinviz.evaluation.ood import star_recon_mse
+    from twinviz.latents.ood import star_recon_mse
     from twinviz.model import encode_arrays
     from twinviz.spectra.dataset import check_flux_block
 

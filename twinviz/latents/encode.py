@@ -45,7 +45,7 @@ def iter_star_chunks(ds: xr.Dataset, chunk: int, variables=("flux", "mask")):
 
 
 def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int = 8192,
-                   progress=None) -> xr.Dataset:
+                   progress=None, metric=None) -> xr.Dataset:
     """Encode every star of a spectra dataset into a latent dataset (see module docstring).
 
     model : a ``FaderNetwork`` (its grid must match the dataset's: checked first)
@@ -53,6 +53,8 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
     batch_size : stars per forward pass on the model's device
     chunk : stars read from the dataset at a time (bounds memory: chunk × pixels × 4 bytes)
     progress : optional callable(done, total) called after each chunk
+    metric : optional twin metric (twinviz.twins.metric.TwinMetric): adds ``z_twin``. Which
+        metric applies to which data is the model bundle's call (twinviz.bundle.ModelBundle.embed)
     Each chunk's flux is checked as it is read (NaN/inf outside the mask raise DatasetError), so a
     lazily opened file need not be validated with ``check_values`` first.
     Returns z [star, latent] float32 plus the star labels; results do not depend on ``chunk``
@@ -73,10 +75,10 @@ def encode_dataset(model, ds: xr.Dataset, *, batch_size: int = 1024, chunk: int 
                                       batch_size=batch_size, mask=block.get("mask"))
         if progress is not None:
             progress(stop, n)
-    return latent_dataset(model, ds, z)
+    return latent_dataset(model, ds, z, metric=metric)
 
 
-def latent_dataset(model, ds: xr.Dataset, z) -> xr.Dataset:
+def latent_dataset(model, ds: xr.Dataset, z, metric=None) -> xr.Dataset:
     """The latent dataset (module docstring) of the stars of ``ds`` encoded as ``z`` [N, d]."""
     z = np.asarray(z, dtype=np.float32)
     out = xr.Dataset(
@@ -84,7 +86,6 @@ def latent_dataset(model, ds: xr.Dataset, z) -> xr.Dataset:
         coords={"star": ds["star"].values, "latent": np.arange(z.shape[1], dtype=np.int64)},
     )
     out["z"].attrs.update(long_name="fader-network latent E(x, u)", units="")
-    metric = getattr(model, "twin_metric", None)
     if metric is not None:  # the vectors twins are ranked on (twinviz/twins/metric.py)
         out["z_twin"] = (("star", "twin_axis"), metric.project(z, ds["teff"].values, ds["logg"].values))
         out["z_twin"].attrs.update(long_name="z in the twin metric: (features(z, teff, logg) - mean) @ projection",

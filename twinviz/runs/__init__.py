@@ -6,7 +6,7 @@ process handling (processes.py), launch checks (validate.py) and the listing of 
 datasets a data folder offers (datasets.py) sit beside them.
 """
 from twinviz.runs.datasets import DatasetInfo, default_pair, spectra_datasets
-from twinviz.runs.devices import Device, DeviceError, devices, resolve_devices
+from twinviz.devices import Device, DeviceError, devices, resolve_devices
 from twinviz.runs.follow import MetricsFollower, log_tail
 from twinviz.runs.manager import RunManager
 from twinviz.runs.run import ACTIVE_STATES, FINAL_STATES, Run

@@ -25,7 +25,7 @@ Public API (docs/runs.md)
 ``Run`` (runs/run.py)  a read-only handle on one run directory: ``state``, ``status``, ``config``,
     ``progress``, ``eta``, ``duration``, ``best``, ``log_tail()``, ``model_dir``,
     ``checkpoint_dir``, ``model_for_explorer()``. Reading it never changes anything.
-``devices()``, ``resolve_devices()`` (runs/devices.py), ``MetricsFollower``, ``log_tail``
+``devices()``, ``resolve_devices()`` (devices.py), ``MetricsFollower``, ``log_tail``
 (runs/follow.py), the process handling (runs/processes.py) and the launch checks
 (runs/validate.py) live beside this module.
 
@@ -51,12 +51,12 @@ import uuid
 from pathlib import Path
 
 from twinviz.runs import processes
-from twinviz.runs.devices import Device, devices
+from twinviz.devices import Device, devices
 from twinviz.runs.follow import MetricsFollower, log_tail
 from twinviz.runs.run import ACTIVE_STATES, FINAL_STATES, Run
 from twinviz.runs.datasets import DatasetInfo, spectra_datasets
 from twinviz.runs.validate import LIMITS, RunError, resolve_data_path, validate_launch
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 from twinviz.training.config import TrainConfig
 from twinviz.training.rundir import iso_time, parse_time, write_json_atomic
 

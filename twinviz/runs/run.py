@@ -12,9 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
-from twinviz.runs.devices import devices as present_devices
+from twinviz.devices import devices as present_devices
 from twinviz.runs.follow import log_tail
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 from twinviz.training.rundir import parse_time, read_status
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "Run", "read_json", "read_status_safe"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from twinviz.options import check_options, meta, options_of
 from twinviz.runs.datasets import DatasetInfo, dataset_info
-from twinviz.runs.devices import DeviceError, resolve_devices
+from twinviz.devices import DeviceError, resolve_devices
 from twinviz.training.config import TrainConfig, TrainConfigError
 
 __all__ = ["LIMITS", "RunError", "resolve_data_path", "validate_launch"]
@@ -89,7 +89,7 @@ def validate_launch(config, data_dir, device_choice="auto", *, busy=()) -> tuple
     """Check a config (TrainConfig or dict) and a device choice before anything is created.
 
     Returns the config with dataset paths made absolute, the device set and the progress bar
-    off, and the device ids (see :func:`twinviz.runs.devices.resolve_devices`; ``busy``: the
+    off, and the device ids (see :func:`twinviz.devices.resolve_devices`; ``busy``: the
     devices running runs hold, a list or a callable giving one); raises :class:`RunError`
     listing every problem found.
     """

@@ -19,7 +19,7 @@ import torch
 
 from twinviz.model import ModelConfig, ModelError
 
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 from twinviz.training.rundir import write_json_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]

@@ -61,9 +61,9 @@ class TrainConfig(Architecture):
     out: str = option("runs/default", help="run directory to write", form=None, group="data")
     # model: the architecture fields come from Architecture (twinviz.options); these three set
     # the adversary's bins, which the model stores as edges
-    teff_bins: int = option(5, help="number of Teff bins the adversary predicts", at_least=1,
+    teff_bins: int = option(5, help="number of Teff bins the adversary predicts", at_least=2,
                             limits=(2, 100), group="model")
-    logg_bins: int = option(5, help="number of logg bins the adversary predicts", at_least=1,
+    logg_bins: int = option(5, help="number of logg bins the adversary predicts", at_least=2,
                             limits=(2, 100), group="model")
     bin_edges: str = option("quantile", help="quantile: equal-count bins of the training labels; "
                             "uniform: equal width", choices=("quantile", "uniform"), group="model")
@@ -112,7 +112,7 @@ class TrainConfig(Architecture):
     # runtime
     device: str = option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N; bf16 autocast "
                          "on CUDA", form=None, group="runtime", resumable=True)
-    seed: int = option(0, help="random seed (CPU runs are reproducible)", limits=(0, 2**31 - 1),
+    seed: int = option(0, help="random seed (CPU runs are reproducible)", at_least=0, limits=(0, 2**31 - 1),
                        group="runtime")
     num_threads: int = option(0, help="torch CPU threads (0: torch's default)", at_least=0,
                               limits=(0, 1024), group="runtime", resumable=True)
@@ -142,6 +142,13 @@ class TrainConfig(Architecture):
         problems += check_options(self, TrainConfig)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             problems.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
+        if self.data and self.val:
+            from twinviz.bundle.provenance import same_inputs
+
+            if same_inputs(self.data, self.val):
+                problems.append(f"val: {self.val} is the same data as data: {self.data}; the kept epoch and the twin "
+                                "metric would be chosen on the training stars. Fix: a separate validation file "
+                                "(e.g. `twinviz simulate --seed N` with another seed), or no --val")
         if problems:
             raise TrainConfigError("invalid training config: " + "; ".join(problems))
         return self

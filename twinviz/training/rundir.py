@@ -23,7 +23,7 @@ from pathlib import Path
 
 from twinviz.atomic import write_json_atomic as _write_json_atomic
 
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 from twinviz.training.config import TrainConfigError
 
 __all__ = ["RunDirectory", "iso_time", "parse_time", "prepare_fresh_run", "read_status",

@@ -30,18 +30,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from twinviz.evaluation.ood import write_validation_stats
+from twinviz import files as runfiles
+from twinviz.bundle.fit import has_twins
+from twinviz.bundle.provenance import describe_file
+from twinviz.devices import DeviceError, resolve_devices, torch_device_ids
+from twinviz.latents.ood import write_validation_stats
 from twinviz.model import FaderNetwork
-from twinviz.runs.devices import DeviceError, resolve_devices, torch_device_ids
 from twinviz.spectra.dataset import open_spectra
-
-from twinviz.training import runfiles
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
 from twinviz.training.config import TrainConfig, TrainConfigError
 from twinviz.training.data import make_source
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
-from twinviz.training.twin_metric_fit import has_twins
 from twinviz.training.twin_term import twin_loss
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
@@ -50,7 +50,7 @@ __all__ = ["Trainer", "train", "build_model", "resolve_device"]
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The torch device of this process for a config's ``device`` (one resolution for the
-    trainer, the run manager and the commands: :func:`twinviz.runs.devices.resolve_devices`):
+    trainer, the run manager and the commands: :func:`twinviz.devices.resolve_devices`):
     "auto" → CUDA when present (cuda:LOCAL_RANK under torchrun), else CPU."""
     try:
         return torch.device(resolve_devices(name, present=torch_device_ids(), local_rank=local_rank)[0])
@@ -141,6 +141,8 @@ class Trainer:
                      "" if self.val.partner is not None else " (no groups: no twin ranks)")
         self.keep_latest = (config.twin_metric == "fit" and self.val is not None  # best_epoch_key's rule 1
                             and self.val.partner is not None and has_twins(train_ds))
+        if self.is_main:  # what the kept weights were trained and chosen on (the bundle's provenance)
+            self.trained_on, self.chosen_on = describe_file(config.data), describe_file(config.val)
         self.total_steps = config.epochs * self.source.steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -373,7 +375,7 @@ class Trainer:
         """Learn the twin metric of the best model (twinviz/twins/metric.py). Any failure is logged
         and the model keeps raw z: the training itself stands and the run still finishes."""
         try:
-            from twinviz.training.twin_metric_fit import fit_model_twin_metric
+            from twinviz.bundle.fit import fit_model_twin_metric
 
             outcome = fit_model_twin_metric(self.run.model_dir, self.config.data, self.config.val,
                                             device=str(self.device), log=self.log)
@@ -383,6 +385,14 @@ class Trainer:
             return
         if outcome["status"] == "skipped":
             self.log("twin metric not fitted: %s; the model ranks on raw z", outcome["why"])
+
+    def _write_provenance(self) -> None:
+        from twinviz.bundle.provenance import write_training_provenance
+
+        rule = ("latest epoch (a twin metric is fitted after training)" if self.keep_latest
+                else "best validation score" if self.val is not None else "latest epoch (no validation data)")
+        write_training_provenance(self.run.model_dir, self.config, self.trained_on,
+                                  self.chosen_on if self.val is not None else None, rule)
 
     def _end_of_epoch(self, epoch: int, train_recon: float, complete: bool) -> None:
         p = self.progress
@@ -403,7 +413,8 @@ class Trainer:
                 if self.val is not None:
                     # The per-star validation errors of exactly these weights, beside them.
                     write_validation_stats(self.run.model_dir, self.val.star_mse, source=self.config.val,
-                                           epoch=epoch, step=p["step"])
+                                           epoch=epoch, step=p["step"], data=self.chosen_on)
+                self._write_provenance()
             rec["best"] = improved
             self.run.log_metrics(rec)
             self.run.update_status(epoch=p["epoch"], step=p["step"], best=p["best"])

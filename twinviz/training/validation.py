@@ -21,7 +21,7 @@ did not collapse; otherwise with groups, the highest val_rank1; without groups (
 survey with no known twins), the lowest val_mse among epochs whose adversary is at chance, and
 only while no epoch is at chance the lowest val_mse of all; without a validation set, the lowest training loss. A collapsed epoch never wins.
 Each evaluation also keeps every star's own reconstruction MSE (``star_mse``): the distribution
-saved beside the best model for the out-of-distribution flags (twinviz.evaluation.ood).
+saved beside the best model for the out-of-distribution flags (twinviz.latents.ood).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from twinviz.evaluation.errors import squared_error_sums
+from twinviz.latents.errors import squared_error_sums
 from twinviz.twins.groups import swap_partners
 
 __all__ = ["ADV_MARGIN", "ValidationSet", "best_epoch_key", "latent_collapsed"]
@@ -182,3 +182,19 @@ def _majority_rate(model, teff, logg) -> float:
     t_mode = np.bincount(bins[:, 0]).argmax()
     g_mode = np.bincount(bins[:, 1]).argmax()
     return float(np.mean((bins[:, 0] == t_mode) & (bins[:, 1] == g_mode)))
+
+
+def measure_validation_stats(model_dir, val_path, *, max_stars: int = 5000, seed: int = 0,
+                             source: str | None = None) -> Path:
+    """Write ``validation_stats.json`` for a model trained before the trainer wrote it: the
+    per-star reconstruction MSE on the validation subset the trainer would use (``max_stars``
+    stars, whole groups first, ``seed``) of ``val_path``. Returns the file's path."""
+    from twinviz.model import FaderNetwork
+    from twinviz.spectra.dataset import load_spectra
+
+    model = FaderNetwork.from_pretrained(model_dir)
+    val = ValidationSet(load_spectra(val_path), max_stars, seed)
+    val.evaluate(model)
+    from twinviz.latents.ood import write_validation_stats
+
+    return write_validation_stats(model_dir, val.star_mse, source=source or str(val_path))

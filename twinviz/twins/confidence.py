@@ -10,21 +10,23 @@ pair of each star's ``k`` nearest neighbours, and fits on the pairs of half the 
 
 The other half of the groups scores it: Brier score and a reliability table (bins of predicted
 P with the observed fraction of twins). The fit is stored as plain JSON numbers beside the model
-(``calibration.json``) with the SHA-256 of the model's weights: a calibration written for other
-weights is refused. P depends on the mix of the data it was fitted on (pairs or clusters, SNR),
+(``calibration.json``) with the SHA-256 of the model's weights, the name of the distance it
+calibrates (``distance``: "z", or the twin metric by its digest — :class:`twinviz.bundle.ModelBundle`
+names them) and the data it was fitted on: a calibration written for other weights is refused,
+and one of another distance (say, raw z after the metric was removed) gives no P(twin). P depends on the mix of the data it was fitted on (pairs or clusters, SNR),
 so it applies to stars like those: outside the calibration set's Teff/logg (or SNR) range it is
 reported as not applicable.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from twinviz.training import runfiles
+from twinviz import files as runfiles
+from twinviz.model import file_sha256
 
 __all__ = ["CalibrationError", "TwinCalibration", "fit_calibration", "load_calibration", "save_calibration",
            "table_probabilities", "weights_sha256"]
@@ -39,11 +41,7 @@ class CalibrationError(ValueError):
 
 def weights_sha256(model_dir) -> str:
     """SHA-256 of a model directory's weights file (what a calibration is tied to)."""
-    h = hashlib.sha256()
-    with open(Path(model_dir) / runfiles.MODEL_WEIGHTS, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(model_dir) / runfiles.MODEL_WEIGHTS)
 
 
 @dataclass
@@ -64,6 +62,19 @@ class TwinCalibration:
     n_pairs_scored: int = 0
     reliability: list[dict] = field(default_factory=list)
     data: str = ""
+    distance: str = ""          # what the distances are: "z" or "z in twin metric <digest>" (ModelBundle)
+    fitted_on: dict = field(default_factory=dict)  # twinviz.spectra.fingerprint.describe_data of the data
+
+    def refuses(self, distance: str, metric: str) -> str:
+        """Why this calibration does not apply to distances of ``distance`` under ``metric`` ("" if it does)."""
+        if metric != self.metric:
+            return f"calibrated for the {self.metric} distance, listed by {metric}"
+        if not self.distance:
+            return ("the calibration does not record which distance it calibrates (written before twinviz recorded "
+                    "it). Fix: rerun `twinviz calibrate`")
+        if distance != self.distance:
+            return f"calibrated on {self.distance}, but twins are ranked on {distance}. Fix: rerun `twinviz calibrate`"
+        return ""
 
     @property
     def uses_snr(self) -> bool:
@@ -150,7 +161,8 @@ def _reliability(p, y, bins=N_RELIABILITY_BINS):
 
 
 def fit_calibration(z, groups, teff, logg, *, snr=None, method: str = "isotonic", k: int = 10,
-                    metric: str = "l1", seed: int = 0, model_sha256: str = "", data: str = "") -> TwinCalibration:
+                    metric: str = "l1", seed: int = 0, model_sha256: str = "", data: str = "", distance: str = "",
+                    fitted_on: dict | None = None) -> TwinCalibration:
     """Fit on half the groups' neighbour pairs, score on the other half (module docstring)."""
     if method not in METHODS:
         raise CalibrationError(f"method: {method!r} is unknown. Fix: use one of {', '.join(METHODS)}")
@@ -185,7 +197,8 @@ def fit_calibration(z, groups, teff, logg, *, snr=None, method: str = "isotonic"
                           logg_range=[float(logg.min()), float(logg.max())],
                           snr_range=[float(pair_snr.min()), float(pair_snr.max())] if use_snr else None,
                           n_pairs_fit=int(fit.sum()), n_pairs_scored=int(score.sum()),
-                          base_rate=float(y[score].mean()), data=str(data))
+                          base_rate=float(y[score].mean()), data=str(data), distance=distance,
+                          fitted_on=dict(fitted_on or {}))
     p = cal.probability(d[score], None if pair_snr is None else pair_snr[score])
     cal.brier = float(np.mean((p - y[score]) ** 2))
     cal.reliability = _reliability(p, y[score])

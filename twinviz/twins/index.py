@@ -221,6 +221,11 @@ class TwinIndex:
         twin_pos, twin_c = self._twin_canonical(groups)
         return twin_pos, self._to_distance(twin_c)
 
+    def twin_of(self, groups, position: int) -> tuple[int, float]:
+        """One star's nearest group-mate: (position, distance), (−1, inf) when it has none."""
+        twin_pos, twin_c = self._twin_canonical(groups, rows=[int(position)])
+        return int(twin_pos[position]), float(self._to_distance(twin_c[position:position + 1])[0])
+
     def _twin_canonical(self, groups, rows=None):
         groups = np.asarray(groups)
         if groups.shape != (self.n_stars,):

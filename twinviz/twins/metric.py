@@ -37,8 +37,7 @@ import numpy as np
 __all__ = ["TwinMetric", "TwinMetricError", "fit_twin_metric", "fit_twin_metrics", "choose_twin_metric", "store_twin_metric",
            "METRIC_FILE", "METRIC_CONFIG", "candidate_name", "label_standardisation", "monomials"]
 
-METRIC_FILE = "twin_metric.safetensors"
-METRIC_CONFIG = "twin_metric.json"
+from twinviz.files import TWIN_METRIC_CONFIG as METRIC_CONFIG, TWIN_METRIC_WEIGHTS as METRIC_FILE  # noqa: E402
 CANDIDATE_DIMS = (2, 4, 8, 16, 32, 64)
 CANDIDATE_DEGREES = (0, 1, 2)  # Teff/logg interaction degrees tried by training
 SHRINK = 1e-3                  # ridge on the within-twin scatter, relative to its mean eigenvalue

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from twinviz.atomic import write_json_atomic
-from twinviz.training import runfiles
+from twinviz import files as runfiles
 
-__all__ = ["RECON_FACTOR", "OODCriteria", "add_ood", "criteria_for", "measure_validation_stats", "ood_from_latents",
+__all__ = ["RECON_FACTOR", "OODCriteria", "add_ood", "criteria_for", "ood_from_latents",
            "read_validation_stats",
            "star_recon_mse", "validation_stats", "write_validation_stats"]
 
@@ -71,31 +71,23 @@ def _weights_digest(model_dir: Path) -> str | None:
     return h.hexdigest()
 
 
-def write_validation_stats(model_dir, star_mse, *, source=None, epoch=None, step=None) -> Path:
+def _weights_sha256(model_dir: Path) -> str | None:
+    from twinviz.model import file_sha256
+
+    path = Path(model_dir) / runfiles.MODEL_WEIGHTS
+    return file_sha256(path) if path.is_file() else None
+
+
+def write_validation_stats(model_dir, star_mse, *, source=None, epoch=None, step=None, data=None) -> Path:
     """Write ``validation_stats.json`` into a model directory (atomically), for the weights that
     are in it now: the distribution of per-star validation reconstruction MSEs."""
     model_dir = Path(model_dir)
     doc = {"format": STATS_FORMAT, "format_version": STATS_FORMAT_VERSION,
            "recon_mse": validation_stats(star_mse),
            "units": "flux units²; per star, the mean over good pixels of (D(E(x,u),u) − x)²",
-           "validation": {"file": str(source) if source else None, "epoch": epoch, "step": step},
-           "weights_sha1": _weights_digest(model_dir)}
+           "validation": {"file": str(source) if source else None, "epoch": epoch, "step": step, "data": data},
+           "weights_sha256": _weights_sha256(model_dir)}
     return write_json_atomic(model_dir / runfiles.MODEL_VALIDATION_STATS, doc)
-
-
-def measure_validation_stats(model_dir, val_path, *, max_stars: int = 5000, seed: int = 0,
-                             source: str | None = None) -> Path:
-    """Write ``validation_stats.json`` for a model trained before the trainer wrote it: the
-    per-star reconstruction MSE on the validation subset the trainer would use (``max_stars``
-    stars, whole groups first, ``seed``) of ``val_path``. Returns the file's path."""
-    from twinviz.model import FaderNetwork
-    from twinviz.spectra.dataset import load_spectra
-    from twinviz.training.validation import ValidationSet
-
-    model = FaderNetwork.from_pretrained(model_dir)
-    val = ValidationSet(load_spectra(val_path), max_stars, seed)
-    val.evaluate(model)
-    return write_validation_stats(model_dir, val.star_mse, source=source or str(val_path))
 
 
 def read_validation_stats(model_dir) -> tuple[dict | None, str]:
@@ -112,8 +104,10 @@ def read_validation_stats(model_dir) -> tuple[dict | None, str]:
         return None, f"{path}: unreadable ({type(exc).__name__}: {exc})"
     if doc.get("format") != STATS_FORMAT or not math.isfinite(p99):
         return None, f"{path}: not a {STATS_FORMAT} file with a finite p99"
-    digest = doc.get("weights_sha1")
-    if digest and digest != _weights_digest(Path(model_dir)):
+    digest = doc.get("weights_sha256")
+    legacy = doc.get("weights_sha1")  # files written before the one digest scheme
+    if (digest and digest != _weights_sha256(Path(model_dir))) or (
+            not digest and legacy and legacy != _weights_digest(Path(model_dir))):
         return None, f"{path}: belongs to other weights than {runfiles.MODEL_WEIGHTS} beside it"
     return doc, ""
 
@@ -228,7 +222,7 @@ def criteria_for(model, model_dir=None) -> OODCriteria:
 def star_recon_mse(model, ds, z, *, batch_size: int = 1024, chunk: int = 8192) -> np.ndarray:
     """Each star's reconstruction MSE [N] (flux units², good pixels; NaN when none is good),
     from its latent ``z`` [N, d]; streams the flux in chunks of stars."""
-    from twinviz.evaluation.errors import squared_error_sums
+    from twinviz.latents.errors import squared_error_sums
     from twinviz.latents.encode import iter_star_chunks
 
     teff = np.asarray(ds["teff"].values, np.float32)
@@ -247,12 +241,14 @@ def star_recon_mse(model, ds, z, *, batch_size: int = 1024, chunk: int = 8192) -
     return out
 
 
-def add_ood(latents, model, ds, model_dir=None, *, batch_size: int = 1024, chunk: int = 8192, recon=None):
+def add_ood(latents, model, ds, model_dir=None, *, batch_size: int = 1024, chunk: int = 8192, recon=None,
+            criteria=None):
     """``latents`` with ``recon_mse``, ``ood_labels``, ``ood_recon``, ``ood`` per star and the
     criteria as ``ood_*`` attributes (see the module docstring). ``recon``: the stars'
     reconstruction MSE [N] when already computed (:mod:`twinviz.latents.distributed` does it in
-    the encoding pass), else one streamed decoder pass computes it here."""
-    criteria = criteria_for(model, model_dir)
+    the encoding pass), else one streamed decoder pass computes it here. ``criteria``: the
+    bundle's (:attr:`twinviz.bundle.ModelBundle.ood_criteria`), else read from ``model_dir``."""
+    criteria = criteria if criteria is not None else criteria_for(model, model_dir)
     if recon is None:
         recon = star_recon_mse(model, ds, latents["z"].values, batch_size=batch_size, chunk=chunk)
     out = latents.copy()

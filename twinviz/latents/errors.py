@@ -33,7 +33,7 @@ def squared_error_sums(model, z, flux, teff, logg, good, partners, *, start: int
     an optional context-manager factory (mixed precision on a GPU). Divide sums by counts for MSEs.
     ``star_mse``, when given, is an output array [n]: each star's own reconstruction MSE over
     its good pixels (NaN for a star without one) — the per-star distribution that
-    :mod:`twinviz.evaluation.ood` compares new stars with.
+    :mod:`twinviz.latents.ood` compares new stars with.
     """
     import torch
 

@@ -2,7 +2,9 @@
 
 The best model is encoded on the training spectra (whose twins teach the map) and on the
 validation spectra (which choose how many axes to keep, or none); the result is stored beside
-the weights. Data without groups cannot teach it: the model then keeps raw z.
+the weights with the weights' SHA-256 and the fingerprints of both datasets (``fitted_on``,
+``chosen_on``: :mod:`twinviz.spectra.fingerprint`). Data without groups cannot teach it: the model
+then keeps raw z. The same data for both is refused (the choice would be in-sample).
 """
 from __future__ import annotations
 
@@ -30,16 +32,23 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
                           log=None) -> dict:
     """Fit, choose and save the twin metric of the model in ``model_dir``. Returns what happened
     ({"status": "fitted"|"raw z"|"skipped", ...}) for the run's log."""
+    from twinviz.bundle.provenance import same_inputs
     from twinviz.latents.encode import encode_dataset
-    from twinviz.model import FaderNetwork
+    from twinviz.model import FaderNetwork, ModelError
     from twinviz.spectra.dataset import open_spectra
+    from twinviz.spectra.fingerprint import describe_data
     from twinviz.twins.metric import choose_twin_metric, fit_twin_metrics, store_twin_metric
 
     say = log or (lambda *a: None)
     if not val_path:
         return {"status": "skipped", "why": "no validation data to choose the number of axes"}
+    if same_inputs(train_path, val_path):
+        raise ModelError(f"--val {val_path}: the same data as --data {train_path}: the metric's size would be "
+                         "chosen on the twins it was fitted on. Fix: give a separate validation file "
+                         "(`twinviz simulate --seed N` with another seed)")
     model = FaderNetwork.from_pretrained(model_dir, device=device)
     with open_spectra(train_path) as train, open_spectra(val_path) as val:
+        fitted_on, chosen_on = describe_data(train, train_path), describe_data(val, val_path)
         g_train, g_val = _groups(train), _groups(val)
         if g_train is None or g_val is None:
             return {"status": "skipped", "why": "training or validation data without twins (group)"}
@@ -49,6 +58,8 @@ def fit_model_twin_metric(model_dir, train_path: str, val_path: str | None, *, d
         labels_val = {k: np.asarray(val[k].values) for k in ("teff", "logg")}
     metrics = fit_twin_metrics(z_train, g_train, **labels_train, source=str(train_path))
     chosen = choose_twin_metric(metrics, z_val, g_val, **labels_val, source=str(val_path))
+    if chosen is not None:
+        chosen.info.update(weights_sha256=model.weights_sha256, fitted_on=fitted_on, chosen_on=chosen_on)
     store_twin_metric(model_dir, chosen)  # beside the weights, which stay as they are
     if chosen is None:
         say("twin metric: raw z ranks the validation twins best; kept raw z")

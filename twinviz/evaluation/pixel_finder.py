@@ -27,8 +27,7 @@ import xarray as xr
 
 __all__ = ["PixelFinderError", "PixelTwinFinder", "fit_pixel_finder", "load_pixel_finder", "FINDER_CONFIG"]
 
-FINDER_FILE = "pixel_finder.safetensors"
-FINDER_CONFIG = "pixel_finder.json"
+from twinviz.files import FINDER_CONFIG, FINDER_WEIGHTS as FINDER_FILE  # noqa: E402
 FORMAT = "twinviz-pixel-finder"
 VERSION = 1
 CHUNK = 4096  # stars per step when ranking a dataset: bounded memory at any size
@@ -96,6 +95,20 @@ class PixelTwinFinder:
         out.attrs.update(representation="pixel finder", pixel_finder=str(self.directory or ""))
         return out
 
+    def twin_query(self, ds: xr.Dataset, *, metric: str = "l1", backend: str = "auto"):
+        """The :class:`~twinviz.twins.query.TwinQuery` of ``ds``'s stars ranked by this finder (the
+        same service a model bundle gives; no P(twin), OOD = outside the training stars' labels)."""
+        from twinviz.twins.query import TwinQuery
+
+        lat = self.latents(ds)
+        return TwinQuery(lat["z_twin"].values, lat["star"].values, lat["teff"].values, lat["logg"].values,
+                         group=lat["group"].values if "group" in lat else None,
+                         snr=lat["snr"].values if "snr" in lat else None,
+                         ranked_on=f"pixel finder {self.directory or ''}",
+                         distance="pixel finder", ood=_TrainingRange(self),
+                         calibration_note="P(twin): not available for the pixel finder (no calibration)",
+                         metric=metric, backend=backend)
+
     # --- files ---------------------------------------------------------------------------------
     def save(self, directory) -> Path:
         """Write the finder folder atomically (a non-finder folder is never replaced)."""
@@ -160,6 +173,28 @@ def load_pixel_finder(directory) -> PixelTwinFinder:
     info = {key: v for key, v in cfg.items() if key not in ("format", "version", "grid_id", "n_pixels")}
     fitted = PolynomialPcaMetric(degree, center, scale, coef, mean, components, metric, info)
     return PixelTwinFinder(fitted, str(cfg.get("grid_id") or ""), n_pixels, teff_range, logg_range, directory)
+
+
+@dataclass
+class _TrainingRange:
+    """The finder's out-of-distribution check, in the shape TwinQuery reads: its training labels."""
+
+    finder: PixelTwinFinder
+
+    @property
+    def basis(self) -> str:
+        return "Teff/logg inside " + self.finder.describe_range() + "; no reconstruction check (no decoder)"
+
+    def flags(self, teff, logg, recon_mse=None) -> dict:
+        outside = self.finder.outside_training(teff, logg)
+        return {"ood": outside, "ood_labels": outside, "ood_recon": np.zeros_like(outside)}
+
+    def describe(self, teff: float, logg: float, recon_mse=None) -> str:
+        return "Teff/logg outside " + self.finder.describe_range() if self.finder.outside_training(
+            [teff], [logg])[0] else ""
+
+    def short(self, teff: float, logg: float, recon_mse=None) -> str:
+        return "outside the finder's Teff/logg" if self.describe(teff, logg) else ""
 
 
 def fit_pixel_finder(train: xr.Dataset, val: xr.Dataset, *, n_components: int | None = None,
