@@ -81,3 +81,29 @@ def test_modules_stay_short_unless_docs_say_why():
     documented = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     for rel in LONG_MODULES:
         assert f"`{rel}`" in documented
+
+
+def test_the_floors_hold_by_import_linter():
+    """The layers contract in pyproject.toml ([tool.importlinter]): each package imports only its
+    own floor and those below (function-level imports included), so no package-level cycle."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    result = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def test_package_level_imports_have_no_cycle():
+    """The same rule seen from this file's own graph: packages (twinviz.X), not modules."""
+    graph = _imports()
+
+    def package(name):
+        parts = name.split(".")
+        return ".".join(parts[:2])
+    packages = {}
+    for name, deps in graph.items():
+        packages.setdefault(package(name), set()).update(package(d) for d in deps if package(d) != package(name))
+    assert _cycles({k: v & set(packages) for k, v in packages.items()}) == []

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import site
 import socket
 import subprocess
 import sys
@@ -149,10 +150,17 @@ def test_a_non_editable_install_serves_the_app_with_its_static_files(tmp_path):
     _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", tmp_path / "dist", src],
          env=env)
     wheel = next((tmp_path / "dist").glob("twinviz-*.whl"))
-    # A fresh venv that sees this interpreter's packages (no downloads), twinviz from the wheel only.
+    # A fresh venv that sees the packages of the environment running the tests (no downloads) —
+    # not the base interpreter's, which `--system-site-packages` would give when the tests run
+    # inside a venv — and twinviz from the wheel only: the running environment's site-packages
+    # are appended by a .pth file, after the new venv's own (a path listed in a .pth file has its
+    # own .pth files left unprocessed, so the editable install's finder stays out).
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], env=env)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], env=env)
     python = venv / "bin" / "python"
+    own = next(venv.glob("lib/python*/site-packages"))
+    outer = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
+    (own / "twinviz-test-outer-env.pth").write_text("\n".join(outer) + "\n")
     _run([*pip, "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel],
          env=env)
 

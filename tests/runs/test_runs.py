@@ -83,6 +83,54 @@ def test_cancel_stops_the_run_cancelled_with_a_usable_checkpoint(manager):
     assert run.model_for_explorer().is_dir()
 
 
+def test_cancel_with_wait_returns_only_once_the_process_has_exited_and_been_reaped(manager):
+    """The trainer records "cancelled" before it exits: cancel(wait=True) must not return then,
+    or a queued run could start on a device whose memory is still held."""
+    from twinviz.runs.processes import group_alive
+
+    run = manager.launch(dict(TINY_TRAINING, epochs=3000), name="reaped")
+    wait_for(lambda: any(r["kind"] == "epoch" for r in manager.metrics(run)), timeout=60)
+    pid = run.launch_info["pid"]
+    manager.cancel(run, grace=20, wait=True)
+    assert run.state == "cancelled"
+    assert not group_alive(pid)  # no process of its group runs any more …
+    assert run.name not in manager._children  # … and our child was reaped (no zombie left behind)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert run.launch_info["exited"]
+
+
+def test_a_queued_run_waits_for_the_previous_process_on_its_device_to_exit(manager, monkeypatch):
+    """A run that reports "cancelled" while its process still runs keeps its device busy."""
+    from twinviz.runs.processes import group_alive
+
+    slow_exit = ("import json, os, signal, sys, time\n"
+                 "def stop(*a):\n"
+                 "    st = json.load(open('status.json')) if os.path.exists('status.json') else {}\n"
+                 "    st['state'] = 'cancelled'\n"
+                 "    json.dump(st, open('status.json.tmp', 'w')); os.replace('status.json.tmp', 'status.json')\n"
+                 "    open('recorded', 'w').close(); time.sleep(3); sys.exit(0)\n"
+                 "signal.signal(signal.SIGTERM, stop)\n"
+                 "print('ready', flush=True); time.sleep(600)\n")
+    monkeypatch.setattr(manager, "_argv", lambda run, ids: [sys.executable, "-c", slow_exit])
+    monkeypatch.setattr(manager, "cpu_slots", 1)
+    first = manager.launch(TINY_TRAINING, name="first")
+    wait_for(lambda: "ready" in first.log_tail())
+    assert first.state == "running", first.status
+    second = manager.launch(TINY_TRAINING, name="second")
+    assert second.state == "queued"
+    manager.cancel(first, grace=30)
+    try:
+        wait_for(lambda: (first.path / "recorded").exists(), timeout=20)
+    except AssertionError:
+        raise AssertionError(first.log_tail()) from None
+    manager.poll()
+    assert first.state == "cancelled" and second.state == "queued"  # recorded, but still running: busy
+    wait_for(lambda: (manager.poll(), second.state != "queued")[1], timeout=30)
+    assert not group_alive(first.launch_info["pid"])
+    manager.cancel(second, grace=1, wait=True)
+
+
 def test_cancel_kills_a_run_that_ignores_sigterm_after_the_grace_period(manager, monkeypatch):
     # A stand-in trainer that ignores SIGTERM: the manager must SIGKILL it after the grace.
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

@@ -71,9 +71,9 @@ def read_provenance(model_dir) -> dict | None:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        from twinviz.bundle.bundle import BundleError
+        from twinviz.model import ModelError
 
-        raise BundleError(f"{path}: unreadable ({exc}). Fix: delete it (the bundle then has no training "
+        raise ModelError(f"{path}: unreadable ({exc}). Fix: delete it (the bundle then has no training "
                           "record) or retrain") from None
     return doc if isinstance(doc, dict) and doc.get("format") == PROVENANCE_FORMAT else None
 

@@ -283,10 +283,29 @@ class RunManager:
             info["killed"] = iso_time()
             write_json_atomic(run.path / runfiles.LAUNCH, info)
 
+    def _process_alive(self, run: Run) -> bool:
+        """Whether the run's process group still has a running process (our child not yet reaped
+        counts). Once seen gone, launch.json records it ("exited"), so the check is made once."""
+        info = run.launch_info
+        if info.get("exited"):
+            return False
+        child = self._children.get(run.name)
+        if child is not None and child.poll() is None:
+            return True
+        if processes.group_alive(info.get("pid")):
+            return True
+        if info.get("pid"):
+            info["exited"] = iso_time()
+            write_json_atomic(run.path / runfiles.LAUNCH, info)
+        return False
+
     def _busy_devices(self, runs: list[Run] | None = None) -> list[str]:
+        """The devices of running runs, and of ended runs whose processes have not exited yet (a
+        cancelled run's GPU memory is free only once its process is gone)."""
         busy = []
         for run in runs if runs is not None else self._scan():
-            if run.status.get("state") == "running":
+            state = run.status.get("state")
+            if state == "running" or (state in FINAL_STATES and self._process_alive(run)):
                 busy += run.devices
         return busy
 
@@ -318,7 +337,8 @@ class RunManager:
         """Stop a run: a queued one is marked "cancelled" at once; a running one gets SIGTERM
         (its whole process group; the trainer saves a checkpoint and exits "cancelled") and,
         if still alive ``grace`` seconds later, SIGKILL (sent by :meth:`poll`, or here when
-        ``wait``). With ``wait`` it returns once the run has ended."""
+        ``wait``). With ``wait`` it returns once the run has ended *and* its whole process group
+        has exited and been reaped (the trainer records "cancelled" before it exits)."""
         run = self._as_run(run)
         with self._lock:
             status, info = run.status, run.launch_info
@@ -336,14 +356,14 @@ class RunManager:
             self.wait(run)
 
     def wait(self, run: Run | str, timeout: float | None = None, interval: float = 0.2) -> str:
-        """Poll until the run is done, failed or cancelled; returns the final state.
-        Raises TimeoutError after ``timeout`` seconds."""
+        """Poll until the run is done, failed or cancelled and its processes have exited (and
+        been reaped); returns the final state. Raises TimeoutError after ``timeout`` seconds."""
         run = self._as_run(run)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self.poll()
             state = run.state
-            if state in FINAL_STATES:
+            if state in FINAL_STATES and not self._process_alive(run):
                 return state
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run.name} still {state} after {timeout} s")

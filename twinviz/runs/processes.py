@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["child_env", "is_alive", "send_signal", "spawn", "start_ticks", "train_argv"]
+__all__ = ["child_env", "group_alive", "is_alive", "send_signal", "spawn", "start_ticks", "train_argv"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the twinviz package
 
@@ -46,6 +46,31 @@ def is_alive(pid: int | None, ticks: int | None = None) -> bool:
         return state != "Z"
     except (OSError, IndexError):
         return True
+
+
+def group_alive(pgid: int | None) -> bool:
+    """Whether any process of process group ``pgid`` is still running (zombies, which have exited,
+    do not count). A run's process is started in its own session, so its group is its PID: the
+    trainer and every torchrun worker. Reads /proc; elsewhere falls back to signalling the group."""
+    if not pgid:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def train_argv(python: str, config_path: Path, out: Path, n_devices: int) -> list[str]:
