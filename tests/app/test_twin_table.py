@@ -58,7 +58,7 @@ def test_without_calibration_there_is_no_p_twin_column_and_the_note_says_why(sta
     assert "not available" in view.p_note.object and "twinviz calibrate" in view.p_note.object
 
 
-def _calibrated_copy(sample_paths, tmp_path, tamper=False):
+def _calibrated_copy(sample_paths, tmp_path, tamper=False, distance="z"):
     import json
     import shutil
 
@@ -70,7 +70,7 @@ def _calibrated_copy(sample_paths, tmp_path, tamper=False):
     copy = shutil.copytree(model_dir, tmp_path / "model")
     lat = load_latents(latents)
     cal = fit_calibration(lat["z"].values, lat["group"].values, lat["teff"].values, lat["logg"].values, k=5,
-                          model_sha256=weights_sha256(copy), data="sample")
+                          model_sha256=weights_sha256(copy), data="sample", distance=distance)
     path = save_calibration(cal, copy)
     if tamper:
         saved = json.loads(path.read_text())
@@ -113,6 +113,18 @@ def test_p_twin_is_na_where_the_star_or_its_neighbour_is_out_of_distribution(sam
     assert all(p_twin == "n/a" for p_twin, flag in zip(table["P(twin)"], flagged) if flag)
     assert any(p_twin != "n/a" for p_twin, flag in zip(table["P(twin)"], flagged) if not flag)
     assert "out of distribution" in table.attrs["p_twin_note"]
+
+
+def test_a_calibration_of_another_distance_gives_no_p_twin_and_says_why(sample_paths, tmp_path):
+    """A calibration of distances in a twin metric is refused for raw-z distances (the metric
+    removed, say), with the fix named; the table has no P(twin) column."""
+    from twinviz.app.loading import load_app_data
+    from twinviz.app.state import ExplorerState
+
+    data = load_app_data(*_calibrated_copy(sample_paths, tmp_path, distance="z in twin metric 0123456789ab"))
+    view = TwinTable(ExplorerState(data))
+    assert data.calibration is None and "P(twin)" not in view.table.value.columns
+    assert "calibrated on z in twin metric 0123456789ab" in view.p_note.object and "twinviz calibrate" in view.p_note.object
 
 
 def test_a_calibration_of_other_weights_is_refused_and_the_app_still_opens(sample_paths, tmp_path):

@@ -34,7 +34,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     file is given (cached beside the data, or in ``~/.cache/twinviz`` if that is read-only).
     With ``pixel_finder`` (a folder from ``twinviz fit-pixel-finder``) the stars are also placed
     in that finder's twin metric (cached likewise), so the twin table can rank by it."""
-    from twinviz.bundle import ModelBundle
+    from twinviz.bundle import BundleError, ModelBundle
     from twinviz.model import ModelError
     from twinviz.spectra.dataset import DatasetError
     from twinviz.spectra.grid import identify_grid
@@ -43,8 +43,14 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
     if not model_dir.is_dir():
         raise AppDataError(f"--model {model_dir}: no such directory. Fix: point --model at a model "
                            "directory (one holding config.json and model.safetensors)")
+    calibration_error = ""
     try:
-        bundle = ModelBundle.open(model_dir)
+        try:
+            bundle = ModelBundle.open(model_dir)
+        except BundleError as exc:  # a calibration of other weights: the app opens, and says so loudly
+            if runfiles.MODEL_CALIBRATION not in str(exc):
+                raise
+            bundle, calibration_error = ModelBundle.open(model_dir, skip=(runfiles.MODEL_CALIBRATION,)), str(exc)
     except ModelError as exc:
         raise AppDataError(f"--model: {exc}") from exc
     model = bundle.model
@@ -91,8 +97,8 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
                                                                             bundle.fingerprint)
     data.calibration = bundle.calibration
     why = "" if data.calibration is None else data.calibration.refuses(bundle.distance_name(ranked), "l1")
-    if why:  # a calibration of another distance hides the P(twin) column and says why
-        data.calibration, data.calibration_note = None, f"P(twin): not shown: {why}"
+    if why or calibration_error:  # a calibration of another distance or weights: no P(twin), and why
+        data.calibration, data.calibration_note = None, f"P(twin): not shown: {why or calibration_error}"
     if z.shape[0] != n:
         raise AppDataError(f"--latents {latents_path}: has {z.shape[0]} stars but the data have {n}. "
                            "Fix: encode this dataset with this model (`twinviz embed`)")

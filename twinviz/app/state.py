@@ -93,6 +93,8 @@ class AppData:
     _z_torch: object | None = None
     _ood_flags: np.ndarray | None = None
     _clusters: np.ndarray | None = None
+    _query_latent: object | None = None
+    _query_pixel: object | None = None
 
     # ---- sizes and lookups ----------------------------------------------------------------
     @property
@@ -274,6 +276,33 @@ class AppData:
                           dtype=np.float32)
 
     # ---- twins -------------------------------------------------------------------------
+    def twin_query(self, rank_by: str = RANK_LATENT):
+        """The :class:`~twinviz.twins.query.TwinQuery` of ``rank_by`` over these stars — the service
+        `twinviz twins` prints — sharing this AppData's index (built once per ranking)."""
+        from twinviz.twins.query import TwinQuery
+
+        ranked = self.ranking(rank_by)
+        key = "_query_" + ranked
+        if getattr(self, key, None) is None:
+            with self._lock:
+                if ranked == RANK_PIXEL:
+                    from twinviz.evaluation.pixel_finder import _TrainingRange
+
+                    query = TwinQuery(self.pixel_z, self.star_ids, self.teff, self.logg, group=self.group,
+                                      ranked_on=f"pixel finder {self.pixel_finder.directory or ''}",
+                                      distance="pixel finder", ood=_TrainingRange(self.pixel_finder),
+                                      calibration_note="P(twin): not available for the pixel finder (no calibration).",
+                                      _index=self.index_for(RANK_PIXEL))
+                else:
+                    distance = ("z" if self.bundle is None else
+                                self.bundle.distance_name("metric" if self.z_twin is not None else "z"))
+                    query = TwinQuery(self.search_z, self.star_ids, self.teff, self.logg, group=self.group,
+                                      ranked_on=self.ranked_on or self.ranking_name(rank_by), distance=distance,
+                                      ood=self.ood, recon_mse=self.recon_mse, calibration=self.calibration,
+                                      calibration_note=self.calibration_note, z=self.z, _index=self.index)
+                setattr(self, key, query)
+        return getattr(self, key)
+
     def neighbours(self, position: int, k: int, rank_by: str = RANK_LATENT) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest stars to ``position`` in L1 (positions, distances): in latent space, or
         in the pixel finder's metric with ``rank_by=RANK_PIXEL``."""

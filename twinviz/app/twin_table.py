@@ -52,45 +52,28 @@ RANK_OPTIONS = {"latent z": RANK_LATENT, "pixel finder": RANK_PIXEL}
 
 def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.DataFrame:
     """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin,
-    and OOD (out-of-distribution flag with its numbers; "" when in distribution). ``rank_by``
-    RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its training labels)."""
-    if data.ranking(rank_by) == RANK_PIXEL:
-        return _pixel_table(data, star, k)
-    pos, dist = data.neighbours(star, k)
-    table = _common_columns(data, star, pos, dist)
-    ood = None  # the OOD cell of the star and each neighbour ("" when in distribution)
-    if data.ood is not None:
-        recon = data.recon_mse
-        ood = {p: data.ood.short(float(data.teff[p]), float(data.logg[p]), None if recon is None else float(recon[p]))
-               for p in [star, *pos.tolist()]}
-    note = data.calibration_note
-    if data.calibration is not None or not note:
-        from twinviz.twins.confidence import table_probabilities
-
-        def labels(p):
-            return {"teff": float(data.teff[p]), "logg": float(data.logg[p]), "ood": bool(ood and ood[p])}
-        p_twin, note = table_probabilities(data.calibration, dist, labels(star), [labels(p) for p in pos])
-        if data.calibration is not None:
-            table["P(twin)"] = ["n/a" if p is None else f"{p:.3f}" for p in p_twin]
-    if ood is not None:
-        table["OOD"] = [ood[p] for p in pos.tolist()]
+    P(twin) and OOD (the flag with its numbers; "" when in distribution) — the rows of the one twin
+    query (:meth:`AppData.twin_query`, :class:`twinviz.twins.query.TwinQuery`) that `twinviz twins`
+    prints. ``rank_by`` RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its
+    training labels)."""
+    pixel = data.ranking(rank_by) == RANK_PIXEL
+    answer = data.twin_query(rank_by).query(position=star, k=k)
+    pos = answer.positions
+    table = _common_columns(data, star, pos, answer.distances)
+    if data.calibration is not None and not pixel:
+        table["P(twin)"] = ["n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}" for r in answer.rows]
+    if answer.ood_criteria is not None:
+        table["OOD"] = [r["ood"]["short"] for r in answer.rows]
     table.attrs["positions"] = pos
+    note = answer.p_twin_note
+    if pixel:
+        note = (f"Ranked by the pixel finder {data.pixel_finder.directory or ''} (distances: L1 in its twin metric). "
+                + note)
+        if answer.query_row["ood"]["flag"]:
+            note += (f" **The selected star is outside the finder's training stars** "
+                     f"({data.pixel_finder.describe_range()}): its ranking extrapolates the polynomial.")
     table.attrs["p_twin_note"] = note
-    return table
-
-
-def _pixel_table(data, star: int, k: int) -> pd.DataFrame:
-    pos, dist = data.neighbours(star, k, RANK_PIXEL)
-    table = _common_columns(data, star, pos, dist)
-    outside = data.pixel_outside()
-    table["OOD"] = np.where(outside[pos], "outside the finder's Teff/logg", "")
-    table.attrs["positions"] = pos
-    note = (f"Ranked by the pixel finder {data.pixel_finder.directory or ''} (distances: L1 in its twin metric). "
-            "P(twin): not available for the pixel finder (no calibration).")
-    if outside[star]:
-        note += (f" **The selected star is outside the finder's training stars** "
-                 f"({data.pixel_finder.describe_range()}): its ranking extrapolates the polynomial.")
-    table.attrs["p_twin_note"] = note
+    table.attrs["ranked_on"] = answer.ranked_on
     return table
 
 
