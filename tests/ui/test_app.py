@@ -134,7 +134,7 @@ def served_calibrated(panel_serve, sample, tmp_path_factory):
     copy = shutil.copytree(model, tmp_path_factory.mktemp("calibrated") / "model")
     lat = load_latents(latents)
     save_calibration(fit_calibration(lat["z"].values, lat["group"].values, lat["teff"].values, lat["logg"].values,
-                                     k=5, model_sha256=weights_sha256(copy), data="sample"), copy)
+                                     k=5, model_sha256=weights_sha256(copy), data="sample", distance="z"), copy)
     return panel_serve("--model", copy, "--data", data, "--latents", latents)
 
 
@@ -220,6 +220,23 @@ def test_a_permalink_reopens_the_same_view(page, served, console_errors, no_serv
     q = _query(page)
     assert q["star"] == "17" and float(q["teff"]) == 4500.0 and q["twin"] == "20"
     page.screenshot(path=artifacts / "app_permalink.png", full_page=True)
+
+
+def test_the_permalink_names_the_model_and_a_link_for_another_model_says_so(page, served, console_errors,
+                                                                              no_server_errors, artifacts):
+    _open(page, served.url)
+    page.wait_for_function("() => new URLSearchParams(window.location.search).has('model')", timeout=10_000)
+    q = _query(page)
+    shown = q["model"]
+    assert len(shown) == 12 and q["data"].endswith(".nc") and q["model_dir"]
+    assert page.locator(".tv-ranked-on").inner_text().startswith("twins ranked on:")
+    assert not page.get_by_text("This link was made with").is_visible()
+    # a link made with another model bundle: the page says so instead of silently showing this one
+    _open(page, served.url + "?star=17&model=0123456789ab&model_dir=runs%2Fother%2Fmodel&data=" + q["data"])
+    warning = page.get_by_text("This link was made with model runs/other/model")
+    warning.wait_for(timeout=10_000)
+    assert "0123456789ab" in warning.inner_text() and shown in warning.inner_text()
+    page.screenshot(path=artifacts / "app_permalink_other_model.png", full_page=True)
 
 
 def test_typing_a_star_id_selects_it(page, served, console_errors, no_server_errors):

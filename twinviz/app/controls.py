@@ -11,7 +11,7 @@ import param
 from twinviz.app.state import AppDataError, ExplorerState
 from twinviz import files as runfiles
 
-__all__ = ["StarPicker", "source_pane", "source_text"]
+__all__ = ["StarPicker", "link_mismatch", "source_pane", "source_text"]
 
 # Model folders whose own name says nothing: a training run's best model and its exported
 # checkpoints live in runs/NAME/model and runs/NAME/snapshot-stepN, so the run name is shown too.
@@ -31,8 +31,34 @@ def source_text(data) -> str:
     """One line of HTML naming what the explorer shows: model folder, data file, star count
     (``model: <b>my-run/model</b> · data: <b>val.nc</b> · <b>40</b> stars``)."""
     data_name = Path(data.data_path).name if data.data_path is not None else "(in memory)"
-    return (f"model: <b>{html.escape(_model_name(data.model_dir))}</b> · "
-            f"data: <b>{html.escape(data_name)}</b> · <b>{data.n_stars:,}</b> stars")
+    bundle = getattr(data, "bundle", None)
+    fingerprint = f" <code>{html.escape(bundle.fingerprint)}</code>" if bundle is not None else ""
+    ranked = getattr(data, "ranked_on", "") or ("z in the twin metric" if data.z_twin is not None else "raw z")
+    finder = " (or the pixel finder, in the Twins tab)" if getattr(data, "pixel_z", None) is not None else ""
+    return (f"model: <b>{html.escape(_model_name(data.model_dir))}</b>{fingerprint} · "
+            f"data: <b>{html.escape(data_name)}</b> · <b>{data.n_stars:,}</b> stars"
+            f'<div class="tv-ranked-on">twins ranked on: {html.escape(ranked)}{finder}</div>')
+
+
+def link_mismatch(query: dict, data) -> str:
+    """The warning a permalink made with another model or data gets ("" when it matches): the
+    link's ``model`` (bundle fingerprint) and ``data`` against what this page shows."""
+    bundle = getattr(data, "bundle", None)
+    wanted_model, wanted_data = query.get("model"), query.get("data")
+    shown_data = str(data.data_path) if data.data_path is not None else ""
+    problems = []
+    if wanted_model and bundle is not None and wanted_model != bundle.fingerprint:
+        problems.append(f"model {html.escape(str(query.get('model_dir') or '?'))} "
+                        f"(<code>{html.escape(str(wanted_model))}</code>)")
+    if wanted_data and shown_data and Path(str(wanted_data)).name != Path(shown_data).name:
+        problems.append(f"data {html.escape(Path(str(wanted_data)).name)}")
+    if not problems:
+        return ""
+    return ("This link was made with " + " and ".join(problems) + "; this page shows model "
+            f"{html.escape(_model_name(data.model_dir))}"
+            + (f" (<code>{html.escape(bundle.fingerprint)}</code>)" if bundle is not None else "")
+            + f" on {html.escape(Path(shown_data).name or '(in memory)')}. Its star and twin may mean other "
+            "stars here: open that model (Training tab → Open in explorer) to see what the link showed.")
 
 
 def source_pane(data):

@@ -19,7 +19,7 @@ from twinviz.app import theme
 from twinviz.app.session import (current_document, in_session, pin_resource_urls, quiet_closed_connections,
                                  release_memory_soon, served)
 from twinviz.app.theme import ensure_extensions
-from twinviz.app.controls import StarPicker, source_pane
+from twinviz.app.controls import StarPicker, link_mismatch, source_pane
 from twinviz.app.cluster_members import ClusterMembers
 from twinviz.app.latent_map import LatentMap
 from twinviz.app.metrics import MetricsView
@@ -91,7 +91,9 @@ class Explorer(pn.viewable.Viewer):
         # Which model and data are shown: after "Open in explorer" this line is how a user
         # sees that the tabs switched.
         self.source = source_pane(self.state.data)
-        self._sidebar.objects = [self.source, theme.help_pane(SIDEBAR_HELP), self.picker]
+        self.link_warning = pn.pane.Alert("", alert_type="warning", visible=False, margin=(0, 10),
+                                          sizing_mode="stretch_width")
+        self._sidebar.objects = [self.source, self.link_warning, theme.help_pane(SIDEBAR_HELP), self.picker]
 
     def _view(self, name: str):
         """The view of tab ``name``, built (and put in its tab) on first use."""
@@ -161,8 +163,10 @@ class Explorer(pn.viewable.Viewer):
     def training(self):
         return self._view("Training") if self._training_args is not None else None
 
-    def sync_url(self) -> None:
-        """Mirror this session's selection (and the open tab) in the page URL: a permalink."""
+    def sync_url(self, check_link: bool = True) -> None:
+        """Mirror this session's selection (and the open tab) in the page URL: a permalink.
+        ``check_link``: warn when the page's link names another model or data (not after this
+        session opened another model itself)."""
         location = pn.state.location
         if location is None:
             return
@@ -170,9 +174,22 @@ class Explorer(pn.viewable.Viewer):
         # "busy" and flips the page's spinner on and off — two restyles of the page for nothing
         # the visitor waits on.
         location._busy__ignore = list(location.param)
+        # Provenance: the link names the model bundle (fingerprint, folder) and the data it was made
+        # with; a link made with another one says so here instead of silently showing this model.
+        warning = link_mismatch(dict(location.query_params), self.state.data) if check_link else ""
+        self.link_warning.object, self.link_warning.visible = warning, bool(warning)
+        data = self.state.data
+
+        def name_the_model():
+            location.update_query(model=data.bundle.fingerprint if data.bundle is not None else "",
+                                  model_dir=str(data.model_dir or ""), data=str(data.data_path or ""))
+        doc = current_document()
+        if served(doc) and check_link:  # the page's first load: written once the browser is connected
+            pn.state.onload(name_the_model)
+        else:
+            name_the_model()
         # Teff/logg reach the URL once the sliders rest (app/permalink.py), not every step.
         sync_query(location, self.state, {k: v for k, v in URL_PARAMETERS.items() if k not in LABEL_FORMATS})
-        doc = current_document()
         self._url_labels = LabelsInUrl(location, self.state, doc if served(doc) else None)
         if not self._url_synced:
             sync_query(location, self.tabs, {"active": "tab"})
@@ -219,7 +236,7 @@ class Explorer(pn.viewable.Viewer):
         self._views.pop("_clusters", None)
         self._build_sidebar()
         if self._url_synced:
-            self.sync_url()
+            self.sync_url(check_link=False)
         self.tabs.loading = False
         self.tabs.active = 0
         self.build_open_tab()
