@@ -122,7 +122,7 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
                queries: int, settings: dict | None, device: str) -> Path:
     """Score one seed's fader and λ = 0 models on the test split (baselines once per cell)."""
     from twinviz.evaluation import evaluate, write_report
-    from twinviz.model import FaderNetwork
+    from twinviz.bundle import ModelBundle
     from twinviz.spectra.dataset import load_spectra
 
     report_path = data["test"].parent / f"seed{seed}" / "report.json"
@@ -135,8 +135,8 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
         from twinviz.evaluation.supervised_baseline import fit_polynomial_pca_metric
 
         supervised = fit_polynomial_pca_metric(load_spectra(data["train"]), load_spectra(data["val"]))
-    report = evaluate(FaderNetwork.from_pretrained(fader_dir), load_spectra(data["test"]),
-                      baseline_model=FaderNetwork.from_pretrained(l0_dir), baselines=baselines,
+    report = evaluate(ModelBundle.open(fader_dir), load_spectra(data["test"]),
+                      baseline_model=ModelBundle.open(l0_dir), baselines=baselines,
                       poly_pca=poly_pca, supervised=supervised, pixel_queries=queries)
     report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed, metric_version=METRIC_VERSION,
                            train_settings=settings or {}, train_device=device, machine=machine())

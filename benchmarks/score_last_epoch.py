@@ -25,9 +25,8 @@ def score_last(run: Path, cell: Path, val) -> dict:
     import numpy as np
 
     from twinviz.evaluation.compute import evaluate_representation
-    from twinviz.latents import encode_dataset
+    from twinviz.bundle import ModelBundle
     from twinviz.latents.encode import twin_vectors
-    from twinviz.model import FaderNetwork
     from twinviz.training.checkpoint import load_checkpoint
     from twinviz.bundle.fit import fit_model_twin_metric
 
@@ -35,7 +34,7 @@ def score_last(run: Path, cell: Path, val) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         fit_model_twin_metric(tmp, str(cell / "train.nc"), str(cell / "val.nc"))
-        vectors = twin_vectors(encode_dataset(FaderNetwork.from_pretrained(tmp), val))
+        vectors = twin_vectors(ModelBundle.open(tmp).embed(val, ood=False))
     f = evaluate_representation("metric", vectors, np.asarray(val["group"].values, dtype=np.int64)).fractions
     return {"rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1,
             "last_step": progress["step"], "kept_epoch": progress["best"].get("epoch")}

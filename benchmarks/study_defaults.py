@@ -92,7 +92,7 @@ def run_one(task: dict) -> dict:
     from twinviz.evaluation.compute import evaluate_representation
     from twinviz.latents import encode_dataset
     from twinviz.latents.encode import twin_vectors
-    from twinviz.model import FaderNetwork
+    from twinviz.bundle import ModelBundle
     from twinviz.spectra.dataset import load_spectra
     from twinviz.training import TrainConfig, train
     from twinviz.training.trainer import resolve_device
@@ -108,10 +108,10 @@ def run_one(task: dict) -> dict:
                       num_threads=task["threads"], device=task["device"], progress=False, **overrides),
           overwrite=True)
     seconds = time.perf_counter() - t0
-    model = FaderNetwork.from_pretrained(out / "model")
+    bundle = ModelBundle.open(out / "model")
     train_ds, val_ds = load_spectra(task["train"]), load_spectra(task["val"])
-    z_train = encode_dataset(model, train_ds)["z"].values
-    latents_val = encode_dataset(model, val_ds)
+    z_train = encode_dataset(bundle.model, train_ds)["z"].values
+    latents_val = bundle.embed(val_ds, ood=False)
     z_val = latents_val["z"].values
     groups = np.asarray(val_ds["group"].values, dtype=np.int64)
     scores = {}

@@ -184,3 +184,16 @@ def test_saved_configs_of_the_demo_still_load():
     train_config = TrainConfig.load(demo / "train_config.json")
     assert train_config.latent_dim == model.config.latent_dim and train_config.epochs == 60
     assert json.loads(train_config.to_json()) == json.loads((demo / "train_config.json").read_text())
+
+
+def test_weights_with_bytes_flipped_mid_file_are_refused_naming_the_file_and_the_fix(tmp_path):
+    """A damaged model.safetensors that still parses (values changed, not truncated) used to load
+    without a word; its SHA-256 no longer matches the digest config.json recorded."""
+    _model().save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"model.safetensors: corrupt or truncated.*weights_sha256.*Fix"):
+        FaderNetwork.from_pretrained(tmp_path / "m")

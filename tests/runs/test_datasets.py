@@ -107,3 +107,27 @@ def test_a_launch_on_a_latents_cache_or_a_report_is_refused(folder, tmp_path):
     config, _ = manager.validate({"data": "train.nc", "val": "val.nc"}, "cpu")
     assert config.val.endswith("val.nc")
     assert not any(manager.runs_dir.iterdir())
+
+
+@pytest.mark.parametrize("values, problem", [({"seed": -1}, "seed"), ({"teff_bins": 1}, "teff_bins"),
+                                             ({"logg_bins": 1}, "logg_bins")])
+def test_one_validation_refuses_the_same_values_on_the_cli_path_and_at_launch(folder, tmp_path, values, problem):
+    """TrainConfig.validate (what `twinviz train` runs) and the launch check (the Training tab)
+    refuse the same hard bounds: seed=-1 used to pass the first and fail inside numpy."""
+    from twinviz.training.config import TrainConfig, TrainConfigError
+
+    with pytest.raises(TrainConfigError, match=problem):
+        TrainConfig(data=str(folder / "train.nc"), **values).validate()
+    with pytest.raises(RunError, match=problem):
+        RunManager(tmp_path / "runs", folder).validate({"data": "train.nc", **values}, "cpu")
+
+
+def test_validation_data_equal_to_the_training_data_is_refused_on_both_paths(folder, tmp_path):
+    from twinviz.training.config import TrainConfig, TrainConfigError
+
+    copy = shutil.copy(folder / "train.nc", tmp_path / "train-copy.nc")  # another name, the same stars
+    for val in (folder / "train.nc", copy):
+        with pytest.raises(TrainConfigError, match="same data"):
+            TrainConfig(data=str(folder / "train.nc"), val=str(val)).validate()
+    with pytest.raises(RunError, match="same data"):
+        RunManager(tmp_path / "runs", folder).validate({"data": "train.nc", "val": "train.nc"}, "cpu")

@@ -9,7 +9,7 @@ import pytest
 
 from twinviz.evaluation import evaluate
 from twinviz.latents.encode import encode_dataset, twin_vectors
-from twinviz.model import FaderNetwork, ModelError
+from twinviz.model import ModelError
 from twinviz.spectra.dataset import load_spectra
 from twinviz.testing import write_toy
 from twinviz.training import TrainConfig, train
