@@ -54,6 +54,8 @@ def add_arguments(parser) -> None:
                              "PERSIST_HIGH,SIG_SKYLINE)")
     parser.add_argument("--chunk-stars", type=int, default=1024,
                         help="stars per zarr chunk (zarr output streams one chunk at a time)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that read and normalise files (results kept in file order; default 1)")
     parser.add_argument("--strict", action="store_true",
                         help="abort on the first bad file or star, writing nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -77,6 +79,7 @@ def main(args) -> int:
                          min_membership=args.min_membership, membership_column=args.membership_column,
                          aspcapflag_bad=_names(args.aspcapflag_bad, DEFAULT_ASPCAPFLAG_BAD),
                          starflag_bad=_names(args.starflag_bad, DEFAULT_STARFLAG_BAD), chunk_stars=args.chunk_stars,
+                         workers=args.workers,
                          strict=args.strict, overwrite=args.overwrite, resume=args.resume,
                          progress=not args.no_progress)
     report = import_apogee(args.paths, args.out, opts)

@@ -24,18 +24,18 @@ from twinviz.spectra.apogee import FITS_INSTALL_HINT, ApogeeFileError
 from twinviz.spectra.apogee.bits import (ASPCAPFLAG, DEFAULT_ASPCAPFLAG_BAD, DEFAULT_PIXMASK_BITS,
                                          DEFAULT_STARFLAG_BAD, PIXMASK, STARFLAG, mask_value)
 from twinviz.spectra.apogee.catalogue import read_catalogue
-from twinviz.spectra.apogee.continuum import CONTINUUM_DEFAULTS, normalise
-from twinviz.spectra.apogee.fits import read_apogee_file, require_astropy
+from twinviz.spectra.apogee.continuum import CONTINUUM_DEFAULTS
+from twinviz.spectra.apogee.fits import require_astropy
 from twinviz.spectra.apogee.labels import file_elements, labels_from_file
 from twinviz.spectra.apogee.members import read_members
+from twinviz.spectra.apogee.prepare import MASKED_FLUX_ERR, prepared_files, spectrum_on_grid
 from twinviz.spectra.apogee.store import Journal, MemorySink, ZarrSink, partial_paths
 
 __all__ = ["DEFAULT_PIXMASK_BITS", "IMPORTER_VERSION", "MASKED_FLUX_ERR", "PIXMASK_BITS", "ImportOptions",
-           "import_apogee"]
+           "import_apogee", "spectrum_on_grid"]
 
 IMPORTER_VERSION = "2"
 PIXMASK_BITS = PIXMASK  # APOGEE_PIXMASK bit numbers (DR17 names, .bits)
-MASKED_FLUX_ERR = 100.0  # flux_err placeholder of masked pixels (their flux is set to 1)
 
 
 @dataclass
@@ -47,7 +47,8 @@ class ImportOptions:
     names that mask an apStar pixel;  labels : "param" (calibrated) or "fparam" (raw fit, opt-in);
     catalogue, groups : optional label catalogue and membership table;  min_membership,
     membership_column : membership cut (:mod:`.members`);  aspcapflag_bad, starflag_bad : catalogue
-    bit names that drop a star (:mod:`.bits`);  chunk_stars : stars per zarr chunk;  strict : abort
+    bit names that drop a star (:mod:`.bits`);  chunk_stars : stars per zarr chunk;  workers : processes
+    that read and normalise files (:mod:`.prepare`; results are taken in file order);  strict : abort
     on the first bad file or star;  overwrite : replace an existing output;  resume : continue an
     interrupted zarr import (:mod:`.store`).
     """
@@ -63,6 +64,7 @@ class ImportOptions:
     aspcapflag_bad: tuple = DEFAULT_ASPCAPFLAG_BAD
     starflag_bad: tuple = DEFAULT_STARFLAG_BAD
     chunk_stars: int = 1024
+    workers: int = 1
     strict: bool = False
     overwrite: bool = False
     resume: bool = False
@@ -96,6 +98,8 @@ def _check_options(out: Path, opts: ImportOptions) -> None:
     mask_value(opts.starflag_bad, STARFLAG, "--starflag-bad")
     if opts.labels not in ("param", "fparam"):
         _fail("--labels", opts.labels, "unknown labels source", "use 'param' or 'fparam'")
+    if not (isinstance(opts.workers, int) and opts.workers >= 1):
+        _fail("--workers", opts.workers, "must be a whole number ≥ 1", "give 1 (read in this process) or more")
     if not opts.max_err > 0:
         _fail("--max-err", opts.max_err, "must be positive", "give a normalised-flux error cap such as 0.1")
 
@@ -119,27 +123,6 @@ def find_files(paths) -> tuple[list[Path], list[dict]]:
     rank = {"aspcapStar": 0, "apStar": 1, "asStar": 1, "apVisit": 2, "asVisit": 2}
     unique = sorted(set(files), key=lambda q: (rank.get(q.name.split("-")[0], 2), str(q)))
     return unique, problems
-
-
-def spectrum_on_grid(spec, grid, opts: ImportOptions):
-    """Normalise (apStar), mask and select the grid's pixels of one spectrum.
-
-    Returns float32 flux, float32 flux_err and bool mask on ``grid`` (masked pixels carry flux 1
-    and flux_err :data:`MASKED_FLUX_ERR`).
-    """
-    flux, err = spec.flux, spec.flux_err
-    bad = ~np.isfinite(flux) | (flux <= 0) | ~np.isfinite(err) | (err <= 0)
-    if spec.kind in ("apStar", "apVisit"):
-        bits = mask_value(opts.pixmask_bits, PIXMASK, "--pixmask-bits")
-        bad |= (spec.pixmask & bits) != 0
-        flux, err, no_cont = normalise(flux, err, bad)
-        bad |= no_cont
-    pix = grid.pixels
-    f, e, m = flux[pix].astype(np.float32), err[pix].astype(np.float32), bad[pix]
-    with np.errstate(invalid="ignore"):
-        m = m | ~np.isfinite(f) | ~(e <= opts.max_err)
-    f[m], e[m] = 1.0, MASKED_FLUX_ERR
-    return f, e, m
 
 
 class _Batch:
@@ -259,10 +242,13 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
 
     try:
         todo = list(enumerate(files))[state["done"]:]
-        for k, path in tqdm(todo, desc="import apogee", unit="file", disable=not opts.progress, leave=False):
-            _import_one(path, opts, grid, catalogue, group_ids, seen, state, batch, skip)
+        bar = tqdm(total=len(todo), desc="import apogee", unit="file", disable=not opts.progress, leave=False)
+        for k, path, result in prepared_files(todo, opts, block=opts.chunk_stars):
+            _import_one(path, result, opts, catalogue, group_ids, seen, state, batch, skip)
+            bar.update(1)
             if len(batch.ids) >= opts.chunk_stars:
                 flush(k + 1)
+        bar.close()
         flush(len(files))
         if not imported:
             reasons = [p["reason"] for p in problems] + [s["reason"] for s in skipped]
@@ -305,15 +291,14 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
     return report
 
 
-def _import_one(path, opts, grid, catalogue, group_ids, seen, state, batch, skip) -> None:
-    """Read one file and add its star to ``batch``, or record why not."""
-    try:
-        spec = read_apogee_file(path)
-    except ApogeeFileError as exc:
+def _import_one(path, result, opts, catalogue, group_ids, seen, state, batch, skip) -> None:
+    """Add the star of one prepared file to ``batch``, or record why not."""
+    if isinstance(result, str):  # the file could not be read: its reason
         if opts.strict:
-            raise
-        state["problems"].append({"file": str(path), "reason": str(exc)})
+            raise DatasetError(result)
+        state["problems"].append({"file": str(path), "reason": result})
         return
+    spec, f, e, m = result
     sid = spec.apogee_id
     if sid in seen:
         skip(path, sid, f"duplicate APOGEE_ID {sid} (already imported from {seen[sid]}). Fix: keep one file "
@@ -333,7 +318,6 @@ def _import_one(path, opts, grid, catalogue, group_ids, seen, state, batch, skip
         if lab is None:
             skip(path, sid, reason)
             return
-    f, e, m = spectrum_on_grid(spec, grid, opts)
     if m.all():
         skip(path, sid, "every pixel is masked. Fix: check the file, or raise --max-err")
         return

@@ -137,12 +137,13 @@ class StandIns:
 
 
 def make_dr17_folder(root, n_clusters: int = 4, sizes=(4, 6), field_fraction: float = 0.3, seed: int = 0,
-                     snr: float = 150.0, aspcap_every: int = 4) -> StandIns:
+                     snr: float = 150.0, aspcap_every: int = 4, extra_rows=()) -> StandIns:
     """A survey-like folder of DR17 stand-ins: open-cluster members and field giants
     (:func:`~twinviz.spectra.simulation.simulate` with ``group_sizes``), every ``aspcap_every``-th
     star as an aspcapStar file, the others as apStar files; an allStar catalogue with their labels
     (and label errors), and a membership table with probabilities (members 0.7–1.0, plus one
-    field star per cluster listed at probability 0.1 — a non-member the cut must drop)."""
+    field star per cluster listed at probability 0.1 — a non-member the cut must drop).
+    ``extra_rows`` are appended to the catalogue (e.g. rows for real files put in the folder)."""
     from twinviz.spectra.simulation import simulate
 
     root = Path(root)
@@ -176,7 +177,8 @@ def make_dr17_folder(root, n_clusters: int = 4, sizes=(4, 6), field_fraction: fl
     for k, name in enumerate(sorted({m[1] for m in members})):
         if k < len(field):
             members.append((field[k], name, 0.1))
-    catalogue = write_allstar(root / "allStar-dr17-standin.fits", rows, [e.upper() for e in elements])
+    catalogue = write_allstar(root / "allStar-dr17-standin.fits", rows + list(extra_rows),
+                              [e.upper() for e in elements])
     table = root / "members.csv"
     table.write_text("APOGEE_ID,CLUSTER,membership\n" + "".join(f"{a},{c},{p}\n" for a, c, p in members))
     return StandIns(folder, catalogue, table, stars)
