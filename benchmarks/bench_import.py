@@ -14,7 +14,7 @@ each with ``--workers 1`` and ``--workers 2``, and at two folder sizes, so that 
 the larger size shows whether memory stays bounded. ``--astropy-baseline`` adds a plain loop of
 ``astropy.io.fits.getdata`` over HDUs 1–3 of the apStar files, for scale.
 
-Usage: python benchmarks/bench_import.py --files 2000
+Usage: python benchmarks/bench_import.py --files 3000 --small 1500
 """
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ def _child(code: str, *args) -> tuple[float, int, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=2000, help="files per folder (the larger size)")
-    parser.add_argument("--small", type=int, default=500, help="the smaller folder size (memory comparison)")
+    parser.add_argument("--files", type=int, default=3000, help="files per folder (the larger size)")
+    parser.add_argument("--small", type=int, default=1500, help="the smaller folder size (both above one 1024-star chunk: equal peak RSS means memory is bounded)")
     parser.add_argument("--astropy-baseline", action="store_true", help="also time astropy getdata on apStar files")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_import_"))

@@ -313,3 +313,25 @@ def test_membership_table_with_probabilities_and_a_cut(tmp_path, capsys):
     plain.write_text(f"APOGEE_ID,group\n{ids[0]},A\n")
     assert run(folder, "--out", tmp_path / "p.nc", "--groups", plain, "--min-membership", "0.5") == 2
     assert "needs a probability column" in capsys.readouterr().err
+
+
+def test_workers_give_the_same_dataset_as_one_process(tmp_path):
+    from twinviz.spectra.apogee.standins import make_dr17_folder
+    from twinviz.spectra.dataset import open_spectra
+
+    made = make_dr17_folder(tmp_path / "s", n_clusters=2, sizes=(3, 3), field_fraction=0.25, aspcap_every=2)
+    (made.folder / "notes.fits").write_text("not FITS\n")  # a bad file keeps its place in the report
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.zarr"
+        assert run(made.folder, "--out", out, "--catalogue", made.catalogue, "--groups", made.members,
+                   "--min-membership", "0.5", "--chunk-stars", "3", "--workers", workers) == 0
+        outs.append(out)
+    a, b = open_spectra(outs[0]), open_spectra(outs[1])
+    assert list(a.star.values) == list(b.star.values) and a.sizes["star"] == len(made.stars)
+    for name in ("flux", "flux_err", "mask", "teff", "logg", "group", "teff_err"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    ra, rb = report_of(outs[0]), report_of(outs[1])
+    for key in ("stars", "skipped_files", "skipped_stars", "members", "sources"):
+        assert ra[key] == rb[key], key
+    assert len(ra["skipped_files"]) == 1 and "cannot be read as FITS" in ra["skipped_files"][0]["reason"]

@@ -125,10 +125,9 @@ def release_source(path, kind: str, release: str, dr17_layout: bool) -> str:
         raise ApogeeFileError(path, "release", f"{token} ({kind}, {layout}) is not a release this importer knows",
                               "import DR17 files (dr17 in the name) or DR12–DR16 files (reduction r5–r12); "
                               "newer releases need an importer update")
-    if token == "dr17" and not dr17_layout and kind != "apVisit":
-        raise ApogeeFileError(path, "release", f"the name says dr17 but the file has {layout} "
-                              f"({'an int16 PIXMASK' if kind == 'apStar' else 'another pixel count'}; DR17 "
-                              f"{kind} files have {'an int64 PIXMASK' if kind == 'apStar' else '7514 pixels'})",
+    if token == "dr17" and not dr17_layout and kind == "apStar":
+        raise ApogeeFileError(path, "release", f"the name says dr17 but the file has {layout} (an int16 "
+                              "PIXMASK; DR17 apStar files have an int64 PIXMASK)",
                               "re-download the file from the DR17 archive, or rename it to its real release")
     return "apogee-dr17" if dr17_layout or token == "dr17" else f"apogee-{token}"
 
@@ -155,7 +154,8 @@ def _kind_of(path: Path, hdul) -> str:
     if n > 4 and hdul[4].header.get("XTENSION", "").strip() == "BINTABLE":
         table_cols = tuple(c.upper() for c in hdul[4].columns.names)
     prefix = name.split("-")[0]
-    if "APOGEE_ID" in table_cols and "PARAM" in table_cols and prefix not in ("apStar", "asStar"):
+    if "APOGEE_ID" in table_cols and ("PARAM" in table_cols or prefix == "aspcapStar") \
+            and prefix not in ("apStar", "asStar"):
         return "aspcapStar"
     if prefix in ("apVisit", "asVisit") or (n > 4 and "WAVELENGTH" in str(hdul[4].header.get("BUNIT", "")).upper()):
         return "apVisit"
@@ -222,12 +222,15 @@ def _read_aspcapstar(path: Path, hdul) -> ApogeeSpectrum:
     x_h = col("X_H", required=False)
     paramflag = col("PARAMFLAG", required=False)
     release = _release_from_name(path.name, "aspcapStar", apogee_id)
+    param, fparam = col("PARAM", required=False), col("FPARAM", required=False)
+    if release.split("/")[0].lower() == "dr17" or dr17:
+        x_h = None  # DR17 lists its elements in another order: [X/Fe] come from --catalogue
     return ApogeeSpectrum(
         path=str(path), kind="aspcapStar", apogee_id=apogee_id, release=release,
         source=release_source(path, "aspcapStar", release, dr17), flux=flux, flux_err=err,
         snr=float(snr) if snr is not None else float("nan"),
-        param=np.asarray(col("PARAM"), dtype=np.float64).ravel(),
-        fparam=np.asarray(col("FPARAM"), dtype=np.float64).ravel(),
+        param=None if param is None else np.asarray(param, dtype=np.float64).ravel(),
+        fparam=None if fparam is None else np.asarray(fparam, dtype=np.float64).ravel(),
         paramflag=None if paramflag is None else np.asarray(paramflag, dtype=np.int64).ravel(),
         aspcapflag=None if aspcapflag is None else int(aspcapflag),
         x_h=None if x_h is None else np.asarray(x_h, dtype=np.float64).ravel(),

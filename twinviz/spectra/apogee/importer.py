@@ -202,7 +202,8 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
     zarr_out = file_format(out) == "zarr"
     sink = ZarrSink(out, opts.chunk_stars) if zarr_out else MemorySink(out)
     journal = Journal(partial_paths(out)[1]) if zarr_out else None
-    job = {k: v for k, v in asdict(opts).items() if k not in ("overwrite", "resume", "progress", "strict")}
+    job = {k: v for k, v in asdict(opts).items()  # what decides the output (workers do not)
+           if k not in ("overwrite", "resume", "progress", "strict", "workers")}
     state = {"done": 0, "imported": [], "skipped": [], "problems": problems, "kinds": set(), "releases": set(),
              "sources": set()}
     if zarr_out and opts.resume and journal.path.exists():
@@ -266,8 +267,8 @@ def import_apogee(paths, out, options: ImportOptions | None = None) -> dict:
             "min_membership": opts.min_membership,
         }
         written = sink.finish(attrs)
-    except BaseException as exc:
-        if not zarr_out or not isinstance(exc, KeyboardInterrupt):
+    except BaseException as exc:  # interrupted or out of resources: a zarr import stays resumable
+        if not zarr_out or not isinstance(exc, (KeyboardInterrupt, OSError, MemoryError)):
             sink.abort()
             if journal is not None:
                 journal.remove()

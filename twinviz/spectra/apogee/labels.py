@@ -77,10 +77,11 @@ def labels_from_file(spec: ApogeeSpectrum, mode: str = "param") -> tuple[Labels 
     ``mode="param"``: calibrated PARAM, skipped on −9999/NaN/out-of-range values and BAD flags;
     ``mode="fparam"``: the raw FPARAM fit (uncalibrated), flags ignored.
     """
-    if spec.param is None:
-        return None, (f"{spec.kind} files carry no stellar labels. Fix: give --catalogue allStar.fits "
-                      "or labels.csv with this APOGEE_ID")
     values = spec.fparam if mode == "fparam" else spec.param
+    if values is None:
+        what = f"{spec.kind} files carry" if spec.kind != "aspcapStar" else "this aspcapStar table has"
+        return None, (f"{what} no stellar labels ({'FPARAM' if mode == 'fparam' else 'PARAM'}). Fix: give "
+                      "--catalogue allStar.fits or labels.csv with this APOGEE_ID")
     teff, logg = float(values[PARAM_INDEX["teff"]]), float(values[PARAM_INDEX["logg"]])
     problem = range_problem(teff, logg)
     if problem:
