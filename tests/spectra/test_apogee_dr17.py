@@ -335,3 +335,20 @@ def test_workers_give_the_same_dataset_as_one_process(tmp_path):
     for key in ("stars", "skipped_files", "skipped_stars", "members", "sources"):
         assert ra[key] == rb[key], key
     assert len(ra["skipped_files"]) == 1 and "cannot be read as FITS" in ra["skipped_files"][0]["reason"]
+
+
+def test_grid_keywords_may_sit_in_the_primary_header_only(tmp_path):
+    src = DR12 / "aspcapStar-r6-l30e.2-2M05392474+4038437.fits"
+    ok, shifted = tmp_path / "ok" / src.name, tmp_path / "bad" / src.name
+    for path, crval in ((ok, 4.179), (shifted, 4.18)):
+        path.parent.mkdir()
+        with fits.open(src) as hdul:
+            for i in (1, 2):
+                del hdul[i].header["CRVAL1"], hdul[i].header["CDELT1"]
+            hdul[0].header["CRVAL1"], hdul[0].header["CDELT1"] = crval, 6e-6
+            hdul.writeto(path, output_verify="silentfix")
+    spec = read_apogee_file(ok)
+    np.testing.assert_array_equal(spec.flux, fits.getdata(src, 1).astype(np.float32))
+    with pytest.raises(Exception, match="HDU1 CRVAL1/CDELT1/NAXIS1: spectrum is on another wavelength grid "
+                                        r"\(CRVAL1=4.18"):
+        read_apogee_file(shifted)

@@ -132,12 +132,17 @@ def release_source(path, kind: str, release: str, dr17_layout: bool) -> str:
     return "apogee-dr17" if dr17_layout or token == "dr17" else f"apogee-{token}"
 
 
-def _check_grid(path, header, hdu: int) -> None:
-    """Refuse spectra whose header does not describe the apStar grid."""
+def _check_grid(path, header, hdu: int, primary=None) -> None:
+    """Refuse spectra whose header does not describe the apStar grid. CRVAL1/CDELT1 missing from
+    the HDU are taken from the primary header (DR17 apStar files state them in both); a file
+    stating neither is judged on NAXIS1 alone."""
     got = {key: header.get(key) for key in ("CRVAL1", "CDELT1", "NAXIS1")}
-    ok = (got["NAXIS1"] == APSTAR_NPIX and got["CRVAL1"] is not None and got["CDELT1"] is not None
-          and abs(float(got["CRVAL1"]) - LOG10_LAMBDA0) <= _GRID_TOL["CRVAL1"]
-          and abs(float(got["CDELT1"]) - DLOG10_LAMBDA) <= _GRID_TOL["CDELT1"])
+    for key in ("CRVAL1", "CDELT1"):
+        if got[key] is None and primary is not None:
+            got[key] = primary.get(key)
+    ok = (got["NAXIS1"] == APSTAR_NPIX
+          and (got["CRVAL1"] is None or abs(float(got["CRVAL1"]) - LOG10_LAMBDA0) <= _GRID_TOL["CRVAL1"])
+          and (got["CDELT1"] is None or abs(float(got["CDELT1"]) - DLOG10_LAMBDA) <= _GRID_TOL["CDELT1"]))
     if not ok:
         raise ApogeeFileError(
             path, f"HDU{hdu} CRVAL1/CDELT1/NAXIS1",
@@ -193,7 +198,7 @@ def _aspcap_pixels(path: Path, hdul) -> tuple[np.ndarray, np.ndarray, bool]:
             out[pix] = data
         return flux, err, True
     for hdu in (1, 2):
-        _check_grid(path, hdul[hdu].header, hdu)
+        _check_grid(path, hdul[hdu].header, hdu, hdul[0].header)
     flux = np.asarray(_image(path, hdul, 1, "flux"), dtype=np.float32).ravel()
     err = np.asarray(_image(path, hdul, 2, "uncertainty"), dtype=np.float32).ravel()
     return flux, err, False
@@ -243,7 +248,7 @@ def _first_row(arr: np.ndarray) -> np.ndarray:
 
 def _read_apstar(path: Path, hdul) -> ApogeeSpectrum:
     for hdu in (1, 2, 3):
-        _check_grid(path, hdul[hdu].header, hdu)
+        _check_grid(path, hdul[hdu].header, hdu, hdul[0].header)
     head = hdul[0].header
     apogee_id = str(head.get("OBJID", "")).strip()
     if not apogee_id:
