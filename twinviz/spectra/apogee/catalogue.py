@@ -28,10 +28,12 @@ import numpy as np
 from twinviz.spectra.apogee import ApogeeFileError
 from twinviz.spectra.apogee.bits import (ASPCAPFLAG, DEFAULT_ASPCAPFLAG_BAD, DEFAULT_STARFLAG_BAD, ELEMFLAG_BAD,
                                          EXTRATARG, PARAMFLAG, STARFLAG, bit_names, mask_value)
-from twinviz.spectra.apogee.fits import require_astropy
+from twinviz.spectra.apogee.fits import MISSING, require_astropy
 from twinviz.spectra.apogee.labels import Labels, missing, range_problem
 
-__all__ = ["Catalogue", "read_catalogue", "read_csv_records"]
+__all__ = ["Catalogue", "CatalogueRows", "read_catalogue", "read_csv_records"]
+
+MISSING_CUT = MISSING + 1  # values at or below are "no value" (−9999)
 
 _X_FE_COLUMN = re.compile(r"^([A-Z]+)_FE$")
 _SPECIES = {"CI": "CI", "TIII": "TiII"}
@@ -44,7 +46,8 @@ _INT_COLUMNS = ("FE_H_FLAG", "ASPCAPFLAG", "STARFLAG", "EXTRATARG")
 class Catalogue:
     """Labels by APOGEE_ID from an allStar file or a CSV.
 
-    ``rows`` maps APOGEE_ID → :class:`~.labels.Labels` or a skip reason (str); ``elements`` are
+    ``rows`` (:class:`CatalogueRows`) maps APOGEE_ID → :class:`~.labels.Labels` or a skip reason
+    (str), built when asked for; ``elements`` are
     the [X/Fe] columns found; ``duplicates`` the ids still listed more than once after the
     EXTRATARG cut (the first row is used); ``stats`` counts what the cuts did.
     """
@@ -102,7 +105,7 @@ def _read_columns(path: Path) -> tuple[dict, list]:
                 upper, x_cols = _columns(path, table.columns.names)
                 wanted = [c for c in _SCALARS if c in upper] + x_cols + [f"{c}_FLAG" for c in x_cols
                                                                           if f"{c}_FLAG" in upper]
-                cols = {c: np.asarray(table.field(upper[c])) for c in wanted}
+                cols = {c: np.array(table.field(upper[c])) for c in wanted}  # copies: the file closes
         except ApogeeFileError:
             raise
         except Exception as exc:
@@ -124,57 +127,92 @@ def _read_columns(path: Path) -> tuple[dict, list]:
     return cols, x_cols
 
 
+class CatalogueRows:
+    """APOGEE_ID → :class:`~.labels.Labels` or the skip reason (str), built for one id when asked
+    (an allStar file has ~730 000 rows; only the imported stars' rows become objects)."""
+
+    def __init__(self, path: Path, cols: dict, x_cols: list, elements: tuple, index: dict, masks: dict):
+        self.path, self.cols, self.x_cols, self.elements = path, cols, x_cols, elements
+        self.index, self.masks = index, masks
+
+    def __len__(self):
+        return len(self.index)
+
+    def __contains__(self, sid):
+        return sid in self.index
+
+    def get(self, sid, default=None):
+        i = self.index.get(sid)
+        return default if i is None else self._row(i)
+
+    def _value(self, col, i):
+        v = float(self.cols[col][i]) if col in self.cols else float("nan")
+        return float("nan") if missing(v) else v
+
+    def _flagged(self, col, i, mask, table):
+        return bit_names(int(self.cols[col][i]), table, mask) if col in self.cols else []
+
+    def _row(self, i):
+        cols, m = self.cols, self.masks
+        teff, logg = float(cols["TEFF"][i]), float(cols["LOGG"][i])
+        problem = range_problem(teff, logg)
+        bad = [f"ASPCAPFLAG:{b}" for b in self._flagged("ASPCAPFLAG", i, m["aspcap"], ASPCAPFLAG)]
+        bad += [f"STARFLAG:{b}" for b in self._flagged("STARFLAG", i, m["star"], STARFLAG)]
+        if problem is None and bad:
+            problem = f"flagged labels ({', '.join(bad)})"
+        if problem:
+            return f"catalogue {self.path.name}: {problem}. Fix: drop the star or correct the catalogue"
+        fe_h = float("nan") if self._flagged("FE_H_FLAG", i, m["elem"], PARAMFLAG) else self._value("FE_H", i)
+        x_fe = {el: (float("nan") if self._flagged(f"{c}_FLAG", i, m["elem"], PARAMFLAG) else self._value(c, i))
+                for el, c in zip(self.elements, self.x_cols)}
+        return Labels(teff, logg, fe_h, x_fe, self._value("TEFF_ERR", i), self._value("LOGG_ERR", i))
+
+
+def _bits_set(cols, name, mask):
+    return (np.asarray(cols[name]).astype(np.int64) & mask) != 0 if name in cols else None
+
+
 def read_catalogue(path, aspcapflag_bad=DEFAULT_ASPCAPFLAG_BAD, starflag_bad=DEFAULT_STARFLAG_BAD) -> Catalogue:
     """Read a label catalogue (DR17 allStar FITS or CSV) and apply its quality cuts."""
     path = Path(path)
-    aspcap_mask = mask_value(aspcapflag_bad, ASPCAPFLAG, "--aspcapflag-bad")
-    star_mask = mask_value(starflag_bad, STARFLAG, "--starflag-bad")
+    masks = {"aspcap": mask_value(aspcapflag_bad, ASPCAPFLAG, "--aspcapflag-bad"),
+             "star": mask_value(starflag_bad, STARFLAG, "--starflag-bad"),
+             "elem": mask_value(ELEMFLAG_BAD, PARAMFLAG, "ELEMFLAG")}
     if not path.exists():
         raise ApogeeFileError(path, "catalogue", "does not exist", "check the --catalogue path")
     cols, x_cols = _read_columns(path)
-    elem_bad = mask_value(ELEMFLAG_BAD, PARAMFLAG, "ELEMFLAG")
-    ids = [str(s).strip() for s in cols["APOGEE_ID"]]
+    ids = np.char.strip(np.asarray(cols["APOGEE_ID"]).astype(str))
     elements = tuple(_element_name(c[:-3]) for c in x_cols)
-    stats = {"rows": len(ids), "extratarg_duplicate_rows": 0, "flagged": {}, "abundances_flagged": {}}
-    keep = np.ones(len(ids), bool)
+    keep = np.ones(ids.size, bool)
+    stats = {"rows": int(ids.size), "extratarg_duplicate_rows": 0, "flagged": {}, "abundances_flagged": {}}
     if "EXTRATARG" in cols:
         dup_rows = (np.asarray(cols["EXTRATARG"]).astype(np.int64) >> EXTRATARG["DUPLICATE"] & 1) == 1
         keep &= ~dup_rows
         stats["extratarg_duplicate_rows"] = int(dup_rows.sum())
-    rows, dups = {}, []
-
-    def value(col, i):
-        v = float(cols[col][i]) if col in cols else float("nan")
-        return float("nan") if missing(v) else v
-
-    def flagged(col, i, mask, table):
-        return bit_names(int(cols[col][i]), table, mask) if col in cols else []
-
-    for i in np.flatnonzero(keep):
-        sid = ids[i]
-        if sid in rows:
-            dups.append(sid)
+    rows_kept = np.flatnonzero(keep)
+    uniq, first, counts = np.unique(ids[rows_kept], return_index=True, return_counts=True)
+    chosen = rows_kept[first]  # the first kept row of every id
+    index = dict(zip(uniq.tolist(), chosen.tolist()))
+    # what the cuts do, counted over the rows used (vectorised; the reasons are built per star)
+    teff = np.asarray(cols["TEFF"], np.float64)[chosen]
+    logg = np.asarray(cols["LOGG"], np.float64)[chosen]
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(teff) & np.isfinite(logg) & (teff > MISSING_CUT) & (logg > MISSING_CUT)
+    passed = usable.copy()
+    for col, table, key in (("ASPCAPFLAG", ASPCAPFLAG, "aspcap"), ("STARFLAG", STARFLAG, "star")):
+        hit = _bits_set(cols, col, masks[key])
+        if hit is None:
             continue
-        teff, logg = float(cols["TEFF"][i]), float(cols["LOGG"][i])
-        problem = range_problem(teff, logg)
-        bad = [f"ASPCAPFLAG:{b}" for b in flagged("ASPCAPFLAG", i, aspcap_mask, ASPCAPFLAG)]
-        bad += [f"STARFLAG:{b}" for b in flagged("STARFLAG", i, star_mask, STARFLAG)]
-        if problem is None and bad:
-            problem = f"flagged labels ({', '.join(bad)})"
-            for b in bad:
-                stats["flagged"][b] = stats["flagged"].get(b, 0) + 1
-        if problem:
-            rows[sid] = f"catalogue {path.name}: {problem}. Fix: drop the star or correct the catalogue"
-            continue
-        fe_h = value("FE_H", i)
-        if flagged("FE_H_FLAG", i, elem_bad, PARAMFLAG):
-            fe_h = float("nan")
-            stats["abundances_flagged"]["Fe"] = stats["abundances_flagged"].get("Fe", 0) + 1
-        x_fe = {}
-        for el, c in zip(elements, x_cols):
-            x_fe[el] = value(c, i)
-            if flagged(f"{c}_FLAG", i, elem_bad, PARAMFLAG):
-                x_fe[el] = float("nan")
-                stats["abundances_flagged"][el] = stats["abundances_flagged"].get(el, 0) + 1
-        rows[sid] = Labels(teff, logg, fe_h, x_fe, value("TEFF_ERR", i), value("LOGG_ERR", i))
-    return Catalogue(str(path), rows, elements, "FE_H" in cols, sorted(set(dups)), stats)
+        hit = hit[chosen]
+        passed &= ~hit
+        values = np.asarray(cols[col]).astype(np.int64)[chosen][usable & hit]
+        for name in bit_names(masks[key], table):
+            n = int(((values >> table[name]) & 1).sum())
+            if n:
+                stats["flagged"][f"{col}:{name}"] = n
+    for el, col in [("Fe", "FE_H")] + list(zip(elements, x_cols)):
+        hit = _bits_set(cols, f"{col}_FLAG", masks["elem"])
+        if hit is not None and int((hit[chosen] & passed).sum()):
+            stats["abundances_flagged"][el] = int((hit[chosen] & passed).sum())
+    rows = CatalogueRows(path, cols, x_cols, elements, index, masks)
+    return Catalogue(str(path), rows, elements, "FE_H" in cols, uniq[counts > 1].tolist(), stats)
