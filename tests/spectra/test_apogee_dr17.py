@@ -352,3 +352,20 @@ def test_grid_keywords_may_sit_in_the_primary_header_only(tmp_path):
     with pytest.raises(Exception, match="HDU1 CRVAL1/CDELT1/NAXIS1: spectrum is on another wavelength grid "
                                         r"\(CRVAL1=4.18"):
         read_apogee_file(shifted)
+
+
+@needs_shared
+def test_a_damaged_apvisit_is_refused_with_the_product_to_use(tmp_path):
+    bad_table, no_rv = tmp_path / "apVisit-r13-1-2-3.fits", tmp_path / "apVisit-r13-1-2-4.fits"
+    with fits.open(APVISIT) as hdul:
+        hdul[11] = fits.ImageHDU(np.zeros(3))
+        hdul.writeto(bad_table, output_verify="silentfix")
+    with fits.open(APVISIT) as hdul:
+        hdul[11].data["VREL"][0] = np.nan
+        hdul[0].header["VRAD"] = "unknown"
+        hdul.writeto(no_rv, output_verify="silentfix")
+    with pytest.raises(Exception, match="HDU11: is not the visit table"):
+        read_apogee_file(bad_table)
+    with pytest.raises(Exception, match="HDU11 VREL: has no usable radial velocity .* Fix: import this star's "
+                                        "apStar file"):
+        read_apogee_file(no_rv)

@@ -285,6 +285,9 @@ def _read_apvisit(path: Path, hdul) -> ApogeeSpectrum:
     if not (np.all(np.isfinite(wave)) and np.all(wave > 0)):
         raise ApogeeFileError(path, "HDU4 (wavelength)", "has non-finite or non-positive wavelengths",
                               "re-download the file; it is damaged")
+    if hdul[11].header.get("XTENSION", "").strip() != "BINTABLE":
+        raise ApogeeFileError(path, "HDU11", "is not the visit table (a binary table with APOGEE_ID and VREL)",
+                              "re-download the file, or import the star's apStar file instead")
     table, head = hdul[11].data, hdul[0].header
     cols = {c.upper(): c for c in table.columns.names} if table is not None else {}
     sid = str(table.field(cols["APOGEE_ID"])[0]).strip() if "APOGEE_ID" in cols else str(head.get("OBJID", "")).strip()

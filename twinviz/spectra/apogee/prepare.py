@@ -50,9 +50,12 @@ def prepare_file(path, opts):
     reason (str) the file cannot be read."""
     try:
         spec = read_apogee_file(path)
+        f, e, m = spectrum_on_grid(spec, get_grid(opts.grid), opts)
     except ApogeeFileError as exc:
         return str(exc)
-    f, e, m = spectrum_on_grid(spec, get_grid(opts.grid), opts)
+    except Exception as exc:  # a file unlike any the reader was built on: its reason, not a traceback
+        return str(ApogeeFileError(path, "file", f"could not be imported ({type(exc).__name__}: {exc})",
+                                   "check that it is an unmodified APOGEE file; remove it to import the rest"))
     empty = np.empty(0, np.float32)
     return replace(spec, flux=empty, flux_err=empty, pixmask=None), f, e, m
 
