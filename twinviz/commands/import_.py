@@ -19,6 +19,7 @@ SOURCES = ("apogee",)
 
 
 def add_arguments(parser) -> None:
+    from twinviz.spectra.apogee.bits import DEFAULT_ASPCAPFLAG_BAD, DEFAULT_PIXMASK_BITS, DEFAULT_STARFLAG_BAD
     from twinviz.spectra.grid import DEFAULT_GRID
 
     parser.add_argument("source", choices=SOURCES, help="survey whose files are read")
@@ -39,23 +40,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-membership", type=float, default=None, metavar="P",
                         help="with --groups: only rows with membership probability >= P (0-1) make members")
     parser.add_argument("--membership-column", default=None, metavar="NAME",
-                        help="with --groups: the probability column (default: membership, prob, probability or p_member)")
-    parser.add_argument("--aspcapflag-bad", default=None, metavar="NAMES",
-                        help="catalogue ASPCAPFLAG bits that drop a star (default: "
-                             "STAR_BAD,TEFF_BAD,LOGG_BAD,NO_ASPCAP_RESULT,FERRE_FAIL)")
-    parser.add_argument("--starflag-bad", default=None, metavar="NAMES",
-                        help="catalogue STARFLAG bits that drop a star (default: "
-                             "BAD_PIXELS,VERY_BRIGHT_NEIGHBOR,BAD_RV_COMBINATION,RV_FAIL)")
+                        help="with --groups: the probability column (None: the first of membership, prob, "
+                             "probability, p_member)")
+    parser.add_argument("--aspcapflag-bad", default=",".join(DEFAULT_ASPCAPFLAG_BAD), metavar="NAMES",
+                        help="comma-separated catalogue ASPCAPFLAG bit names that drop a star")
+    parser.add_argument("--starflag-bad", default=",".join(DEFAULT_STARFLAG_BAD), metavar="NAMES",
+                        help="comma-separated catalogue STARFLAG bit names that drop a star")
     parser.add_argument("--max-err", type=float, default=0.1,
                         help="mask pixels whose normalised 1-sigma error exceeds this (0.1 = S/N below 10)")
-    parser.add_argument("--pixmask-bits", default=None, metavar="NAMES",
-                        help="comma-separated APOGEE_PIXMASK bit names that mask an apStar pixel "
-                             "(default: BADPIX,CRPIX,SATPIX,UNFIXABLE,BADDARK,BADFLAT,BADERR,NOSKY,"
-                             "PERSIST_HIGH,SIG_SKYLINE)")
+    parser.add_argument("--pixmask-bits", default=",".join(DEFAULT_PIXMASK_BITS), metavar="NAMES",
+                        help="comma-separated APOGEE_PIXMASK bit names that mask an apStar/apVisit pixel")
     parser.add_argument("--chunk-stars", type=int, default=1024,
                         help="stars per zarr chunk (zarr output streams one chunk at a time)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="processes that read and normalise files (results kept in file order; default 1)")
+                        help="processes that read and normalise files (results kept in file order)")
     parser.add_argument("--strict", action="store_true",
                         help="abort on the first bad file or star, writing nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -64,21 +62,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
-def _names(text, default):
-    return tuple(b.strip().upper() for b in text.split(",") if b.strip()) if text is not None else default
+def _names(text):
+    return tuple(b.strip().upper() for b in text.split(",") if b.strip())
 
 
 def main(args) -> int:
-    from twinviz.spectra.apogee.bits import DEFAULT_ASPCAPFLAG_BAD, DEFAULT_PIXMASK_BITS, DEFAULT_STARFLAG_BAD
     from twinviz.spectra.apogee.importer import ImportOptions, import_apogee
 
     if args.chunk_stars < 1:
         raise SystemExit("twinviz import: error: --chunk-stars must be at least 1")
-    opts = ImportOptions(grid=args.grid, max_err=args.max_err, pixmask_bits=_names(args.pixmask_bits, DEFAULT_PIXMASK_BITS),
+    opts = ImportOptions(grid=args.grid, max_err=args.max_err, pixmask_bits=_names(args.pixmask_bits),
                          labels=args.labels, catalogue=args.catalogue, groups=args.groups,
                          min_membership=args.min_membership, membership_column=args.membership_column,
-                         aspcapflag_bad=_names(args.aspcapflag_bad, DEFAULT_ASPCAPFLAG_BAD),
-                         starflag_bad=_names(args.starflag_bad, DEFAULT_STARFLAG_BAD), chunk_stars=args.chunk_stars,
+                         aspcapflag_bad=_names(args.aspcapflag_bad), starflag_bad=_names(args.starflag_bad),
+                         chunk_stars=args.chunk_stars,
                          workers=args.workers,
                          strict=args.strict, overwrite=args.overwrite, resume=args.resume,
                          progress=not args.no_progress)

@@ -15,8 +15,6 @@ names with the list of known ones.
 """
 from __future__ import annotations
 
-from twinviz.spectra.dataset import DatasetError
-
 __all__ = ["ASPCAPFLAG", "DEFAULT_ASPCAPFLAG_BAD", "DEFAULT_PIXMASK_BITS", "DEFAULT_STARFLAG_BAD",
            "ELEMFLAG_BAD", "EXTRATARG", "PARAMFLAG", "PIXMASK", "STARFLAG", "bit_names", "mask_value"]
 
@@ -63,6 +61,8 @@ def mask_value(names, table: dict, option: str) -> int:
     ``option`` and listing the known names."""
     unknown = [n for n in names if n not in table]
     if unknown:
+        from twinviz.spectra.dataset import DatasetError  # xarray: not needed by `twinviz --help`
+
         raise DatasetError(f"{option}: {','.join(unknown)}: unknown bit name. Fix: use names from: "
                            f"{', '.join(table)}")
     value = 0
