@@ -364,8 +364,14 @@ def test_a_damaged_apvisit_is_refused_with_the_product_to_use(tmp_path):
         hdul[11].data["VREL"][0] = np.nan
         hdul[0].header["VRAD"] = "unknown"
         hdul.writeto(no_rv, output_verify="silentfix")
+    flat = tmp_path / "apVisit-r13-1-2-5.fits"
+    with fits.open(APVISIT) as hdul:
+        hdul[4].data[1, 100] = hdul[4].data[1, 99]
+        hdul.writeto(flat, output_verify="silentfix")
     with pytest.raises(Exception, match="HDU11: is not the visit table"):
         read_apogee_file(bad_table)
+    with pytest.raises(Exception, match=r"HDU4 \(wavelength\): has non-finite, non-positive or non-monotonic"):
+        read_apogee_file(flat)
     with pytest.raises(Exception, match="HDU11 VREL: has no usable radial velocity .* Fix: import this star's "
                                         "apStar file"):
         read_apogee_file(no_rv)

@@ -282,9 +282,10 @@ def _read_apvisit(path: Path, hdul) -> ApogeeSpectrum:
     if len({flux.shape, err.shape, mask.shape, wave.shape}) != 1:
         raise ApogeeFileError(path, "HDU1–4", "have different shapes; expected one (3, 4096) shape for flux, "
                               "error, mask and wavelength", "re-download the file; it is damaged")
-    if not (np.all(np.isfinite(wave)) and np.all(wave > 0)):
-        raise ApogeeFileError(path, "HDU4 (wavelength)", "has non-finite or non-positive wavelengths",
-                              "re-download the file; it is damaged")
+    step = np.diff(wave, axis=1)
+    if not (np.all(np.isfinite(wave)) and np.all(wave > 0) and np.all((step > 0).all(1) | (step < 0).all(1))):
+        raise ApogeeFileError(path, "HDU4 (wavelength)", "has non-finite, non-positive or non-monotonic "
+                              "wavelengths along a chip", "re-download the file; it is damaged")
     if hdul[11].header.get("XTENSION", "").strip() != "BINTABLE":
         raise ApogeeFileError(path, "HDU11", "is not the visit table (a binary table with APOGEE_ID and VREL)",
                               "re-download the file, or import the star's apStar file instead")
