@@ -225,7 +225,9 @@ def test_non_apogee_fits_file(tmp_path, capsys):
         path = folder / "image.fits"
         fits.HDUList([fits.PrimaryHDU(np.zeros((4, 4), np.float32))]).writeto(path)
         return path
-    assert "not an APOGEE aspcapStar or apStar product" in _bad_file_case(tmp_path, make, capsys)
+    reason = _bad_file_case(tmp_path, make, capsys)
+    assert "is not an APOGEE product this importer knows (found 1 HDUs" in reason
+    assert "expected one of: aspcapStar" in reason and "apVisit" in reason
 
 
 def _truncated_copy(folder):

