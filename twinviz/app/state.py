@@ -279,28 +279,13 @@ class AppData:
     def twin_query(self, rank_by: str = RANK_LATENT):
         """The :class:`~twinviz.twins.query.TwinQuery` of ``rank_by`` over these stars — the service
         `twinviz twins` prints — sharing this AppData's index (built once per ranking)."""
-        from twinviz.twins.query import TwinQuery
-
         ranked = self.ranking(rank_by)
         key = "_query_" + ranked
         if getattr(self, key, None) is None:
             with self._lock:
-                if ranked == RANK_PIXEL:
-                    from twinviz.evaluation.pixel_finder import _TrainingRange
+                from twinviz.app.twin_query import build_twin_query
 
-                    query = TwinQuery(self.pixel_z, self.star_ids, self.teff, self.logg, group=self.group,
-                                      ranked_on=f"pixel finder {self.pixel_finder.directory or ''}",
-                                      distance="pixel finder", ood=_TrainingRange(self.pixel_finder),
-                                      calibration_note="P(twin): not available for the pixel finder (no calibration).",
-                                      _index=self.index_for(RANK_PIXEL))
-                else:
-                    distance = ("z" if self.bundle is None else
-                                self.bundle.distance_name("metric" if self.z_twin is not None else "z"))
-                    query = TwinQuery(self.search_z, self.star_ids, self.teff, self.logg, group=self.group,
-                                      ranked_on=self.ranked_on or self.ranking_name(rank_by), distance=distance,
-                                      ood=self.ood, recon_mse=self.recon_mse, calibration=self.calibration,
-                                      calibration_note=self.calibration_note, z=self.z, _index=self.index)
-                setattr(self, key, query)
+                setattr(self, key, build_twin_query(self, ranked == RANK_PIXEL))
         return getattr(self, key)
 
     def neighbours(self, position: int, k: int, rank_by: str = RANK_LATENT) -> tuple[np.ndarray, np.ndarray]:
@@ -310,16 +295,9 @@ class AppData:
 
     def true_twin(self, position: int, rank_by: str = RANK_LATENT) -> int:
         """Position of the star's nearest group-mate (for ``rank_by``'s distances; −1 when unknown)."""
-        g = self.group[position]
-        if g < 0:
+        if self.group[position] < 0:
             return -1
-        mates = np.flatnonzero(self.group == g)
-        mates = mates[mates != position]
-        if mates.size == 0:
-            return -1
-        vectors = self.twin_vectors(rank_by)
-        d = np.abs(vectors[mates] - vectors[position]).sum(axis=1)
-        return int(mates[np.argmin(d)])
+        return self.index_for(rank_by).twin_of(self.group, int(position))[0]
 
     def twin_ranks(self, rank_by: str = RANK_LATENT) -> np.ndarray:
         """Twin rank of every star (−1 without a group-mate); computed once (O(N²)), then kept.

@@ -1,0 +1,25 @@
+"""The app's :class:`~twinviz.twins.query.TwinQuery`: the one twin query of `twinviz twins`, built
+from an :class:`~twinviz.app.state.AppData` (its vectors, labels, OOD criteria, calibration and
+index) for the latent ranking or the pixel finder's."""
+from __future__ import annotations
+
+__all__ = ["build_twin_query"]
+
+
+def build_twin_query(data, pixel: bool):
+    """The TwinQuery of ``data``: its latent ranking, or (``pixel``) its pixel finder's; sharing its index."""
+    from twinviz.twins.query import TwinQuery
+
+    if pixel:
+        from twinviz.evaluation.pixel_finder import _TrainingRange
+
+        return TwinQuery(data.pixel_z, data.star_ids, data.teff, data.logg, group=data.group,
+                         ranked_on=f"pixel finder {data.pixel_finder.directory or ''}", distance="pixel finder",
+                         ood=_TrainingRange(data.pixel_finder),
+                         calibration_note="P(twin): not available for the pixel finder (no calibration).",
+                         _index=data.index_for("pixel"))
+    distance = "z" if data.bundle is None else data.bundle.distance_name("metric" if data.z_twin is not None else "z")
+    return TwinQuery(data.search_z, data.star_ids, data.teff, data.logg, group=data.group,
+                     ranked_on=data.ranked_on or data.ranking_name(), distance=distance, ood=data.ood,
+                     recon_mse=data.recon_mse, calibration=data.calibration, calibration_note=data.calibration_note,
+                     z=data.z, _index=data.index)
