@@ -103,6 +103,11 @@ def test_twins_prints_the_flag_with_its_numbers_for_an_apogee_id(real):
     assert f"recon MSE {recon:.3g} > {RECON_FACTOR:g} × validation p99 {p99:.3g}" in out
     assert "not to be trusted" in out
     assert sum(line.count("OOD: ") for line in out.splitlines()) == 3  # every neighbour row is flagged
+    # the synthetic demo model on real APOGEE stars: said in the summary, and its twin metric
+    # (learned on synthetic twins) is not applied — raw z, with the reason
+    assert "WARNING — domain: the model was trained on twinviz.synth spectra and these stars are APOGEE" in out
+    assert "ranked on: raw z: the twin metric was learned on twinviz.synth twins and these stars are APOGEE" in out
+    assert load_latents(d / "stars.latents.nc")["ood_domain"].values.all()
     js = json.loads(twinviz("twins", "--latents", d / "stars.latents.nc", "--star", STAR, "-k", "2", "--json",
                             cwd=d).stdout)
     assert js["query"]["star"] == STAR and js["query"]["ood"]["flag"] and js["query"]["ood"]["labels"]
@@ -131,6 +136,7 @@ def test_evaluate_without_groups_reports_mse_only_and_says_ranks_are_absent(real
     out = twinviz("evaluate", "--model", DEMO_MODEL, "--data", d / "stars.nc", "--out", tmp_path / "eval",
                   cwd=d).stdout
     assert "Twin ranks (Table 1): absent" in out and "undefined, not zero" in out
+    assert "WARNING — domain: the model was trained on twinviz.synth spectra and these stars are APOGEE" in out
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["n_with_twin"] == 0 and report["ranks"].startswith("absent")
     (fader,) = report["methods"]

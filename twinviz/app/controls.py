@@ -37,7 +37,9 @@ def source_text(data) -> str:
     finder = " (or the pixel finder, in the Twins tab)" if getattr(data, "pixel_z", None) is not None else ""
     return (f"model: <b>{html.escape(_model_name(data.model_dir))}</b>{fingerprint} · "
             f"data: <b>{html.escape(data_name)}</b> · <b>{data.n_stars:,}</b> stars"
-            f'<div class="tv-ranked-on">twins ranked on: {html.escape(ranked)}{finder}</div>')
+            f'<div class="tv-ranked-on">twins ranked on: {html.escape(ranked)}{finder}</div>'
+            + (f'<div class="tv-domain" style="color:#8a4b00">⚠ {html.escape(data.domain_note)}</div>'
+               if getattr(data, "domain_note", "") else ""))
 
 
 def link_mismatch(query: dict, data) -> str:

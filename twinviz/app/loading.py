@@ -91,7 +91,7 @@ def build_app_data(model_dir: Path, data_path: Path, latents_path: Path | None =
         recon_mse=recon, ood=criteria,
         z_twin=bundle.metric.project(z, teff, logg) if ranked == "metric" else None,
     )
-    data.bundle, data.ranked_on = bundle, ranked_on
+    data.bundle, data.ranked_on, data.domain_note = bundle, ranked_on, bundle.domain_note(ds.attrs)
     # the report of THIS bundle on these data: a second model never shows the first one's numbers
     data.report_path = Path(report_path) if report_path else _report_beside(latents_path or data_path,
                                                                             bundle.fingerprint)

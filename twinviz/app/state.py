@@ -83,6 +83,7 @@ class AppData:
     pixel_z: np.ndarray | None = None   # [N, k] the stars in the pixel finder's twin metric
     bundle: object | None = None        # twinviz.bundle.ModelBundle the model came from
     ranked_on: str = ""                 # what the latent ranking uses, and why (ModelBundle.ranking)
+    domain_note: str = ""               # "" or: the model was trained on another domain (ModelBundle.domain_note)
     _index: object | None = None
     _pixel_index: object | None = None
     _pixel_outside: np.ndarray | None = None

@@ -22,4 +22,4 @@ def build_twin_query(data, pixel: bool):
     return TwinQuery(data.search_z, data.star_ids, data.teff, data.logg, group=data.group,
                      ranked_on=data.ranked_on or data.ranking_name(), distance=distance, ood=data.ood,
                      recon_mse=data.recon_mse, calibration=data.calibration, calibration_note=data.calibration_note,
-                     z=data.z, _index=data.index)
+                     z=data.z, _index=data.index, domain_note=data.domain_note)

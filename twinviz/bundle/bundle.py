@@ -32,6 +32,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from twinviz import files
 from twinviz.model import FaderNetwork, ModelError, file_sha256
 
@@ -173,6 +175,19 @@ class ModelBundle:
                          "so it is not applied (use --rank-by metric to apply it anyway)")
         return "metric", supervised
 
+    def domain_note(self, data_attrs: dict | None) -> str:
+        """"" when the data come from the domain the model was trained on (or it is unknown); else a
+        sentence saying so: a model trained on synthetic spectra applied to survey stars, say."""
+        from twinviz.spectra.fingerprint import data_domain
+
+        trained = ((self.provenance or {}).get("trained_on") or {}).get("domain")
+        ours = data_domain(data_attrs or {})
+        if not trained or trained == "unknown" or ours == trained:
+            return ""
+        return (f"domain: the model was trained on {trained} spectra and these stars are {ours}: its latent and "
+                "twins are not to be trusted as is (the OOD flags give the numbers); train on these spectra "
+                "(`twinviz train --data SURVEY.zarr`, no twins needed)")
+
     # --- the twin query --------------------------------------------------------------------------
     @property
     def ood_criteria(self):
@@ -207,8 +222,11 @@ class ModelBundle:
                              {"long_name": "z in the twin metric: (features(z, teff, logg) - mean) @ projection"})
         elif "z_twin" in lat:
             lat = lat.drop_vars("z_twin")
+        domain = self.domain_note(ds.attrs)
         lat.attrs.update(model=str(self.directory), model_fingerprint=self.fingerprint, ranked_on=why,
-                         distance=self.distance_name(ranked))
+                         distance=self.distance_name(ranked), domain_note=domain)
+        lat["ood_domain"] = ("star", np.full(ds.sizes["star"], 1 if domain else 0, dtype=np.int8),
+                             {"long_name": "1: the star is of another domain than the model's training spectra"})
         if ood:
             lat = add_ood(lat, self.model, ds, criteria=self.ood_criteria, batch_size=batch_size, chunk=chunk,
                           recon=recon)
@@ -230,7 +248,7 @@ class ModelBundle:
             distance=str(latents.attrs.get("distance") or self.distance_name(ranked)),
             ood=None if found is None else found[0], recon_mse=None if found is None else found[1],
             calibration=self.calibration, calibration_note=self.calibration_note, metric=metric, backend=backend,
-            z=latents["z"].values)
+            z=latents["z"].values, domain_note=str(latents.attrs.get("domain_note", "")))
 
     def query(self, latents, star, k: int = 10, **options):
         """:meth:`twin_query` then :meth:`TwinQuery.query` for one star."""

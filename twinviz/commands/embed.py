@@ -93,6 +93,8 @@ def main(args) -> int:
                 latents = bundle.embed(ds, rank_by=args.rank_by, batch_size=args.batch_size, chunk=args.chunk,
                                        progress=report)
             say(f"twins are ranked on: {latents.attrs['ranked_on']}")
+            if latents.attrs.get("domain_note"):
+                say(f"WARNING — {latents.attrs['domain_note']}")
             n_ood = int(latents["ood"].values.sum())
             say(f"  {n_ood} of {n} stars out of distribution; criteria: {latents.attrs['ood_basis']}")
             out = Path(args.out) if args.out else default_latents_path(args.data)

@@ -121,7 +121,7 @@ def _bare_query(latents, args):
                      ood=None if found is None else found[0], recon_mse=None if found is None else found[1],
                      calibration_note=("P(twin): not shown: give --model DIR (the model that made these latents) "
                                        "to use its calibration"),
-                     metric=args.metric, backend=args.backend)
+                     metric=args.metric, backend=args.backend, domain_note=str(latents.attrs.get("domain_note", "")))
 
 
 NO_FLAGS = ("unknown: this latent file has no out-of-distribution flags (written before they existed). "
@@ -159,6 +159,8 @@ def _print_answer(answer, n_stars: int, metric: str) -> None:
     labels = [f"Teff {me['teff']:.0f} K", f"logg {me['logg']:.2f} dex", f"group {me['group']}"]
     print(f"star {answer.star}: " + ", ".join(labels))
     print(f"ranked on: {answer.ranked_on}")
+    if answer.domain_note:
+        print(f"WARNING — {answer.domain_note}")
     mine = me["ood"]
     if mine is None:
         print(f"out of distribution: {NO_FLAGS}")

@@ -131,6 +131,7 @@ def _mse_only_report(model, baseline_model, ds, groups, source, *, metric, backe
                                     fractions=rank_fractions(empty, n), mse=mse, swapped_mse=None,
                                     seconds=time.perf_counter() - t0))
     settings = {"data": str(source), "metric": metric, "ranks": NO_GROUPS,
+                "domain": model.domain_note(ds.attrs) if model is not None else "",
                 "baselines": "none: the pixel-space baselines and the oracle only rank twins",
                 "backend": TwinIndex(np.zeros((1, 1)), backend=backend).backend,
                 "batch_size": batch_size, "chunk": chunk}
@@ -205,7 +206,9 @@ def evaluate(model, ds: xr.Dataset, *, baseline_model=None, baselines=("polynomi
         say(f"{rep.label}: ranking twins")
         methods.append(_score(rep, groups, partners, ds, queries=queries, metric=metric, backend=backend,
                               batch_size=batch_size, chunk=chunk))
+    domain = model.domain_note(ds.attrs) if model is not None else ""
     settings = {"data": str(source), "data_role": data_role(registry, data), "data_fingerprint": data["fingerprint"],
+                "domain": domain,
                 "metric": metric, "poly_degree": poly_degree,
                 "poly_pca": poly_pca,
                 "polynomial_pca_metric": None if supervised is None else supervised.info,

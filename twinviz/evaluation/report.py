@@ -39,6 +39,8 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
         + (f" — {report.settings['data_role']}" if report.settings.get("data_role") else "") + ".",
         f"Twin rank thresholds: rank 1; ≤ 0.1 %·N = rank ≤ {t['rank_0p1']}; ≤ 1 %·N = rank ≤ {t['rank_1']}.",
     ]
+    if report.settings.get("domain"):
+        lines.append(f"**WARNING — {report.settings['domain']}.**")
     if t["rank_0p1"] < 1 or t["rank_1"] < 1:
         lines.append("With fewer than 1 000 (100) stars the 0.1 % (1 %) threshold is below rank 1, so that "
                      "column is 0 by definition; use a larger validation set to compare with the paper.")
@@ -92,6 +94,7 @@ def _mse_only_markdown(report: EvaluationReport, num) -> str:
         "",
         f"**Twin ranks (Table 1): {s.get('ranks', 'absent')}.**",
         "",
+        *([f"**WARNING — {s['domain']}.**", ""] if s.get("domain") else []),
         "| method | reconstruction MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % |",
         "|---|---|---|---|---|---|",
     ]

@@ -35,9 +35,11 @@ class TwinAnswer:
     metric: str
     p_twin_note: str
     ood_criteria: str | None
+    domain_note: str = ""
 
     def as_dict(self) -> dict:
-        return {"query": self.query_row, "metric": self.metric, "ranked_on": self.ranked_on, "twins": self.rows,
+        return {"query": self.query_row, "metric": self.metric, "ranked_on": self.ranked_on,
+                "domain": self.domain_note or "the model's training domain", "twins": self.rows,
                 "true_twin": self.true_twin, "p_twin_note": self.p_twin_note, "ood_criteria": self.ood_criteria}
 
 
@@ -60,6 +62,7 @@ class TwinQuery:
     metric: str = "l1"
     backend: str = "auto"
     z: np.ndarray | None = None         # [N, latent] raw z, for decoding (--explain); None for a pixel finder
+    domain_note: str = ""               # "" or why the model's training domain is not these stars' (bundle)
     _index: object = field(default=None, repr=False)
     _flags: dict | None = field(default=None, repr=False)
 
@@ -168,4 +171,5 @@ class TwinQuery:
             twin = {k: v for k, v in twin.items() if k != "position"}
         return TwinAnswer(star=me["star"], position=pos, positions=positions, distances=np.asarray(distances),
                           rows=rows, query_row=me, true_twin=twin, ranked_on=self.ranked_on, metric=self.metric,
-                          p_twin_note=note, ood_criteria=None if self.ood is None else self.ood.basis)
+                          p_twin_note=note, ood_criteria=None if self.ood is None else self.ood.basis,
+                          domain_note=self.domain_note)
