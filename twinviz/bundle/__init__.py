@@ -5,18 +5,10 @@
 Names are imported on first use (PEP 562), so ``twinviz.bundle.provenance`` — which
 ``TrainConfig.validate`` needs — does not import torch.
 """
-from importlib import import_module
+from twinviz.lazy import lazy_names
 
 _HOMES = {"RANK_CHOICES": "bundle", "BundleError": "bundle", "ModelBundle": "bundle", "resolve_model_dir": "bundle"}
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name):
-    if name in _HOMES:
-        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)

@@ -7,7 +7,7 @@ same code runs DistributedDataParallel.
 Names are imported on first use (PEP 562), so ``from twinviz.training.config import
 TrainConfig`` — which ``twinviz --help`` and the app's form need — does not import torch.
 """
-from importlib import import_module
+from twinviz.lazy import lazy_names
 
 _HOMES = {
     "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
@@ -19,12 +19,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name):
-    if name in _HOMES:
-        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)
