@@ -1,4 +1,4 @@
-"""DR17 products: the real DR17 apStar and apVisit files (shared data), DR17-shaped aspcapStar and
+"""DR17 products: the real DR17 apStar and apVisit files (tests/data/apogee-dr17), DR17-shaped aspcapStar and
 allStar stand-ins written here, the apVisit rest-frame resampling, membership tables, and the
 refusal of products and releases the importer does not know."""
 import json
@@ -17,13 +17,13 @@ from twinviz.spectra.apogee.visit import C_KM_S, resample_visit
 from twinviz.spectra.dataset import load_spectra
 from twinviz.spectra.grid import DLOG10_LAMBDA, LOG10_LAMBDA0, apstar_wavelength, get_grid
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "apogee-dr17"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "apogee-dr17"
 APSTAR = SHARED / "apStar-dr17-2M19485057+5005279.fits"
 APVISIT = SHARED / "apVisit-r13-9518-57729-104.fits"
 REAL_ID, VISIT_ID = "2M19485057+5005279", "2M00242666+5341178"
 DR12 = Path(__file__).resolve().parents[1] / "data" / "apogee"
-needs_shared = pytest.mark.skipif(not APSTAR.exists() or not APVISIT.exists(),
-                                  reason=f"the real DR17 files are not at {SHARED} (a checkout without ../shared)")
+needs_real_dr17 = pytest.mark.skipif(not APSTAR.exists() or not APVISIT.exists(),
+                                  reason=f"the real DR17 files are not at {SHARED}")
 
 
 def run(*argv):
@@ -43,7 +43,7 @@ def one_row_csv(tmp_path, *ids, teff=4800.0, logg=2.5):
 # ------------------------------------------------------------------ the real DR17 apStar file
 
 
-@needs_shared
+@needs_real_dr17
 def test_real_dr17_apstar_reads_the_combined_row_and_its_64_bit_mask():
     spec = read_apogee_file(APSTAR)
     with fits.open(APSTAR) as hdul:
@@ -60,7 +60,7 @@ def test_real_dr17_apstar_reads_the_combined_row_and_its_64_bit_mask():
         assert (fast.apogee_id, fast.source, fast.snr) == (slow.apogee_id, slow.source, slow.snr)
 
 
-@needs_shared
+@needs_real_dr17
 def test_real_dr17_apstar_imports_normalised_with_named_dr17_mask_bits(tmp_path):
     out = tmp_path / "real.nc"
     assert run(APSTAR, "--out", out, "--catalogue", one_row_csv(tmp_path, REAL_ID, teff=5226, logg=4.5)) == 0
@@ -94,7 +94,7 @@ def test_unknown_bit_names_are_refused(tmp_path, capsys):
 # --------------------------------------------------------------- releases and products refused
 
 
-@needs_shared
+@needs_real_dr17
 def test_unknown_release_and_a_name_that_contradicts_the_layout_are_refused(tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -198,7 +198,7 @@ def test_apvisit_resampling_shifts_to_rest_conserves_flux_and_propagates_errors_
     assert np.array_equal(np.flatnonzero((f3 == 0) & covered), hit) and np.all(e3[hit] == 0)
 
 
-@needs_shared
+@needs_real_dr17
 def test_real_apvisit_is_moved_to_the_rest_frame_and_imported(tmp_path):
     spec = read_apogee_file(APVISIT)
     with fits.open(APVISIT) as hdul:
@@ -354,7 +354,7 @@ def test_grid_keywords_may_sit_in_the_primary_header_only(tmp_path):
         read_apogee_file(shifted)
 
 
-@needs_shared
+@needs_real_dr17
 def test_a_damaged_apvisit_is_refused_with_the_product_to_use(tmp_path):
     bad_table, no_rv = tmp_path / "apVisit-r13-1-2-3.fits", tmp_path / "apVisit-r13-1-2-4.fits"
     with fits.open(APVISIT) as hdul:

@@ -1,6 +1,6 @@
 """The real-data workflow of docs/real-data.md, run as a user would, end to end:
 
-a folder of DR17 files — the **real** DR17 apStar file (shared data) plus DR17-shaped
+a folder of DR17 files — the **real** DR17 apStar file (tests/data/apogee-dr17) plus DR17-shaped
 **synthetic stand-ins** for bulk (twinviz.spectra.apogee.standins: open-cluster members and field
 giants from the built-in synthesizer, written as apStar/aspcapStar DR17 files) — and a DR17
 allStar-shaped catalogue →
@@ -21,7 +21,7 @@ from twinviz.cli import main as cli
 from twinviz.spectra.apogee.standins import make_dr17_folder
 from twinviz.spectra.dataset import load_spectra
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "apogee-dr17"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "apogee-dr17"
 REAL = SHARED / "apStar-dr17-2M19485057+5005279.fits"
 REAL_ID = "2M19485057+5005279"
 TINY = ["--epochs", "3", "--batch-size", "16", "--latent-dim", "4", "--basis-dim", "8", "--hidden", "16",
@@ -29,7 +29,7 @@ TINY = ["--epochs", "3", "--batch-size", "16", "--latent-dim", "4", "--basis-dim
         "--log-every", "1", "--no-progress"]
 
 
-@pytest.mark.skipif(not REAL.exists(), reason=f"the real DR17 apStar file is not at {SHARED} (no ../shared)")
+@pytest.mark.skipif(not REAL.exists(), reason=f"the real DR17 apStar file is not at {SHARED}")
 def test_dr17_folder_to_twins(tmp_path, capsys):
     # the real star's catalogue row: no ASPCAP labels ship with it, so Teff/logg are the RV fit's
     # (RV_TEFF, RV_LOGG in its primary header), with generous errors — a stand-in for its allStar row

@@ -29,6 +29,7 @@ def _run(tmp_path, monkeypatch, collapsed_epoch: int, **kw):
     """A 2-epoch run on twins whose epoch ``collapsed_epoch`` (1 or 2) pretends to have collapsed
     with perfect twin ranks; returns (the epoch records, status)."""
     _, data, _ = make_sample(tmp_path / "sample", n_pairs=40)
+    _, val, _ = make_sample(tmp_path / "val", n_pairs=40, seed=1)  # another file: never the training stars
     real = ValidationSet.evaluate
     calls = []
 
@@ -40,7 +41,7 @@ def _run(tmp_path, monkeypatch, collapsed_epoch: int, **kw):
         return out
 
     monkeypatch.setattr(ValidationSet, "evaluate", pretend)
-    run = train(TrainConfig(data=str(data), val=str(data), out=str(tmp_path / "run"), epochs=2, batch_size=40,
+    run = train(TrainConfig(data=str(data), val=str(val), out=str(tmp_path / "run"), epochs=2, batch_size=40,
                             basis_dim=16, hidden=[32], latent_dim=4, adversary_hidden=[16], progress=False,
                             num_threads=1, **kw))
     epochs = [r for r in map(json.loads, (Path(run) / "metrics.jsonl").read_text().splitlines())

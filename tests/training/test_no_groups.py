@@ -68,7 +68,7 @@ def test_train_without_groups_reports_mse_and_adversary_vs_chance_and_stores_sta
     model_dir = Path(run) / "model"
     doc, why = read_validation_stats(model_dir)
     assert why == "" and doc["recon_mse"]["n_stars"] == 40
-    assert doc["weights_sha1"] == hashlib.sha1((model_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert doc["weights_sha256"] == hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
     assert doc["validation"]["epoch"] == epochs[chosen]["epoch"]
     from twinviz.model import FaderNetwork
     from twinviz.spectra.dataset import load_spectra

@@ -400,7 +400,14 @@ def test_masked_pixels_and_flux_err_train_in_pixel_space_without_nans(tmp_path):
     flux[mask] = np.nan  # bad pixels may hold anything, even NaN
     path = save_spectra(make_spectra(flux, wave, teff, logg, group=group, flux_err=err, mask=mask),
                         tmp_path / "masked.nc")
-    trainer = Trainer(TrainConfig(data=str(path), val=str(path), out=str(tmp_path / "r"), epochs=8,
+    # validation: other stars of the same kind (the training file itself is refused as --val)
+    vflux, _, vteff, vlogg, vgroup, _ = toy_arrays(n_groups=30, noise=0.01, seed=1)
+    vmask = rng.random(vflux.shape) < 0.05
+    vflux[vmask] = np.nan
+    val = save_spectra(make_spectra(vflux, wave, vteff, vlogg, group=vgroup, mask=vmask,
+                                    flux_err=rng.uniform(0.005, 0.03, vflux.shape).astype(np.float32)),
+                       tmp_path / "masked-val.nc")
+    trainer = Trainer(TrainConfig(data=str(path), val=str(val), out=str(tmp_path / "r"), epochs=8,
                                   **{**SMALL, "basis_trainable": True}))
     assert trainer.source.coef is None  # non-uniform weights: the pixel-space loss
     trainer.fit()
