@@ -110,6 +110,7 @@ class SwapExplorer(pn.viewable.Viewer):
         self.y_ranges = {name: Range1d(0.0, 1.0) for name in ("spectrum", "swap", "residual")}
         self._y_zoomed: set[str] = set()
         self._fitting_y = False
+        self._window = None  # (start, end) Å of a "jump to line": the y ranges fit that window
         self.figures = self._make_figures()
         for name, y_range in self.y_ranges.items():
             y_range.on_change("start", lambda attr, old, new, name=name: self._y_changed(name))
@@ -249,7 +250,7 @@ class SwapExplorer(pn.viewable.Viewer):
             err = flux_mse(model, truth)
         self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
         self.sources["residual"].data.update(model=resid)
-        self._fit_y("spectrum", model, truth_col, self.sources["truth_band"].data["y"])
+        self._fit_y("spectrum", gy(model), reference=(truth_col, self.sources["truth_band"].data["y"]))
         self._fit_y("residual", resid, self.sources["residual"].data["swap"])
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
         # The MSE rides in the panel's title (drawn on the canvas, which repaints anyway): a page
@@ -269,7 +270,7 @@ class SwapExplorer(pn.viewable.Viewer):
                                               else theme.band_patch(self._gaps.x, gy(observed), gy(err)))
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
-        self._fit_y("swap", observed, swap, self.sources["observed_band"].data["y"])
+        self._fit_y("swap", gy(swap), reference=(gy(observed), self.sources["observed_band"].data["y"]))
         self.mse_text.object = f"**MSE** swap vs observed: `{flux_mse(swap, observed):.3g}`"
         self._twin = twin
         tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
@@ -284,11 +285,16 @@ class SwapExplorer(pn.viewable.Viewer):
         self.ood_badge.object = "<br>".join(badges)
         self.ood_badge.visible = bool(badges)
 
-    def _fit_y(self, name: str, *columns):
-        """Fit panel ``name``'s y range to ``columns`` (unless the visitor zoomed it)."""
+    def _fit_y(self, name: str, *columns, reference=()):
+        """Fit panel ``name``'s y range (unless the visitor zoomed it): to the ``reference`` curves
+        (observed, truth, band), widened for ``columns`` (the decoder's) only a little
+        (theme.fitted_limits), within the line window when one was jumped to. Every curve is
+        on the gapped x axis."""
         if name in self._y_zoomed:
             return
-        limits = theme.padded_limits(*columns)
+        x = self._gaps.x
+        limits = theme.fitted_limits(theme.in_window(x, reference, self._window),
+                                     theme.in_window(x, columns, self._window))
         if limits is None:
             return
         self._fitting_y = True
@@ -310,11 +316,26 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_line(self, event):
         if event.new in (None, "full"):
             start, end = self.full_range
+            self._window = None
         else:
             w = float(event.new)
             start, end = w - self.line_window, w + self.line_window
-        in_session(lambda: self.x_range.update(start=start, end=end))
+            self._window = (start, end)
+        self._y_zoomed.clear()  # a jump fits every panel's y to the line (or the full spectrum)
+
+        def changes():
+            self.x_range.update(start=start, end=end)
+            self._refit_y()
+
+        in_session(changes)
         self._push()
+
+    def _refit_y(self):
+        """Fit the three panels' y ranges to what their sources hold now."""
+        sp, sw, rs = self.sources["spectrum"].data, self.sources["swap"].data, self.sources["residual"].data
+        self._fit_y("spectrum", sp["model"], reference=(sp["truth"], self.sources["truth_band"].data["y"]))
+        self._fit_y("swap", sw["swap"], reference=(sw["observed"], self.sources["observed_band"].data["y"]))
+        self._fit_y("residual", rs["model"], rs["swap"])
 
     def _push(self):
         # Bokeh models changed in place reach a live server session on their own; a notebook
