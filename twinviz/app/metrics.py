@@ -16,7 +16,7 @@ import pandas as pd
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import HoverTool
+from bokeh.models import HoverTool, Label, Span
 from bokeh.plotting import figure
 
 from twinviz.app import theme
@@ -102,10 +102,13 @@ def rank_curve_figure(report: dict):
             fig.line(curve["rank"], curve["fraction"], color=colour, line_width=2, line_dash=dash,
                      legend_label=m["label"])
     n = report.get("n_stars")
-    if n:
-        for frac, dash in ((0.001, "dashed"), (0.01, "dotted")):
+    if n:  # full-height lines (a ray's length is measured along the log x axis: 40-px stubs)
+        for frac, dash, name in ((0.001, "dashed", "rank-0p1"), (0.01, "dotted", "rank-1pct")):
             if n * frac >= 1:
-                fig.ray(x=n * frac, y=0, length=1.02, angle=math.pi / 2, color="#999999", line_dash=dash)
+                fig.add_layout(Span(location=n * frac, dimension="height", line_color="#777777",
+                                    line_dash=dash, line_width=1.5, name=name))
+                fig.add_layout(Label(x=n * frac, y=0.02, text=f"{frac:.1%}".replace(".0%", "%"),
+                                     text_font_size="10px", text_color="#555555", x_offset=3))
     fig.add_tools(HoverTool(tooltips=[("rank", "@x{0}"), ("fraction", "@y{0.000}")]))
     theme.style_figure(fig)
     return fig

@@ -23,6 +23,8 @@ from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
+from twinviz.app.chemistry import chemical_difference, chemical_scale, lines_markdown
+from twinviz.app.distance_scale import add_scale_columns, distance_scale
 from twinviz.app.state import RANK_LATENT, RANK_PIXEL, ExplorerState
 from twinviz.evaluation.explain import strongest_lines
 
@@ -50,14 +52,19 @@ Teff/logg, where its polynomial extrapolates."""
 RANK_OPTIONS = {"latent z": RANK_LATENT, "pixel finder": RANK_PIXEL}
 
 
-def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.DataFrame:
-    """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin,
-    and OOD (out-of-distribution flag with its numbers; "" when in distribution). ``rank_by``
-    RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its training labels)."""
+def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT, hide_ood: bool = False) -> pd.DataFrame:
+    """The k nearest stars to ``star``: rank, star id, L1 distance with its scale (twin pct,
+    random ≤ d: app/distance_scale.py), Teff, logg, Δ[Fe/H], true twin, and OOD
+    (out-of-distribution flag with its numbers; "" when in distribution). ``rank_by``
+    RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its training labels).
+    ``hide_ood`` leaves out-of-distribution neighbours out (ranks keep their place in the
+    full ranking, so a gap shows where one was left out)."""
     if data.ranking(rank_by) == RANK_PIXEL:
         return _pixel_table(data, star, k)
-    pos, dist = data.neighbours(star, k)
-    table = _common_columns(data, star, pos, dist)
+    pos, dist, ranks = _neighbours(data, star, k, hide_ood)
+    table = _common_columns(data, star, pos, dist, ranks)
+    scale = distance_scale(data, rank_by)
+    add_scale_columns(table, scale, dist)
     ood = None  # the OOD cell of the star and each neighbour ("" when in distribution)
     if data.ood is not None:
         recon = data.recon_mse
@@ -75,13 +82,34 @@ def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.D
     if ood is not None:
         table["OOD"] = [ood[p] for p in pos.tolist()]
     table.attrs["positions"] = pos
-    table.attrs["p_twin_note"] = note
+    hidden = ""
+    if hide_ood and ranks.size and ranks[-1] > ranks.size:
+        hidden = f" {int(ranks[-1]) - ranks.size} out-of-distribution neighbour(s) hidden (ranks skipped)."
+    table.attrs["p_twin_note"] = " ".join(t for t in (note, scale.note(), hidden) if t)
     return table
+
+
+def _neighbours(data, star: int, k: int, hide_ood: bool):
+    """(positions, distances, ranks in the full ranking) of the k nearest; with ``hide_ood`` the
+    k nearest that are in distribution."""
+    flags = data.ood_flags() if hide_ood else None
+    want = k
+    while True:
+        pos, dist = data.neighbours(star, min(want, data.n_stars - 1))
+        ranks = np.arange(1, pos.size + 1)
+        if flags is None:
+            return pos, dist, ranks
+        keep = ~flags[pos]
+        if keep.sum() >= k or pos.size >= data.n_stars - 1:
+            sel = np.flatnonzero(keep)[:k]
+            return pos[sel], dist[sel], ranks[sel]
+        want *= 4
 
 
 def _pixel_table(data, star: int, k: int) -> pd.DataFrame:
     pos, dist = data.neighbours(star, k, RANK_PIXEL)
-    table = _common_columns(data, star, pos, dist)
+    table = _common_columns(data, star, pos, dist, np.arange(1, pos.size + 1))
+    add_scale_columns(table, distance_scale(data, RANK_PIXEL), dist)
     outside = data.pixel_outside()
     table["OOD"] = np.where(outside[pos], "outside the finder's Teff/logg", "")
     table.attrs["positions"] = pos
@@ -94,9 +122,9 @@ def _pixel_table(data, star: int, k: int) -> pd.DataFrame:
     return table
 
 
-def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
+def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray, ranks: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame({
-        "rank": np.arange(1, pos.size + 1),
+        "rank": ranks,
         "star": [str(v) for v in data.star_ids[pos]],
         "distance": np.round(dist.astype(float), 4),
         "Teff": np.round(data.teff[pos]).astype(int),
@@ -108,18 +136,6 @@ def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray) -> pd.Da
         same = (data.group[pos] == data.group[star]) & (data.group[star] >= 0)
         table["true twin"] = np.where(same, "✓", "")
     return table
-
-
-def _lines_markdown(lines, twin_id, star_id, chemical) -> str:
-    """The strongest lines of the chemical difference as a short Markdown table."""
-    rms = float(np.sqrt(np.mean(chemical ** 2)))
-    rows = [f"**Chemical difference, neighbour {twin_id} − star {star_id}**: RMS {rms:.2g}, "
-            f"max |Δ| {float(np.max(np.abs(chemical))):.2g} (near zero for true twins). Strongest lines:", "",
-            "| λ (Å) | Δ flux | line | element |", "|---|---|---|---|"]
-    for r in lines:
-        line = "—" if r["species"] is None else f"{r['species']} {r['line_wavelength']:.2f} Å"
-        rows.append(f"| {r['wavelength']:.2f} | {r['delta_flux']:+.4f} | {line} | {', '.join(r['elements'] or [])} |")
-    return "\n".join(rows)
 
 
 class TwinTable(pn.viewable.Viewer):
@@ -140,6 +156,11 @@ class TwinTable(pn.viewable.Viewer):
         self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
                                                 color="light", width=140)
+        # Triage: out-of-distribution neighbours hidden, on by default for real (not synthetic) data
+        self.hide_ood = pn.widgets.Checkbox(name="hide out-of-distribution neighbours",
+                                            value=state.data.ood is not None and not state.data.is_synthetic,
+                                            visible=state.data.ood is not None)
+        self.hide_ood.param.watch(self._refresh, "value")
         self.rank_select = None
         if state.data.has_pixel_finder:
             self.rank_select = pn.widgets.RadioButtonGroup.from_param(
@@ -151,7 +172,8 @@ class TwinTable(pn.viewable.Viewer):
 
     # ---- table ----------------------------------------------------------------------------
     def _refresh(self, *events):
-        frame = neighbour_table(self.state.data, self.state.star, self.state.k, self.state.rank_by)
+        frame = neighbour_table(self.state.data, self.state.star, self.state.k, self.state.rank_by,
+                                hide_ood=self.hide_ood.value)
         self._positions = frame.attrs.pop("positions")
         self.p_note.object = frame.attrs.pop("p_twin_note")
         self.table.value = frame
@@ -203,7 +225,7 @@ class TwinTable(pn.viewable.Viewer):
                   legend_label="neighbour − star")
         chem = figure(height=170, y_axis_label="Δ flux, chemistry", x_axis_label="wavelength (Å)", **common)
         chem.line("x", "chemical", source=self.source, color=theme.SELECTED, line_width=width,
-                  legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg")
+                  legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg (within the model's range)")
         chem.scatter("x", "y", source=self.line_source, size=6, color=theme.SELECTED, marker="inverted_triangle")
         chem.add_layout(LabelSet(x="x", y="y", text="label", source=self.line_source, text_font_size="9px",
                                  y_offset=6, x_offset=-8))
@@ -222,13 +244,17 @@ class TwinTable(pn.viewable.Viewer):
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
                  f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}"
                  + (" (pixel finder)" if d.ranking(self.state.rank_by) == RANK_PIXEL else ""))
+        scale = distance_scale(d, self.state.rank_by)
+        twin_pct = f"twin pct {float(scale.twin_percentile(dist)):.0f} % · " if scale.twin.size else ""
+        title += f"\ndistance scale: {twin_pct}random pairs ≤ d {float(scale.random_fraction(dist)):.2g} %"
         star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
-        u = (float(d.teff[s]), float(d.logg[s]))
-        chemical = d.decode(twin, *u).astype(np.float64) - d.decode(s, *u)
+        # decoded at the star's labels clipped into the model's range (app/chemistry.py)
+        chemical, u, clip_note = chemical_difference(d, s, twin)
         lines = strongest_lines(d.wavelength, chemical, *u, n=N_LINES)
         marks = {"x": [r["wavelength"] for r in lines], "y": [r["delta_flux"] for r in lines],
                  "label": [r["species"] or "" for r in lines]}
-        self.lines.object = _lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical)
+        self.lines.object = lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical, chemical_scale(d),
+                                           clip_note)
 
         def changes():
             self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux),
@@ -250,7 +276,7 @@ class TwinTable(pn.viewable.Viewer):
                 pn.Row(pn.pane.Markdown("**rank twins by**", margin=(8, 4, 0, 10)), self.rank_select),
                 theme.help_pane(PIXEL_HELP)]
             self._layout = pn.Column(theme.help_pane(HELP), *ranking,
-                                     pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
+                                     self.hide_ood, pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
                                      self.download, self._plot_pane, self.lines, sizing_mode="stretch_width",
                                      name="Twins")
         return self._layout
