@@ -230,3 +230,10 @@ def test_jumping_to_a_line_zooms_the_y_axes_to_that_window(state):
     assert view.y_ranges["spectrum"].start <= np.nanmin(model) and view.y_ranges["spectrum"].end >= np.nanmax(model)
     view.line_select.value = "full"  # back to the whole spectrum: the swap panel's first fit
     assert (view.y_ranges["swap"].start, view.y_ranges["swap"].end) == pytest.approx(full["swap"])
+
+
+def test_noiseless_data_have_no_flux_err_legend_entry(state):
+    assert state.data.flux_err is None  # the sample is noiseless
+    view = SwapExplorer(state)
+    labels = [item.label.value for fig in view.figures.values() for item in fig.legend.items]
+    assert "±1σ flux_err" not in labels and "truth" in labels

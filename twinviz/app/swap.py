@@ -127,7 +127,9 @@ class SwapExplorer(pn.viewable.Viewer):
                       active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux",
                       y_range=self.y_ranges["spectrum"], **common)
-        band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0, legend_label="±1σ flux_err")
+        band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0)
+        if self.state.data.flux_err is not None:  # no legend entry for a band noiseless data never draw
+            band["legend_label"] = "±1σ flux_err"
         spec.patch("x", "y", source=self.sources["truth_band"], **band)
         src = self.sources["spectrum"]
         width = theme.SPECTRUM_LINE_WIDTH
