@@ -11,6 +11,7 @@ applied to the state first.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from urllib.parse import parse_qsl, urlencode
 
@@ -46,6 +47,21 @@ def keep_query_strings(location) -> None:
 
     location.update_query = update_query
     location._tv_raw_update = True
+    _quiet_panel_parse_warning()
+
+
+class _UnparsedQueryFilter:
+    """Drops Panel's "Could not parse value … of query parameter" warnings: the app reads those
+    values as strings itself (``raw_query``)."""
+
+    def filter(self, record) -> bool:
+        return "of query parameter" not in record.getMessage()
+
+
+def _quiet_panel_parse_warning() -> None:
+    logger = logging.getLogger("panel.util")
+    if not any(isinstance(f, _UnparsedQueryFilter) for f in logger.filters):
+        logger.addFilter(_UnparsedQueryFilter())
 
 
 def sync_query(location, target, parameters: dict) -> None:

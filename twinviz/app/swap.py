@@ -159,10 +159,12 @@ class SwapExplorer(pn.viewable.Viewer):
         t0, t1 = d.teff_range
         g0, g1 = d.logg_range
         slider = pn.widgets.FloatSlider if self.update_mode == "legacy" else _PromptSlider
+        # Fixed widths in a wrapping row (see __panel__): stretched in one row with the buttons they
+        # shrank to ~90 px at a 1 100 px window.
         self.teff_slider = slider(label="Teff (K)", start=t0, end=t1, step=10, value=self.state.teff, format="0",
-                                  sizing_mode="stretch_width")
+                                  width=240)
         self.logg_slider = slider(label="logg (dex)", start=g0, end=g1, step=0.01, value=self.state.logg,
-                                  format="0.00", sizing_mode="stretch_width")
+                                  format="0.00", width=240)
         # The decoder runs on release (value_throttled); dragging only moves the handle.
         self.teff_slider.param.watch(lambda e: setattr(self.state, "teff", e.new), "value_throttled")
         self.logg_slider.param.watch(lambda e: setattr(self.state, "logg", e.new), "value_throttled")
@@ -355,10 +357,10 @@ class SwapExplorer(pn.viewable.Viewer):
         if getattr(self, "_layout", None) is None:
             plots = bk_column(list(self.figures.values()), sizing_mode="stretch_width")
             self._plot_pane = pn.pane.Bokeh(plots, sizing_mode="stretch_width")
-            controls = pn.Row(self.teff_slider, self.logg_slider, self.own_button, self.twin_button,
-                              self.line_select, sizing_mode="stretch_width")
+            controls = pn.FlexBox(self.teff_slider, self.logg_slider, self.own_button, self.twin_button,
+                                  self.line_select, flex_wrap="wrap", align_items="end", sizing_mode="stretch_width")
             self._layout = pn.Column(
                 theme.help_pane(HELP), controls,
-                pn.Row(self.star_text, self.mse_text, sizing_mode="stretch_width"),
+                pn.FlexBox(self.star_text, self.mse_text, flex_wrap="wrap", sizing_mode="stretch_width"),
                 self.ood_badge, self._plot_pane, sizing_mode="stretch_width", name="Swap explorer")
         return self._layout

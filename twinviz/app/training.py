@@ -38,6 +38,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from twinviz.app import theme
 from twinviz.app.access import training_access
 from twinviz.app.runs_feed import RunsFeed
 from twinviz.app.session import current_document, in_session, served
@@ -199,7 +200,7 @@ class TrainingTab(pn.viewable.Viewer):
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=["run", "state", "started", "duration", "progress", "devices", "best"]),
             show_index=False, disabled=True, selectable=1, height=190, sizing_mode="stretch_width",
-            layout="fit_data_stretch", pagination=None)
+            layout="fit_data_fill", pagination=None, **theme.compact_table(wrap=("best", "run"), sort=True))
         self.table.param.watch(self._on_table_selection, "selection")
         self.title = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
         self.progress = pn.indicators.Progress(value=0, max=1000, bar_color="primary",
@@ -213,8 +214,11 @@ class TrainingTab(pn.viewable.Viewer):
         self.open_button.on_click(self._on_open)
         self.run_message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
         self.curves = LossCurves()
-        self.plots = pn.GridBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.curves.figures],
-                                ncols=2, sizing_mode="stretch_width")
+        # Two plots a row where they fit at 380 px or more, else one: in a 2-column grid at a
+        # 1 100 px window each was ~200 px wide and its title cut.
+        self.plots = pn.FlexBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width", min_width=380,
+                                                styles={"flex": "1 1 380px"}) for f in self.curves.figures],
+                                flex_wrap="wrap", sizing_mode="stretch_width")
         self.log = pn.pane.HTML("", sizing_mode="stretch_width", name="Log",
                                 styles={"max-height": "220px", "overflow-y": "auto", "font-size": "12px",
                                         # column-reverse keeps the newest lines in view
@@ -385,5 +389,8 @@ class TrainingTab(pn.viewable.Viewer):
             "Train a fader network in the background. Runs keep going when you close the page; "
             "every visitor sees the same runs. One run per GPU at a time (and "
             f"{self.manager.cpu_slots} on the CPU): later launches wait as *queued*.", sizing_mode="stretch_width", styles={"color": "#555"})
-        return pn.Row(self.form, pn.Column(help_text, self.table, detail, sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width", name="Training")
+        # The runs table and the run's detail need ~600 px: beside the form where the window
+        # allows, below it otherwise (their columns and plot titles were cut at 1 100 px).
+        return pn.FlexBox(self.form, pn.Column(help_text, self.table, detail, sizing_mode="stretch_width",
+                                               min_width=600, styles={"flex": "1 1 600px"}),
+                          flex_wrap="wrap", align_items="flex-start", sizing_mode="stretch_width", name="Training")

@@ -148,9 +148,12 @@ class TwinTable(pn.viewable.Viewer):
         super().__init__(state=state, **params)
         self._positions = np.empty(0, dtype=np.int64)
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(), selectable=1, disabled=True, show_index=False, layout="fit_data_stretch",
+            pd.DataFrame(), selectable=1, disabled=True, show_index=False, layout="fit_data_fill",
             height=330, sizing_mode="stretch_width", theme="simple", name="twins",
-            text_align={"true twin": "center"})
+            text_align={"true twin": "center"},
+            # no sort arrows (the rows are a ranking), compact, the OOD reason wrapped: with the
+            # distance scale's columns the last headers lay past the table's edge at 1 100 px
+            **theme.compact_table(wrap=("OOD",)))
         self.table.param.watch(self._on_selection, "selection")
         self.p_note = pn.pane.Markdown("", name="p-twin-note", sizing_mode="stretch_width", margin=(0, 10))
         self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
