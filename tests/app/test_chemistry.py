@@ -73,3 +73,17 @@ def test_out_of_distribution_neighbours_can_be_hidden(state, monkeypatch):
 def test_the_comparison_title_gives_the_distance_scale(state):
     view = TwinTable(state)
     assert "random pairs ≤ d" in view.figures["spectrum"].title.text
+
+
+def test_the_comparison_lists_abundance_differences_with_uncertainties(state, monkeypatch):
+    from twinviz.app import chemistry
+
+    d = state.data
+    view = TwinTable(state)
+    twin = state.compared_twin()
+    assert f"[Fe/H] {d.fe_h[twin] - d.fe_h[state.star]:+.3f}" in view.lines.object
+    assert "no abundance uncertainties" in view.lines.object  # the sample has none
+    errors = {"fe_h": np.full(d.n_stars, 0.03), "x_fe": np.full(d.x_fe.shape, 0.04)}
+    monkeypatch.setitem(chemistry._errors, d, errors)
+    text = chemistry.abundance_differences(d, state.star, twin)
+    assert f"± {np.hypot(0.03, 0.03):.3f}" in text and f"± {np.hypot(0.04, 0.04):.3f}" in text

@@ -124,3 +124,61 @@ def lines_markdown(lines, twin_id, star_id, chemical, scale: dict, clip_note: st
         line = "—" if r["species"] is None else f"{r['species']} {r['line_wavelength']:.2f} Å"
         rows.append(f"| {r['wavelength']:.2f} | {r['delta_flux']:+.4f} | {line} | {', '.join(r['elements'] or [])} |")
     return "\n".join(rows)
+
+
+_errors: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _abundance_errors(data) -> dict:
+    """{"fe_h": [N] or None, "x_fe": [N, n_el] or None}: the data file's optional ``fe_h_err`` and
+    ``x_fe_err`` (1-σ, dex), read once per data."""
+    with _lock:
+        if data in _errors:
+            return _errors[data]
+    found = {"fe_h": None, "x_fe": None}
+    if data.data_path is not None:
+        try:
+            import xarray as xr
+
+            opener = xr.open_zarr if data.data_path.suffix == ".zarr" else xr.open_dataset
+            with opener(data.data_path) as ds:
+                for key in found:
+                    if f"{key}_err" in ds:
+                        found[key] = np.asarray(ds[f"{key}_err"].values, np.float64)
+        except Exception:  # noqa: BLE001 - optional: differences are shown without uncertainties
+            pass
+    with _lock:
+        _errors[data] = found
+    return found
+
+
+def abundance_differences(data, star: int, other: int) -> str:
+    """The pair's label differences, neighbour − star, per element ([Fe/H], each [X/Fe]) with
+    their 1-σ uncertainties (errors added in quadrature) where the data carry them; "" without
+    abundances."""
+    if data.fe_h is None and data.x_fe is None:
+        return ""
+    err = _abundance_errors(data)
+    items = []
+
+    def add(name, a, b, ea=None, eb=None):
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return
+        text = f"{name} {b - a:+.3f}"
+        if ea is not None and eb is not None and np.isfinite(ea) and np.isfinite(eb):
+            text += f" ± {float(np.hypot(ea, eb)):.3f}"
+        items.append(text)
+
+    if data.fe_h is not None:
+        e = err["fe_h"]
+        add("[Fe/H]", float(data.fe_h[star]), float(data.fe_h[other]),
+            None if e is None else e[star], None if e is None else e[other])
+    if data.x_fe is not None:
+        e = err["x_fe"]
+        for j, el in enumerate(data.elements):
+            add(f"[{el}/Fe]", float(data.x_fe[star, j]), float(data.x_fe[other, j]),
+                None if e is None else e[star, j], None if e is None else e[other, j])
+    if not items:
+        return ""
+    note = "" if err["fe_h"] is not None or err["x_fe"] is not None else " (the data carry no abundance uncertainties)"
+    return f"\n\n**Abundance differences**, neighbour − star (dex){note}: " + ", ".join(items) + "."

@@ -23,7 +23,7 @@ from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
-from twinviz.app.chemistry import chemical_difference, chemical_scale, lines_markdown
+from twinviz.app.chemistry import abundance_differences, chemical_difference, chemical_scale, lines_markdown
 from twinviz.app.distance_scale import add_scale_columns, distance_scale
 from twinviz.app.state import RANK_LATENT, RANK_PIXEL, ExplorerState
 from twinviz.evaluation.explain import strongest_lines
@@ -257,7 +257,7 @@ class TwinTable(pn.viewable.Viewer):
         marks = {"x": [r["wavelength"] for r in lines], "y": [r["delta_flux"] for r in lines],
                  "label": [r["species"] or "" for r in lines]}
         self.lines.object = lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical, chemical_scale(d),
-                                           clip_note)
+                                           clip_note) + abundance_differences(d, s, twin)
 
         def changes():
             self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux),
