@@ -65,7 +65,9 @@ def test_out_of_distribution_neighbours_can_be_hidden(state, monkeypatch):
     assert list(shown["rank"]) == [2, 3, 4, 5, 6] and "hidden" in shown.attrs["p_twin_note"]
     assert str(d.star_ids[pos[0]]) in list(neighbour_table(d, state.star, 5)["star"])
     view = TwinTable(state)
-    assert view.hide_ood.value == (d.ood is not None and not d.is_synthetic)  # on for real data
+    assert view.hide_ood.value == (d.ood is not None and not d.is_synthetic)  # on for real data (few OOD)
+    monkeypatch.setattr(d, "_ood_flags", np.ones(d.n_stars, dtype=bool))
+    assert not TwinTable(state).hide_ood.value  # all OOD: hiding them would empty the table
     view.hide_ood.value = True
     assert str(d.star_ids[pos[0]]) not in list(view.table.value["star"])
 

@@ -159,10 +159,12 @@ class TwinTable(pn.viewable.Viewer):
         self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
                                                 color="light", width=140)
-        # Triage: out-of-distribution neighbours hidden, on by default for real (not synthetic) data
-        self.hide_ood = pn.widgets.Checkbox(name="hide out-of-distribution neighbours",
-                                            value=state.data.ood is not None and not state.data.is_synthetic,
-                                            visible=state.data.ood is not None)
+        # Triage: out-of-distribution neighbours hidden, on by default for real (not synthetic) data —
+        # unless most stars are OOD (a model applied far outside its range), where it would empty the table
+        d = state.data
+        self.hide_ood = pn.widgets.Checkbox(
+            name="hide out-of-distribution neighbours", visible=d.ood is not None,
+            value=d.ood is not None and not d.is_synthetic and float(d.ood_flags().mean()) < 0.5)
         self.hide_ood.param.watch(self._refresh, "value")
         self.rank_select = None
         if state.data.has_pixel_finder:
