@@ -65,7 +65,8 @@ CUT_TITLES_JS = """() => {
   return out;
 }"""
 
-# Visible Bokeh plots' drawing areas: [width, height] of each canvas that is shown.
+# Visible Bokeh plots' drawing areas: [width, height] of each canvas that is shown (not in a
+# hidden tab).
 CANVASES_JS = """() => {
   const out = [];
   const roots = [];
@@ -73,8 +74,8 @@ CANVASES_JS = """() => {
   walk(document);
   for (const root of roots)
     for (const c of root.querySelectorAll('canvas')) {
-      const r = c.getBoundingClientRect();
-      if (r.width > 0 && r.height > 0) out.push([r.width, r.height]);
+      const r = c.getBoundingClientRect();  // canvases of hidden tabs keep their size: skip them
+      if (r.width > 0 && r.height > 0 && c.checkVisibility({visibilityProperty: true})) out.push([r.width, r.height]);
     }
   return out;
 }"""
@@ -156,7 +157,7 @@ def test_every_tab_is_readable_without_cut_headers_or_empty_plots(page, served, 
                 button.click()
             page.wait_for_selector(".tabulator-row >> text=published", timeout=120_000)
         if name == "Training":
-            page.get_by_role("button", name="Launch").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Launch").wait_for(timeout=90_000)
 
         def plots_drawn():
             boxes = page.evaluate(CANVASES_JS)
