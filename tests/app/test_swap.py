@@ -171,7 +171,7 @@ def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(
     covers(residual, ("residual", "model"), ("residual", "swap"))
     covers(view.y_ranges["swap"], ("swap", "observed"), ("swap", "swap"))
     state.teff = state.data.teff_range[1]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))  # refitted for the new curve
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale  # refitted for the new curve
 
     spectrum.update(start=0.5, end=0.6)  # the visitor's box zoom (a change not made by the view)
     state.teff = state.data.teff_range[0]
@@ -179,13 +179,13 @@ def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(
     covers(residual, ("residual", "model"), ("residual", "swap"))  # the other panels still follow
     view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))
     state.teff = state.data.teff_range[1]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale
 
     spectrum.update(start=0.5, end=0.6)  # zoomed again, then the browser's reset: the range returns
     view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))  # (event first, then
     spectrum.update(start=spectrum.reset_start, end=spectrum.reset_end)      #  the range change)
     state.teff = state.data.teff_range[0]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale
 
 
 def test_the_observed_spectrum_sets_the_y_range_when_the_decoder_runs_wild(state, monkeypatch):
@@ -208,6 +208,10 @@ def test_the_observed_spectrum_sets_the_y_range_when_the_decoder_runs_wild(state
     assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
     assert y.start <= lo and y.end >= hi  # the observed spectrum is all in view
     view.own_button.clicks += 1  # the top panel's truth is the observed spectrum at its labels
+    y = view.y_ranges["spectrum"]
+    assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
+    state.teff = state.data.teff_range[0] if state.teff > state.data.teff_range[0] + 100 else state.data.teff_range[1]
+    assert "no truth" in view.truth_label  # away from the labels: the observed spectrum still sets the scale
     y = view.y_ranges["spectrum"]
     assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
 

@@ -254,7 +254,11 @@ class SwapExplorer(pn.viewable.Viewer):
             err = flux_mse(model, truth)
         self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
         self.sources["residual"].data.update(model=resid)
-        self._fit_y("spectrum", gy(model), reference=(truth_col, self.sources["truth_band"].data["y"]))
+        # no truth here (a real star away from its labels): the star's observed spectrum (not drawn)
+        # still sets the flux scale, so a decoder far outside its range does not rescale the panel
+        reference = (truth_col, self.sources["truth_band"].data["y"]) if truth is not None else \
+            (self.sources["swap"].data["observed"],)
+        self._fit_y("spectrum", gy(model), reference=reference)
         self._fit_y("residual", resid, self.sources["residual"].data["swap"])
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
         # The MSE rides in the panel's title (drawn on the canvas, which repaints anyway): a page
@@ -337,7 +341,8 @@ class SwapExplorer(pn.viewable.Viewer):
     def _refit_y(self):
         """Fit the three panels' y ranges to what their sources hold now."""
         sp, sw, rs = self.sources["spectrum"].data, self.sources["swap"].data, self.sources["residual"].data
-        self._fit_y("spectrum", sp["model"], reference=(sp["truth"], self.sources["truth_band"].data["y"]))
+        self._fit_y("spectrum", sp["model"], reference=(sp["truth"], self.sources["truth_band"].data["y"],
+                                                        *(() if np.isfinite(sp["truth"]).any() else (sw["observed"],))))
         self._fit_y("swap", sw["swap"], reference=(sw["observed"], self.sources["observed_band"].data["y"]))
         self._fit_y("residual", rs["model"], rs["swap"])
 
