@@ -1,5 +1,6 @@
 """Triage on the latent map: colour and filter by OOD, recon MSE, SNR; no all-blank colourings."""
 import numpy as np
+import pytest
 
 from twinviz.app import triage
 from twinviz.app.latent_map import LatentMap
@@ -47,3 +48,18 @@ def test_the_map_can_show_only_stars_out_of_distribution(state, monkeypatch):
     assert len(view._points("pca", "Teff", show="all")) == d.n_stars
     assert list(view._hover_layer("pca", "Teff", show="ood").dimension_values("star")) == [
         str(v) for v in d.star_ids[[3, 7, 11]]]
+
+
+def test_the_map_can_be_filtered_to_a_range_of_its_colouring(state):
+    d = state.data
+    view = LatentMap(state)
+    state.colour_by = "recon MSE"
+    lo, hi = view.value_filter.value
+    mse = d.recon_mse
+    assert (lo, hi) == pytest.approx((float(np.nanmin(mse)), float(np.nanmax(mse))))
+    assert len(view._points("pca", "recon MSE", within=(lo, hi))) == d.n_stars  # full range: all stars
+    cut = float(np.median(mse))
+    shown = view._points("pca", "recon MSE", within=(lo, cut))
+    assert len(shown) == int((mse <= cut).sum()) and np.nanmax(shown.dimension_values("value")) <= cut
+    state.colour_by = "Teff"  # a new colouring starts from its whole range again
+    assert view.value_filter.value == pytest.approx((float(d.teff.min()), float(d.teff.max())))

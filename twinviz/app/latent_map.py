@@ -8,7 +8,7 @@ the selected star and its top-k twins are drawn on top.
 from __future__ import annotations
 
 import datashader as dsh
-from bokeh.models import BasicTicker, FixedTicker
+from bokeh.models import BasicTicker, FixedTicker, PrintfTickFormatter
 import holoviews as hv
 import numpy as np
 import panel as pn
@@ -73,8 +73,14 @@ class LatentMap(pn.viewable.Viewer):
         # triage: show all stars, or only those in (out of) distribution
         self.show_select = pn.widgets.Select(name="show", options=triage.SHOW, value="all", width=180,
                                              visible=d.ood is not None)
+        # ... and only the stars whose colouring lies in a range (recon MSE, SNR, any label)
+        self.value_filter = pn.widgets.RangeSlider(name="show values", width=280,
+                                                   format=PrintfTickFormatter(format="%.3g"))
+        self._reset_value_filter()
+        state.param.watch(self._reset_value_filter, ["colour_by"])
         points = hv.DynamicMap(pn.bind(self._points, projection=state.param.projection,
-                                       colour_by=state.param.colour_by, show=self.show_select))
+                                       colour_by=state.param.colour_by, show=self.show_select,
+                                       within=self.value_filter.param.value))
         raster = rasterize(points, aggregator=dsh.mean("value"), width=500, height=400, dynamic=True)
         self.hover_points = d.n_stars <= HOVER_POINTS_MAX
         self.raster = spread_sparse(raster).opts(
@@ -93,7 +99,8 @@ class LatentMap(pn.viewable.Viewer):
         layers = self.raster * highlight
         if self.hover_points:
             layers = self.raster * hv.DynamicMap(pn.bind(self._hover_layer, projection=state.param.projection,
-                                                         colour_by=colour, show=self.show_select)) * highlight
+                                                         colour_by=colour, show=self.show_select,
+                                                         within=self.value_filter.param.value)) * highlight
         self.plot = layers.opts(hv.opts.Overlay(responsive=True, height=self.height))
 
     # ---- colouring -----------------------------------------------------------------------
@@ -129,11 +136,17 @@ class LatentMap(pn.viewable.Viewer):
         pad = MAP_PADDING * (hi - lo) if hi > lo else 1.0
         return (lo - pad, hi + pad)
 
-    def _hover_layer(self, projection: str, colour_by: str, show: str = "all"):
+    def _reset_value_filter(self, *events) -> None:
+        """The range filter spans the new colouring's known values (all stars shown)."""
+        span = triage.value_range(self.state.data, self.state.colour_by) or (0.0, 1.0)
+        lo, hi = span if span[1] > span[0] else (span[0], span[0] + 1.0)
+        step = (hi - lo) / 200
+        self.value_filter.param.update(start=lo, end=hi, step=step, value=(lo, hi))
+
+    def _hover_layer(self, projection: str, colour_by: str, show: str = "all", within=None):
         """Invisible points under the cursor's hover: the star's id and its value (no NaN)."""
         d = self.state.data
-        keep = triage.shown(d, show)
-        keep = np.ones(d.n_stars, dtype=bool) if keep is None else keep
+        keep = triage.kept(d, colour_by, show, within)
         xy = d.projections[projection][keep]
         value = triage.colour_values(d, colour_by)[keep]
         text = np.where(np.isfinite(value), np.char.mod("%.4g", np.nan_to_num(value)), "unknown")
@@ -162,13 +175,10 @@ class LatentMap(pn.viewable.Viewer):
         elif not categorical and isinstance(bar.ticker, FixedTicker):
             bar.ticker = BasicTicker()
 
-    def _points(self, projection: str, colour_by: str, show: str = "all"):
+    def _points(self, projection: str, colour_by: str, show: str = "all", within=None):
         d = self.state.data
-        xy = d.projections[projection]
-        value = triage.colour_values(d, colour_by)
-        keep = triage.shown(d, show)
-        if keep is not None:
-            xy, value = xy[keep], value[keep]
+        keep = triage.kept(d, colour_by, show, within)
+        xy, value = d.projections[projection][keep], triage.colour_values(d, colour_by)[keep]
         label = "UMAP" if projection == "umap" else "PC"
         return hv.Points((xy[:, 0], xy[:, 1], value),
                          kdims=[hv.Dimension("x", label=f"{label} 1"), hv.Dimension("y", label=f"{label} 2")],
@@ -201,7 +211,8 @@ class LatentMap(pn.viewable.Viewer):
         if getattr(self, "_layout", None) is None:
             self._layout = pn.Column(
                 theme.help_pane(HELP),
-                pn.Row(self.colour_select, self.projection_select, self.show_select),
+                pn.FlexBox(self.colour_select, self.projection_select, self.show_select, self.value_filter,
+                           flex_wrap="wrap", align_items="end"),
                 pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", linked_axes=False),
                 sizing_mode="stretch_width", name="Latent map")
         return self._layout

@@ -114,3 +114,28 @@ def shown(data, show: str) -> np.ndarray | None:
         return None
     flags = data.ood_flags()
     return flags if show == "ood" else ~flags
+
+
+def value_range(data, name: str) -> tuple[float, float] | None:
+    """(min, max) of a colouring's known values (None when none is known)."""
+    values = colour_values(data, name)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    return float(finite.min()), float(finite.max())
+
+
+def kept(data, colour_by: str, show: str = "all", within=None) -> np.ndarray:
+    """[N] bool: the stars the map shows — in/out of distribution (``show``) and, when ``within``
+    = (lo, hi) narrows the colouring's range, only stars whose value lies in it (stars with an
+    unknown value are then hidden too): the map filtered by OOD, recon MSE, SNR, label source or
+    any label."""
+    keep = np.ones(data.n_stars, dtype=bool)
+    flags = shown(data, show)
+    if flags is not None:
+        keep &= flags
+    full = value_range(data, colour_by) if within is not None else None
+    if full is not None and (within[0] > full[0] or within[1] < full[1]):
+        values = colour_values(data, colour_by)
+        keep &= np.isfinite(values) & (values >= within[0]) & (values <= within[1])
+    return keep
