@@ -10,6 +10,11 @@ UMAP projections, and the model's Table-1 report on it. Cache files carry a key 
 recipe, the model's weights and the synthesizer's versions, so a changed synthesizer or
 model never serves stale files.
 
+The small derived files (latents with their maps, 1.3 MB, and ``report.json``) are also committed
+in ``data/demo/derived/`` under the same keyed names: a first start copies them into the cache
+instead of encoding, projecting (UMAP) and evaluating (~45 s on 2 cores), and only synthesises
+the spectra (114 MB, seconds). Files there whose key no longer matches are ignored.
+
 ``twinviz demo --rebuild`` re-creates everything from scratch: training data, training, the
 model in ``data/demo/model``, latents, projections, report and the recorded metrics.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,7 +31,10 @@ from pathlib import Path
 from twinviz.atomic import write_json_atomic
 from twinviz import files as runfiles
 
-__all__ = ["DemoPaths", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
+__all__ = ["DemoPaths", "demo_ready", "demo_root", "ensure_demo", "load_recipe", "rebuild_demo"]
+
+log = logging.getLogger(__name__)
+DERIVED_DIR = "derived"  # data/demo/derived: the committed latents and report.json
 
 #: How the demo is made when no recipe exists yet (``twinviz demo --rebuild`` writes one).
 DEFAULT_RECIPE = {
@@ -109,10 +118,36 @@ def _simulate_to(path: Path, spec: dict, grid: str, progress: bool) -> Path:
     return save_spectra(ds, path)
 
 
-def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPaths:
+def _paths(root: Path, recipe: dict) -> tuple[Path, Path, Path, Path]:
+    """(model dir, data, latents, report.json) of the demo under ``root``'s cache."""
+    model_dir = root / "demo" / runfiles.MODEL_DIR
+    cache = root / "cache"
+    stem = f"demo-{_dataset_key(recipe)}-{_model_key(model_dir)}"
+    return (model_dir, cache / f"demo-{_dataset_key(recipe)}.nc", cache / f"{stem}-latents.nc",
+            cache / f"{stem}-report" / "report.json")
+
+
+def demo_ready(root: Path | None = None) -> bool:
+    """True when the demo's cache is complete (a start then only reads files)."""
+    root = Path(root or demo_root())
+    recipe = load_recipe(root)
+    model_dir = root / "demo" / runfiles.MODEL_DIR
+    if not (model_dir / runfiles.MODEL_CONFIG).exists():
+        return True  # nothing to build: ensure_demo says what is missing
+    return all(p.exists() for p in _paths(root, recipe)[1:])
+
+
+def ensure_demo(root: Path | None = None, *, progress: bool = False, on_step=None) -> DemoPaths:
     """Make sure the demo's dataset, latents and report exist (building what is missing)
-    and return their paths. The first call takes about a minute (synthesis, encoding,
-    UMAP); later calls only check the cache."""
+    and return their paths. The first call synthesises the spectra (seconds) and takes the
+    latents and report from ``data/demo/derived`` when they match the model and recipe, else
+    computes them (about a minute); later calls only check the cache. Each step is logged
+    (``twinviz.demo``, INFO) and passed to ``on_step(text)`` when given."""
+    def step(text: str) -> None:
+        log.info("demo: %s", text)
+        if on_step is not None:
+            on_step(text)
+
     root = Path(root or demo_root())
     recipe = load_recipe(root)
     model_dir = root / "demo" / runfiles.MODEL_DIR
@@ -120,20 +155,37 @@ def ensure_demo(root: Path | None = None, *, progress: bool = False) -> DemoPath
         raise FileNotFoundError(
             f"{model_dir}: the demo model is missing. Fix: run `twinviz demo --rebuild` "
             "(trains it, about 10 minutes on 2 CPU cores) or restore data/demo from git")
-    cache = root / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
+    (root / "cache").mkdir(parents=True, exist_ok=True)
     grid = recipe["dataset"].get("grid", "apogee-aspcap-dr12")
-
-    data = cache / f"demo-{_dataset_key(recipe)}.nc"
+    _, data, latents, report = _paths(root, recipe)
     if not data.exists():
+        step(f"synthesising the demo's {2 * recipe['dataset']['pairs']:,} spectra (first start only) …")
         _simulate_to(data, recipe["dataset"], grid, progress)
-
-    stem = f"demo-{_dataset_key(recipe)}-{_model_key(model_dir)}"
-    latents = cache / f"{stem}-latents.nc"
-    report = cache / f"{stem}-report" / "report.json"
     if not latents.exists() or not report.exists():
-        _build_latents_and_report(model_dir, data, latents, report.parent, recipe)
+        derived = root / "demo" / DERIVED_DIR
+        if (derived / latents.name).exists() and (derived / report.parent.name / report.name).exists():
+            step("copying the committed latents, maps and report (data/demo/derived) …")
+            report.parent.mkdir(parents=True, exist_ok=True)
+            for src, dst in ((derived / latents.name, latents), (derived / report.parent.name / report.name, report)):
+                tmp = dst.with_name(dst.name + ".tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+        else:
+            step("encoding the spectra, fitting the PCA and UMAP maps and the Table-1 report "
+                 "(about a minute, first start only) …")
+            _build_latents_and_report(model_dir, data, latents, report.parent, recipe)
+    step("ready")
     return DemoPaths(model_dir, data, latents, report, root / "demo" / "recipe.json")
+
+
+def save_derived(paths: DemoPaths) -> None:
+    """Put the demo's latents and report.json in ``data/demo/derived`` (committed), replacing the
+    files of an older model or recipe."""
+    derived = paths.recipe.parent / DERIVED_DIR
+    shutil.rmtree(derived, ignore_errors=True)
+    (derived / paths.report.parent.name).mkdir(parents=True)
+    shutil.copyfile(paths.latents, derived / paths.latents.name)
+    shutil.copyfile(paths.report, derived / paths.report.parent.name / paths.report.name)
 
 
 def _build_latents_and_report(model_dir: Path, data: Path, latents: Path, report_dir: Path,
@@ -214,6 +266,7 @@ def rebuild_demo(root: Path | None = None, *, progress: bool = True, epochs: int
     shutil.rmtree(old, ignore_errors=True)
 
     paths = ensure_demo(root, progress=progress)
+    save_derived(paths)
     report = json.loads(paths.report.read_text())
     methods = {m["key"]: m for m in report["methods"]}
     keys = ("mse", "swapped_mse", "rank1", "within_0p1", "within_1")

@@ -94,3 +94,38 @@ def test_the_colour_bar_title_follows_the_colouring(state):
     assert title() == "logg"
     state.colour_by = "recovered cluster"
     assert title() == "recovered cluster"
+
+
+def _rendered(view):
+    return hv.renderer("bokeh").get_plot(view.plot)
+
+
+def test_hover_names_the_star_and_never_shows_nan(state):
+    view = LatentMap(state)
+    fig = _rendered(view).state
+    tips = [t.tooltips for t in fig.select(bokeh.models.HoverTool)]
+    assert [("star", "@{star}"), ("colour", "@{value}")] in tips
+    assert not any(("x_y value" in str(t)) or ("@image" in str(t)) for t in tips)  # no raster mean (NaN off the points)
+    values = view._hover_layer("pca", "recovered cluster").dimension_values("value")
+    assert not any("nan" in v.lower() for v in values)
+
+
+def test_recovered_clusters_get_a_categorical_colour_bar(state):
+    view = LatentMap(state)
+    plot = _rendered(view)
+    state.colour_by = "recovered cluster"
+    bar = next(sub.handles["colorbar"] for sub in plot.subplots.values() if "colorbar" in sub.handles)
+    n = int(state.data.recovered_clusters().max()) + 1
+    assert isinstance(bar.ticker, bokeh.models.FixedTicker) and bar.ticker.ticks[0] == 0
+    assert all(float(t).is_integer() for t in bar.ticker.ticks)  # no ticks at 0.5, 1.5
+    assert len(bar.color_mapper.palette) == n  # one colour per cluster
+    assert (bar.color_mapper.low, bar.color_mapper.high) == (-0.5, n - 0.5)
+
+
+def test_markers_at_the_edge_of_the_map_are_not_cut(state):
+    view = LatentMap(state)
+    fig = _rendered(view).state
+    x = state.data.projections[state.projection][:, 0]
+    y = state.data.projections[state.projection][:, 1]
+    assert fig.x_range.start < x.min() - 0.02 * np.ptp(x) and fig.x_range.end > x.max() + 0.02 * np.ptp(x)
+    assert fig.y_range.start < y.min() - 0.02 * np.ptp(y) and fig.y_range.end > y.max() + 0.02 * np.ptp(y)

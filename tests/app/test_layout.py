@@ -69,13 +69,14 @@ def test_metrics_view_shows_a_cached_report_beside_the_papers(state, tmp_path):
         state.data.report_path = None
     frame = report_frame(report)
     assert list(frame["rank 1"]) == ["50.0 %", "60.7 %"]
-    assert isinstance(view.body.objects[0], pn.widgets.Tabulator)
+    assert view.table.visible and list(view.table.value["rank 1"]) == ["50.0 %", "60.7 %"]
     assert "twin rank ≤ 0" in view.status.object and "rank ≤ 1." in view.status.object
 
 
 def test_metrics_view_offers_to_compute_a_missing_report(state):
     view = MetricsView(state)
-    assert view.compute_button in view.body.objects
+    assert view.compute_button.visible and view.compute_button in view.body.objects
+    assert not view.table.visible and not view.curve.visible
 
 
 def test_open_model_swaps_this_sessions_views_to_another_model(app_data, synth_paths, tmp_path):

@@ -96,3 +96,49 @@ def test_a_permalinks_twin_is_kept_with_its_star(state):
     assert (state.star, state.twin) == (5, 6)
     state.star = 7  # choosing another star afterwards compares it with its own twin again
     assert state.twin == -1
+
+
+def _explorer_params():
+    from twinviz.app.layout import URL_PARAMETERS
+
+    return {k: v for k, v in URL_PARAMETERS.items() if k not in ("teff", "logg")}
+
+
+def test_an_abundance_colouring_in_the_url_applies_and_stays(state):
+    """``colour=[Fe/H]``: Panel cannot parse a value starting with "[" (it dropped it, and every
+    later URL update re-encoded the query without it)."""
+    from twinviz.app.permalink import sync_query
+
+    location = Location(search="?tab=1&colour=%5BFe%2FH%5D")
+    sync_query(location, state, _explorer_params())
+    assert state.colour_by == "[Fe/H]"
+    LabelsInUrl(location, state, None)
+    state.teff = state.teff + 10.0  # a later URL update keeps it
+    assert "colour=%5BFe%2FH%5D" in location.search and "tab=1" in location.search
+
+
+def test_no_url_update_rewrites_the_twin_as_a_float(state):
+    from twinviz.app.permalink import sync_query
+
+    location = Location(search="?star=3")
+    sync_query(location, state, _explorer_params())
+    LabelsInUrl(location, state, None)
+    state.logg = state.logg + 0.05
+    assert "twin=-1&" in location.search + "&" and "-1.0" not in location.search
+
+
+def test_a_slider_at_its_end_round_trips_through_the_url(app_data):
+    """The slider's end is not a round number (5 499.98 K); its written value (5 500.0) is past
+    it, and the reload dropped it and the logg beside it."""
+    first = ExplorerState(app_data, star=3)
+    lo, hi = first.param.teff.bounds
+    end = hi - 0.02
+    first.param.teff.bounds = (lo, end)
+    first.param.update(teff=end, logg=first.param.logg.bounds[0] + 0.3)
+    location = Location(search="?star=3")
+    LabelsInUrl(location, first, None)
+    assert f"teff={end:.1f}" in location.search and float(f"{end:.1f}") > end
+    again = ExplorerState(app_data, star=3)
+    again.param.teff.bounds = (lo, end)
+    LabelsInUrl(Location(search=location.search), again, None)
+    assert again.teff == pytest.approx(end) and again.logg == pytest.approx(first.logg)

@@ -131,16 +131,16 @@ def test_the_metrics_tab_adds_the_finders_row_on_the_same_stars(pixel_data):
                            "within_1": 0.3}]}
     view = MetricsView(ExplorerState(pixel_data))
     view._render(report)
-    frame = view.body.objects[0].value
+    frame = view.table.value
     assert frame["method"].tolist() == ["fader (this model/data)", "pixel finder: pixel-finder (this model/data)"]
     ranks = TwinIndex(pixel_data.pixel_z).twin_ranks(pixel_data.group)
     assert frame["rank 1"].iloc[1] == f"{100 * np.mean(ranks[ranks >= 1] == 1):.1f} %"
     assert frame["MSE"].iloc[1] == ""
     view._render({**report, "n_stars": n + 1})  # a report on other stars: no row of the finder
-    assert len(view.body.objects[0].value) == 1
+    assert len(view.table.value) == 1
     view._render(None)  # no cached report: the button, and the finder's row on its own
-    assert view.body.objects[0] is view.compute_button
-    assert view.body.objects[2].value["method"].tolist() == ["pixel finder: pixel-finder (this model/data)"]
+    assert view.compute_button.visible and not view.table.visible
+    assert view.finder.objects[1].value["method"].tolist() == ["pixel finder: pixel-finder (this model/data)"]
 
 
 def test_the_rank_curve_draws_every_method_even_past_the_palette():

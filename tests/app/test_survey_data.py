@@ -106,4 +106,4 @@ def test_metrics_tab_says_twin_ranks_are_absent_without_groups(survey_app):
     view = MetricsView(ExplorerState(d))
     view._render(report)
     assert "Twin ranks: absent" in view.status.object and "not zero" in view.status.object
-    assert len(view.body.objects) == 1  # the table, no rank curve
+    assert view.table.visible and not view.curve.visible  # the table, no rank curve

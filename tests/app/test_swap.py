@@ -1,5 +1,6 @@
 """Swap explorer: sliders drive the decoder; the truth curve is the synthesizer's spectrum."""
 import numpy as np
+import pytest
 import param
 
 from twinviz.testing import SAMPLE_ELEMENTS, SampleSynthesizer
@@ -175,7 +176,7 @@ def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(
     covers(residual, ("residual", "model"), ("residual", "swap"))
     covers(view.y_ranges["swap"], ("swap", "observed"), ("swap", "swap"))
     state.teff = state.data.teff_range[1]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))  # refitted for the new curve
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale  # refitted for the new curve
 
     spectrum.update(start=0.5, end=0.6)  # the visitor's box zoom (a change not made by the view)
     state.teff = state.data.teff_range[0]
@@ -183,10 +184,65 @@ def test_y_ranges_are_fitted_on_the_server_and_a_zoomed_one_is_kept_until_reset(
     covers(residual, ("residual", "model"), ("residual", "swap"))  # the other panels still follow
     view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))
     state.teff = state.data.teff_range[1]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale
 
     spectrum.update(start=0.5, end=0.6)  # zoomed again, then the browser's reset: the range returns
     view.figures["spectrum"]._trigger_event(Reset(view.figures["spectrum"]))  # (event first, then
     spectrum.update(start=spectrum.reset_start, end=spectrum.reset_end)      #  the range change)
     state.teff = state.data.teff_range[0]
-    covers(spectrum, ("spectrum", "model"), ("spectrum", "truth"))
+    covers(spectrum, ("spectrum", "model"), ("swap", "observed"))  # no truth: the observed sets the scale
+
+
+def test_the_observed_spectrum_sets_the_y_range_when_the_decoder_runs_wild(state, monkeypatch):
+    """A star outside the model's range: the decoder gives −1.5 … 3.5; the observed spectrum must
+    stay readable (it was a flat line on a y axis fitted to the decoder)."""
+    d = state.data
+    real_decode = d.decode
+
+    def wild(position, teff, logg):
+        out = real_decode(position, teff, logg).copy()
+        out[::50], out[25::50] = 3.5, -1.5
+        return out
+
+    monkeypatch.setattr(d, "decode", wild)
+    view = SwapExplorer(state)
+    observed = d.observed(state.star)
+    lo, hi = float(np.nanmin(observed)), float(np.nanmax(observed))
+    span = hi - lo
+    y = view.y_ranges["swap"]
+    assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
+    assert y.start <= lo and y.end >= hi  # the observed spectrum is all in view
+    view.own_button.clicks += 1  # the top panel's truth is the observed spectrum at its labels
+    y = view.y_ranges["spectrum"]
+    assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
+    state.teff = state.data.teff_range[0] if state.teff > state.data.teff_range[0] + 100 else state.data.teff_range[1]
+    assert "no truth" in view.truth_label  # away from the labels: the observed spectrum still sets the scale
+    y = view.y_ranges["spectrum"]
+    assert y.start >= lo - 0.4 * span and y.end <= hi + 0.4 * span, (y.start, y.end, lo, hi)
+
+
+def test_jumping_to_a_line_zooms_the_y_axes_to_that_window(state):
+    view = SwapExplorer(state)
+    full = {name: (r.start, r.end) for name, r in view.y_ranges.items()}
+    groups = view.line_select.groups
+    line = next(v for el, opts in groups.items() if el for v in opts.values())
+    view.line_select.value = line
+    w = float(line)
+    x = np.asarray(view.sources["swap"].data["x"])
+    near = (x >= w - view.line_window) & (x <= w + view.line_window)
+    observed = np.asarray(view.sources["swap"].data["observed"])[near]
+    y = view.y_ranges["swap"]
+    assert y.start <= np.nanmin(observed) and y.end >= np.nanmax(observed)
+    assert y.end - y.start < full["swap"][1] - full["swap"][0]  # zoomed in y, not only in x
+    state.teff = state.data.teff_range[0]  # a slider move keeps fitting the line's window
+    model = np.where(near, np.asarray(view.sources["spectrum"].data["model"], dtype=float), np.nan)
+    assert view.y_ranges["spectrum"].start <= np.nanmin(model) and view.y_ranges["spectrum"].end >= np.nanmax(model)
+    view.line_select.value = "full"  # back to the whole spectrum: the swap panel's first fit
+    assert (view.y_ranges["swap"].start, view.y_ranges["swap"].end) == pytest.approx(full["swap"])
+
+
+def test_noiseless_data_have_no_flux_err_legend_entry(state):
+    assert state.data.flux_err is None  # the sample is noiseless
+    view = SwapExplorer(state)
+    labels = [item.label.value for fig in view.figures.values() for item in fig.legend.items]
+    assert "±1σ flux_err" not in labels and "truth" in labels

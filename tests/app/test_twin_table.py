@@ -47,7 +47,7 @@ def test_choosing_a_row_compares_that_neighbour(state):
 def test_csv_export_holds_the_table(state):
     view = TwinTable(state)
     text = view._csv().getvalue()
-    assert text.splitlines()[0].startswith("rank,star,distance,Teff,logg")
+    assert text.splitlines()[0].startswith("rank,star,distance,twin pct,random ≤ d,Teff,logg")
     assert len(text.strip().splitlines()) == state.k + 1
     assert view.download.filename == f"twins_of_star_{state.star_id}.csv"
 

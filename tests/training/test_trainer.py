@@ -91,7 +91,7 @@ def test_run_directory_holds_config_status_metrics_log_model_and_checkpoint(lamb
     assert status["best"]["epoch"] == _epochs(run)[-1]["epoch"] and status["best"]["step"] == 360
     kinds = {r["kind"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
     assert kinds == {"step", "epoch"}
-    assert "epoch 39" in (run / "train.log").read_text()
+    assert "epoch 40/40 " in (run / "train.log").read_text()  # counted from 1, as the app
     FaderNetwork.from_pretrained(run / "model")
     model, _, progress, _ = load_checkpoint(run / "checkpoint")
     assert progress["step"] == 360

@@ -106,6 +106,10 @@ def test_a_run_trained_in_the_training_tab_opens_in_the_explorer(page, served, i
         return any(b and b["width"] > 300 and b["height"] > 100 for b in visible)
 
     wait_for(drawn, timeout=20)  # the new plots are laid out before the screenshot
+    # the permalink follows the new state; no value re-written as a float (twin=-1.0)
+    page.wait_for_function("() => new URLSearchParams(window.location.search).has('twin') && "
+                           "new URLSearchParams(window.location.search).has('teff')", timeout=20_000)
+    assert "=-1.0" not in page.url and "twin=-1" in page.url, page.url
     page.screenshot(path=str(artifacts / "open_in_explorer_after.png"), full_page=True)
 
     # No server traceback, and the load did not fail quietly (a warning, not an error).

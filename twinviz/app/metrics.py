@@ -16,7 +16,7 @@ import pandas as pd
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import HoverTool
+from bokeh.models import HoverTool, Label, Span
 from bokeh.plotting import figure
 
 from twinviz.app import theme
@@ -102,10 +102,13 @@ def rank_curve_figure(report: dict):
             fig.line(curve["rank"], curve["fraction"], color=colour, line_width=2, line_dash=dash,
                      legend_label=m["label"])
     n = report.get("n_stars")
-    if n:
-        for frac, dash in ((0.001, "dashed"), (0.01, "dotted")):
+    if n:  # full-height lines (a ray's length is measured along the log x axis: 40-px stubs)
+        for frac, dash, name in ((0.001, "dashed", "rank-0p1"), (0.01, "dotted", "rank-1pct")):
             if n * frac >= 1:
-                fig.ray(x=n * frac, y=0, length=1.02, angle=math.pi / 2, color="#999999", line_dash=dash)
+                fig.add_layout(Span(location=n * frac, dimension="height", line_color="#777777",
+                                    line_dash=dash, line_width=1.5, name=name))
+                fig.add_layout(Label(x=n * frac, y=0.02, text=f"{frac:.1%}".replace(".0%", "%"),
+                                     text_font_size="10px", text_color="#555555", x_offset=3))
     fig.add_tools(HoverTool(tooltips=[("rank", "@x{0}"), ("fraction", "@y{0.000}")]))
     theme.style_figure(fig)
     return fig
@@ -123,8 +126,27 @@ class MetricsView(pn.viewable.Viewer):
         self.compute_button = pn.widgets.Button(label="compute metrics", color="primary", width=180)
         self.compute_button.on_click(self._compute)
         self.status = pn.pane.Markdown("")
-        self.body = pn.Column(sizing_mode="stretch_width")
+        # One table and one plot for the life of the view, hidden until there is a report: a
+        # Tabulator or figure created after another tab was built made Bokeh warn "reference
+        # already known" (models shared between the page's views were sent again).
+        self.table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, theme="simple",
+                                          layout="fit_data_fill", sizing_mode="stretch_width", visible=False,
+                                          name="metrics-table", **theme.compact_table(wrap=("method",), max_width=260))
+        self.curve = pn.pane.Bokeh(None, sizing_mode="stretch_width", visible=False)
+        self.finder = pn.Column(sizing_mode="stretch_width")
+        self.compute_button.visible = False
+        self.body = pn.Column(self.compute_button, self.finder, self.table, self.curve, sizing_mode="stretch_width")
         self._render(load_report(state.data.report_path))
+
+    def _show(self, report=None, button: bool = False, curve: bool = True) -> None:
+        """Show ``report``'s table (and rank curve), or nothing; the compute button on request."""
+        self.compute_button.visible = button
+        self.table.visible = report is not None
+        self.curve.visible = report is not None and curve
+        if report is not None:
+            self.table.value = report_frame(report)
+            if curve:
+                self.curve.object = rank_curve_figure(report)
 
     def _render(self, report):
         if report is None and not isinstance(self.state.data.flux, np.ndarray):
@@ -132,32 +154,33 @@ class MetricsView(pn.viewable.Viewer):
                                   "stars. At this size it is a command-line job, not a button: "
                                   "`twinviz evaluate --model DIR --data FILE --out DIR`, then restart the app "
                                   "with the report beside the latents (docs/scale.md).")
-            self.body.objects = self._finder_only()
+            self.finder.objects = self._finder_only()
+            self._show(None)
             return
         if report is None:
             self.status.object = ("No Table-1 report is cached for this model and dataset yet. Computing "
                                   "it encodes every star and ranks all twins (the pixel-space baselines on a "
                                   "sample of 500 stars).")
-            self.body.objects = [self.compute_button, *self._finder_only()]
+            self.finder.objects = self._finder_only()
+            self._show(None, button=True)
             return
+        self.finder.objects = []
         n = report.get("n_stars")
         limits = report.get("thresholds", {})
         extra = pixel_finder_method(self.state.data) if n == self.state.data.n_stars else None
         if extra is not None:  # the app's pixel finder, ranked on the same stars
             report = {**report, "methods": [*report.get("methods", []), extra]}
-        table = pn.widgets.Tabulator(report_frame(report), disabled=True, show_index=False, theme="simple",
-                                     layout="fit_data_stretch", sizing_mode="stretch_width")
         if report.get("n_with_twin") == 0:  # data without groups: reconstruction MSE only
             self.status.object = (f"{n} stars, none with a known twin. **Twin ranks: "
                                   f"{report.get('ranks', 'absent')}.** Only the reconstruction MSE is measured.")
-            self.body.objects = [table]
+            self._show(report, curve=False)
             return
         role = (report.get("settings") or {}).get("data_role")
         self.status.object = (f"{n} stars, {report.get('n_with_twin')} with a twin"
                               + (f" — these data are {role}" if role else "") + "; "
                               f"≤ 0.1 % means twin rank ≤ {limits.get('rank_0p1', '?')}, "
                               f"≤ 1 % means rank ≤ {limits.get('rank_1', '?')}.")
-        self.body.objects = [table, pn.pane.Bokeh(rank_curve_figure(report), sizing_mode="stretch_width")]
+        self._show(report)
 
     def _finder_only(self) -> list:
         """Without a cached report: the app's pixel finder's row and curve on its own (if any)."""

@@ -12,10 +12,11 @@ who closes the page mid-update from printing tracebacks in the server's log;
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from contextlib import contextmanager
 
-__all__ = ["current_document", "served", "in_session", "release_memory_soon", "quiet_closed_connections",
+__all__ = ["current_document", "server_logging", "served", "in_session", "release_memory_soon", "quiet_closed_connections",
            "pin_resource_urls", "page_build", "keep_out_of_garbage_collection"]
 
 
@@ -173,3 +174,20 @@ def keep_out_of_garbage_collection() -> None:
 
 
 _frozen = False
+
+
+def server_logging() -> None:
+    """Let twinviz's INFO lines (start-up progress, errors shown as pages) reach the server's log:
+    ``panel serve`` configures a handler but leaves twinviz's loggers at WARNING."""
+    logger = logging.getLogger("twinviz")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    # BokehJS counts the models a server patch added (a tab built when first shown) as new until
+    # the browser's next patch, and sends such a model in full with its first event (the Metrics
+    # tab's "compute metrics" click): the server keeps its own instance and warned "reference
+    # already known" — harmless bookkeeping, not a fault of the page, so not logged.
+    import warnings
+
+    from bokeh.util.warnings import BokehUserWarning
+
+    warnings.filterwarnings("ignore", message="reference already known", category=BokehUserWarning)

@@ -110,6 +110,7 @@ class SwapExplorer(pn.viewable.Viewer):
         self.y_ranges = {name: Range1d(0.0, 1.0) for name in ("spectrum", "swap", "residual")}
         self._y_zoomed: set[str] = set()
         self._fitting_y = False
+        self._window = None  # (start, end) Å of a "jump to line": the y ranges fit that window
         self.figures = self._make_figures()
         for name, y_range in self.y_ranges.items():
             y_range.on_change("start", lambda attr, old, new, name=name: self._y_changed(name))
@@ -126,7 +127,9 @@ class SwapExplorer(pn.viewable.Viewer):
                       active_drag="xpan", active_scroll="xwheel_zoom")
         spec = figure(height=250, title="D(z★, u) vs truth", y_axis_label="flux",
                       y_range=self.y_ranges["spectrum"], **common)
-        band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0, legend_label="±1σ flux_err")
+        band = dict(color=theme.BAND, fill_alpha=0.3, line_alpha=0.0)
+        if self.state.data.flux_err is not None:  # no legend entry for a band noiseless data never draw
+            band["legend_label"] = "±1σ flux_err"
         spec.patch("x", "y", source=self.sources["truth_band"], **band)
         src = self.sources["spectrum"]
         width = theme.SPECTRUM_LINE_WIDTH
@@ -156,10 +159,12 @@ class SwapExplorer(pn.viewable.Viewer):
         t0, t1 = d.teff_range
         g0, g1 = d.logg_range
         slider = pn.widgets.FloatSlider if self.update_mode == "legacy" else _PromptSlider
+        # Fixed widths in a wrapping row (see __panel__): stretched in one row with the buttons they
+        # shrank to ~90 px at a 1 100 px window.
         self.teff_slider = slider(label="Teff (K)", start=t0, end=t1, step=10, value=self.state.teff, format="0",
-                                  sizing_mode="stretch_width")
+                                  width=240)
         self.logg_slider = slider(label="logg (dex)", start=g0, end=g1, step=0.01, value=self.state.logg,
-                                  format="0.00", sizing_mode="stretch_width")
+                                  format="0.00", width=240)
         # The decoder runs on release (value_throttled); dragging only moves the handle.
         self.teff_slider.param.watch(lambda e: setattr(self.state, "teff", e.new), "value_throttled")
         self.logg_slider.param.watch(lambda e: setattr(self.state, "logg", e.new), "value_throttled")
@@ -249,7 +254,11 @@ class SwapExplorer(pn.viewable.Viewer):
             err = flux_mse(model, truth)
         self.sources["spectrum"].data.update(model=gy(model), truth=truth_col)
         self.sources["residual"].data.update(model=resid)
-        self._fit_y("spectrum", model, truth_col, self.sources["truth_band"].data["y"])
+        # no truth here (a real star away from its labels): the star's observed spectrum (not drawn)
+        # still sets the flux scale, so a decoder far outside its range does not rescale the panel
+        reference = (truth_col, self.sources["truth_band"].data["y"]) if truth is not None else \
+            (self.sources["swap"].data["observed"],)
+        self._fit_y("spectrum", gy(model), reference=reference)
         self._fit_y("residual", resid, self.sources["residual"].data["swap"])
         self.last_update_ms = (time.perf_counter() - t_start) * 1e3
         # The MSE rides in the panel's title (drawn on the canvas, which repaints anyway): a page
@@ -269,7 +278,7 @@ class SwapExplorer(pn.viewable.Viewer):
                                               else theme.band_patch(self._gaps.x, gy(observed), gy(err)))
         self.sources["swap"].data.update(observed=gy(observed), swap=gy(swap))
         self.sources["residual"].data.update(swap=gy(swap - observed))
-        self._fit_y("swap", observed, swap, self.sources["observed_band"].data["y"])
+        self._fit_y("swap", gy(swap), reference=(gy(observed), self.sources["observed_band"].data["y"]))
         self.mse_text.object = f"**MSE** swap vs observed: `{flux_mse(swap, observed):.3g}`"
         self._twin = twin
         tag = " (true twin)" if d.group[twin] >= 0 and d.group[twin] == d.group[s.star] else ""
@@ -284,11 +293,16 @@ class SwapExplorer(pn.viewable.Viewer):
         self.ood_badge.object = "<br>".join(badges)
         self.ood_badge.visible = bool(badges)
 
-    def _fit_y(self, name: str, *columns):
-        """Fit panel ``name``'s y range to ``columns`` (unless the visitor zoomed it)."""
+    def _fit_y(self, name: str, *columns, reference=()):
+        """Fit panel ``name``'s y range (unless the visitor zoomed it): to the ``reference`` curves
+        (observed, truth, band), widened for ``columns`` (the decoder's) only a little
+        (theme.fitted_limits), within the line window when one was jumped to. Every curve is
+        on the gapped x axis."""
         if name in self._y_zoomed:
             return
-        limits = theme.padded_limits(*columns)
+        x = self._gaps.x
+        limits = theme.fitted_limits(theme.in_window(x, reference, self._window),
+                                     theme.in_window(x, columns, self._window))
         if limits is None:
             return
         self._fitting_y = True
@@ -310,11 +324,27 @@ class SwapExplorer(pn.viewable.Viewer):
     def _on_line(self, event):
         if event.new in (None, "full"):
             start, end = self.full_range
+            self._window = None
         else:
             w = float(event.new)
             start, end = w - self.line_window, w + self.line_window
-        in_session(lambda: self.x_range.update(start=start, end=end))
+            self._window = (start, end)
+        self._y_zoomed.clear()  # a jump fits every panel's y to the line (or the full spectrum)
+
+        def changes():
+            self.x_range.update(start=start, end=end)
+            self._refit_y()
+
+        in_session(changes)
         self._push()
+
+    def _refit_y(self):
+        """Fit the three panels' y ranges to what their sources hold now."""
+        sp, sw, rs = self.sources["spectrum"].data, self.sources["swap"].data, self.sources["residual"].data
+        self._fit_y("spectrum", sp["model"], reference=(sp["truth"], self.sources["truth_band"].data["y"],
+                                                        *(() if np.isfinite(sp["truth"]).any() else (sw["observed"],))))
+        self._fit_y("swap", sw["swap"], reference=(sw["observed"], self.sources["observed_band"].data["y"]))
+        self._fit_y("residual", rs["model"], rs["swap"])
 
     def _push(self):
         # Bokeh models changed in place reach a live server session on their own; a notebook
@@ -332,10 +362,10 @@ class SwapExplorer(pn.viewable.Viewer):
         if getattr(self, "_layout", None) is None:
             plots = bk_column(list(self.figures.values()), sizing_mode="stretch_width")
             self._plot_pane = pn.pane.Bokeh(plots, sizing_mode="stretch_width")
-            controls = pn.Row(self.teff_slider, self.logg_slider, self.own_button, self.twin_button,
-                              self.line_select, sizing_mode="stretch_width")
+            controls = pn.FlexBox(self.teff_slider, self.logg_slider, self.own_button, self.twin_button,
+                                  self.line_select, flex_wrap="wrap", align_items="end", sizing_mode="stretch_width")
             self._layout = pn.Column(
                 theme.help_pane(HELP), controls,
-                pn.Row(self.star_text, self.mse_text, sizing_mode="stretch_width"),
+                pn.FlexBox(self.star_text, self.mse_text, flex_wrap="wrap", sizing_mode="stretch_width"),
                 self.ood_badge, self._plot_pane, sizing_mode="stretch_width", name="Swap explorer")
         return self._layout

@@ -84,6 +84,50 @@ def padded_limits(*columns, padding: float = 0.1):
     return lo - pad, hi + pad
 
 
+def fitted_limits(reference, others, allowance: float = 0.25, padding: float = 0.1):
+    """(start, end) for a panel that shows a reference curve (observed spectrum, truth, its band)
+    beside model curves: the reference's span, widened for the others only up to ``allowance``
+    of that span on each side, then padded as :func:`padded_limits`. A decoder far outside its
+    training range (−1.5 … 3.5 for a normalised spectrum) thus no longer flattens the observed
+    spectrum. Without finite reference values: the others' span (:func:`padded_limits`)."""
+    ref = padded_limits(*reference, padding=0.0)
+    if ref is None:
+        return padded_limits(*others, padding=padding)
+    lo, hi = ref
+    span = hi - lo
+    rest = padded_limits(*others, padding=0.0)
+    if rest is not None:
+        lo = min(lo, max(rest[0], lo - allowance * span))
+        hi = max(hi, min(rest[1], hi + allowance * span))
+    return padded_limits(np.array([lo, hi]), padding=padding)
+
+
+def in_window(x, columns, window):
+    """``columns`` (each on the x axis ``x``) with NaN outside ``window`` = (start, end); as
+    given when ``window`` is None."""
+    if window is None:
+        return columns
+    x = np.asarray(x)
+    outside = ~((x >= window[0]) & (x <= window[1]))
+    out = []
+    for col in columns:
+        col = np.array(col, dtype=np.float64)
+        if col.shape == x.shape:  # a curve on x; anything else (a band's patch) has no place here
+            col[outside] = np.nan
+            out.append(col)
+    return out
+
+
+def compact_table(wrap=(), max_width: int = 170, sort: bool = False) -> dict:
+    """Tabulator options that keep a table's headers inside a 1 100 px window: smaller font and
+    padding, wrapping headers, columns at most ``max_width`` px with the ``wrap`` columns' text
+    wrapped (not cut), and no sort arrows unless ``sort``."""
+    css = (".tabulator { font-size: 12.5px; } .tabulator-cell { padding: 4px 6px !important; } "
+           ".tabulator-col-content { padding: 4px 6px !important; } .tabulator-col-title { font-size: 12.5px; }")
+    return {"configuration": {"columnDefaults": {"headerSort": sort, "maxWidth": max_width, "headerWordWrap": True}},
+            "formatters": {name: {"type": "textarea"} for name in wrap}, "stylesheets": [css]}
+
+
 def style_figure(fig) -> None:
     """Common look of the spectrum panels."""
     fig.toolbar.logo = None

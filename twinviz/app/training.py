@@ -38,10 +38,12 @@ import pandas as pd
 import panel as pn
 import param
 
+from twinviz.app import theme
 from twinviz.app.access import training_access
 from twinviz.app.runs_feed import RunsFeed
 from twinviz.app.session import current_document, in_session, served
 from twinviz.app.training_curves import LossCurves, best_text, duration_text
+from twinviz.app.training_validation import epoch_rule, prepare_validation, sample_note
 from twinviz.app.training_form import (FORM_FIELDS, MAIN_FIELDS, field_choices, field_help, parse_fields,
                                        widget_for)
 from twinviz.runs import Run, RunError, RunManager, default_pair, devices
@@ -128,6 +130,12 @@ class TrainingTab(pn.viewable.Viewer):
             f"No spectra dataset in {html.escape(str(self.manager.data_dir))}. Make one with "
             f"`twinviz simulate --out {html.escape(str(self.manager.data_dir))}/train.nc`, then reload.",
             alert_type="warning", visible=not datasets, sizing_mode="stretch_width")
+        # which epoch the run keeps, and the held-out split for data without twin groups
+        self.rule_text = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10), name="epoch-rule")
+        self._datasets, self._twin_metric = datasets, initial.twin_metric
+        self.data_select.param.watch(self._show_epoch_rule, "value")
+        self.val_select.param.watch(self._show_epoch_rule, "value")
+        self._show_epoch_rule()
         present = devices()
         self.device_choice = pn.widgets.CheckButtonGroup(
             label="Devices", options={d.label: d.id for d in present},
@@ -148,12 +156,17 @@ class TrainingTab(pn.viewable.Viewer):
         more = [w for n, w in self.fields.items() if n not in MAIN_FIELDS]
         self.form = pn.Column(
             pn.pane.Markdown("### New run", margin=(0, 10)),
-            self.access_message, self.name_input, self.data_select, self.val_select, self.data_message,
+            self.access_message, self.name_input, self.data_select, self.val_select, self.rule_text,
+            self.data_message,
             pn.pane.Markdown("**Device** (what this machine has)", margin=(5, 10, 0, 10)),
             self.device_choice,
             *[self.fields[n] for n in MAIN_FIELDS if n in self.fields],
             pn.Card(*more, title="More settings", collapsed=True, sizing_mode="stretch_width"),
             self.launch_button, self.form_message, width=330, styles={"overflow-y": "auto"})
+
+    def _show_epoch_rule(self, *events) -> None:
+        self.rule_text.object = epoch_rule(self._datasets, self.data_select.value, self.val_select.value or None,
+                                           self._twin_metric)
 
     def form_values(self) -> dict:
         """The form as a config dict (lists parsed; problems raise RunError)."""
@@ -177,7 +190,7 @@ class TrainingTab(pn.viewable.Viewer):
         if self._refused(self.form_message):
             return None
         try:
-            config = self.form_values()
+            config, split_note = prepare_validation(self.form_values(), self.manager.data_dir, self.manager.datasets())
             name = self.name_input.value.strip() or None
             run = self.manager.launch(config, name=name, devices=list(self.device_choice.value))
         except RunError as exc:
@@ -187,7 +200,8 @@ class TrainingTab(pn.viewable.Viewer):
             return None
         state = run.status.get("state")
         self.form_message.param.update(
-            object=f"Launched **{run.name}** ({state}{' — waiting for its device' if state == 'queued' else ''}).",
+            object=f"Launched **{run.name}** ({state}{' — waiting for its device' if state == 'queued' else ''})."
+                   + (f"\n\n{html.escape(split_note)}" if split_note else ""),
             alert_type="success", visible=True)
         self.name_input.value = ""
         self.selected = run.name
@@ -199,7 +213,7 @@ class TrainingTab(pn.viewable.Viewer):
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=["run", "state", "started", "duration", "progress", "devices", "best"]),
             show_index=False, disabled=True, selectable=1, height=190, sizing_mode="stretch_width",
-            layout="fit_data_stretch", pagination=None)
+            layout="fit_data_fill", pagination=None, **theme.compact_table(wrap=("best", "run"), sort=True))
         self.table.param.watch(self._on_table_selection, "selection")
         self.title = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
         self.progress = pn.indicators.Progress(value=0, max=1000, bar_color="primary",
@@ -213,8 +227,11 @@ class TrainingTab(pn.viewable.Viewer):
         self.open_button.on_click(self._on_open)
         self.run_message = pn.pane.Alert("", alert_type="light", visible=False, sizing_mode="stretch_width")
         self.curves = LossCurves()
-        self.plots = pn.GridBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.curves.figures],
-                                ncols=2, sizing_mode="stretch_width")
+        # Two plots a row where they fit at 380 px or more, else one: in a 2-column grid at a
+        # 1 100 px window each was ~200 px wide and its title cut.
+        self.plots = pn.FlexBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width", min_width=380,
+                                                styles={"flex": "1 1 380px"}) for f in self.curves.figures],
+                                flex_wrap="wrap", sizing_mode="stretch_width")
         self.log = pn.pane.HTML("", sizing_mode="stretch_width", name="Log",
                                 styles={"max-height": "220px", "overflow-y": "auto", "font-size": "12px",
                                         # column-reverse keeps the newest lines in view
@@ -231,7 +248,8 @@ class TrainingTab(pn.viewable.Viewer):
                          "duration": duration_text(info["duration"]),
                          "progress": f"{info['progress']:.0%}" if info["total_steps"] else "",
                          "devices": ", ".join(info["devices"]),
-                         "best": best_text(info["best"], info.get("twin_metric"))})
+                         "best": best_text(info["best"], info.get("twin_metric"))
+                         + (sample_note(info) if info["best"] else "")})
         df = pd.DataFrame(rows, columns=["run", "state", "started", "duration", "progress", "devices", "best"])
         key = df.to_json()
         if key == self._table_key:
@@ -385,5 +403,8 @@ class TrainingTab(pn.viewable.Viewer):
             "Train a fader network in the background. Runs keep going when you close the page; "
             "every visitor sees the same runs. One run per GPU at a time (and "
             f"{self.manager.cpu_slots} on the CPU): later launches wait as *queued*.", sizing_mode="stretch_width", styles={"color": "#555"})
-        return pn.Row(self.form, pn.Column(help_text, self.table, detail, sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width", name="Training")
+        # The runs table and the run's detail need ~600 px: beside the form where the window
+        # allows, below it otherwise (their columns and plot titles were cut at 1 100 px).
+        return pn.FlexBox(self.form, pn.Column(help_text, self.table, detail, sizing_mode="stretch_width",
+                                               min_width=600, styles={"flex": "1 1 600px"}),
+                          flex_wrap="wrap", align_items="flex-start", sizing_mode="stretch_width", name="Training")

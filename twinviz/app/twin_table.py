@@ -23,6 +23,8 @@ from bokeh.plotting import figure
 
 from twinviz.app import theme
 from twinviz.app.session import in_session
+from twinviz.app.chemistry import abundance_differences, chemical_difference, chemical_scale, lines_markdown
+from twinviz.app.distance_scale import add_scale_columns, distance_scale
 from twinviz.app.state import RANK_LATENT, RANK_PIXEL, ExplorerState
 from twinviz.evaluation.explain import strongest_lines
 
@@ -50,20 +52,26 @@ Teff/logg, where its polynomial extrapolates."""
 RANK_OPTIONS = {"latent z": RANK_LATENT, "pixel finder": RANK_PIXEL}
 
 
-def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.DataFrame:
-    """The k nearest stars to ``star``: rank, star id, L1 distance, Teff, logg, Δ[Fe/H], true twin,
-    P(twin) and OOD (the flag with its numbers; "" when in distribution) — the rows of the one twin
-    query (:meth:`AppData.twin_query`, :class:`twinviz.twins.query.TwinQuery`) that `twinviz twins`
+def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT, hide_ood: bool = False) -> pd.DataFrame:
+    """The k nearest stars to ``star``: rank, star id, L1 distance with its scale (twin pct,
+    random ≤ d: app/distance_scale.py), Teff, logg, Δ[Fe/H], true twin, P(twin) and OOD (the flag
+    with its numbers; "" when in distribution) — the rows of the one twin query
+    (:meth:`AppData.twin_query`, :class:`twinviz.twins.query.TwinQuery`) that `twinviz twins`
     prints. ``rank_by`` RANK_PIXEL ranks with the app's pixel finder (no P(twin); OOD = outside its
-    training labels)."""
+    training labels). ``hide_ood`` (latent ranking) leaves out-of-distribution neighbours out
+    (ranks keep their place in the full ranking, so a gap shows where one was left out)."""
     pixel = data.ranking(rank_by) == RANK_PIXEL
-    answer = data.twin_query(rank_by).query(position=star, k=k)
-    pos = answer.positions
-    table = _common_columns(data, star, pos, answer.distances)
+    answer, keep = _answer(data, star, k, rank_by, hide_ood and not pixel)
+    rows = [answer.rows[i] for i in keep]
+    pos, dist = answer.positions[keep], answer.distances[keep]
+    ranks = np.array([r["rank"] for r in rows], dtype=np.int64)
+    table = _common_columns(data, star, pos, dist, ranks)
+    scale = distance_scale(data, rank_by)
+    add_scale_columns(table, scale, dist)
     if data.calibration is not None and not pixel:
-        table["P(twin)"] = ["n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}" for r in answer.rows]
+        table["P(twin)"] = ["n/a" if r["p_twin"] is None else f"{r['p_twin']:.3f}" for r in rows]
     if answer.ood_criteria is not None:
-        table["OOD"] = [r["ood"]["short"] for r in answer.rows]
+        table["OOD"] = [r["ood"]["short"] for r in rows]
     table.attrs["positions"] = pos
     note = answer.p_twin_note
     if pixel:
@@ -72,14 +80,33 @@ def neighbour_table(data, star: int, k: int, rank_by: str = RANK_LATENT) -> pd.D
         if answer.query_row["ood"]["flag"]:
             note += (f" **The selected star is outside the finder's training stars** "
                      f"({data.pixel_finder.describe_range()}): its ranking extrapolates the polynomial.")
-    table.attrs["p_twin_note"] = note
+    hidden = ""
+    if hide_ood and not pixel and ranks.size and ranks[-1] > ranks.size:
+        hidden = f" {int(ranks[-1]) - ranks.size} out-of-distribution neighbour(s) hidden (ranks skipped)."
+    table.attrs["p_twin_note"] = " ".join(t for t in (note, scale.note(), hidden) if t)
     table.attrs["ranked_on"] = answer.ranked_on
     return table
 
 
-def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
+def _answer(data, star: int, k: int, rank_by: str, hide_ood: bool):
+    """(the twin query's answer, indices of the rows to show): the k nearest, or with ``hide_ood``
+    the k nearest that are in distribution (asking for more neighbours until k are found)."""
+    query = data.twin_query(rank_by)
+    want = k
+    while True:
+        answer = query.query(position=star, k=min(want, data.n_stars - 1))
+        if not hide_ood:
+            return answer, list(range(len(answer.rows)))
+        keep = [i for i, r in enumerate(answer.rows) if not (r["ood"] and r["ood"]["flag"])]
+        if len(keep) >= k or len(answer.rows) >= data.n_stars - 1:
+            return answer, keep[:k]
+        want *= 4
+    return table
+
+
+def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray, ranks: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame({
-        "rank": np.arange(1, pos.size + 1),
+        "rank": ranks,
         "star": [str(v) for v in data.star_ids[pos]],
         "distance": np.round(dist.astype(float), 4),
         "Teff": np.round(data.teff[pos]).astype(int),
@@ -93,18 +120,6 @@ def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray) -> pd.Da
     return table
 
 
-def _lines_markdown(lines, twin_id, star_id, chemical) -> str:
-    """The strongest lines of the chemical difference as a short Markdown table."""
-    rms = float(np.sqrt(np.mean(chemical ** 2)))
-    rows = [f"**Chemical difference, neighbour {twin_id} − star {star_id}**: RMS {rms:.2g}, "
-            f"max |Δ| {float(np.max(np.abs(chemical))):.2g} (near zero for true twins). Strongest lines:", "",
-            "| λ (Å) | Δ flux | line | element |", "|---|---|---|---|"]
-    for r in lines:
-        line = "—" if r["species"] is None else f"{r['species']} {r['line_wavelength']:.2f} Å"
-        rows.append(f"| {r['wavelength']:.2f} | {r['delta_flux']:+.4f} | {line} | {', '.join(r['elements'] or [])} |")
-    return "\n".join(rows)
-
-
 class TwinTable(pn.viewable.Viewer):
     """Tabulator of neighbours + the chosen neighbour's spectrum over the star's + CSV export."""
 
@@ -115,14 +130,24 @@ class TwinTable(pn.viewable.Viewer):
         super().__init__(state=state, **params)
         self._positions = np.empty(0, dtype=np.int64)
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(), selectable=1, disabled=True, show_index=False, layout="fit_data_stretch",
+            pd.DataFrame(), selectable=1, disabled=True, show_index=False, layout="fit_data_fill",
             height=330, sizing_mode="stretch_width", theme="simple", name="twins",
-            text_align={"true twin": "center"})
+            text_align={"true twin": "center"},
+            # no sort arrows (the rows are a ranking), compact, the OOD reason wrapped: with the
+            # distance scale's columns the last headers lay past the table's edge at 1 100 px
+            **theme.compact_table(wrap=("OOD",)))
         self.table.param.watch(self._on_selection, "selection")
         self.p_note = pn.pane.Markdown("", name="p-twin-note", sizing_mode="stretch_width", margin=(0, 10))
         self.lines = pn.pane.Markdown("", name="chemical-lines", sizing_mode="stretch_width", margin=(0, 10))
         self.download = pn.widgets.FileDownload(callback=self._csv, filename="twins.csv", label="export CSV",
                                                 color="light", width=140)
+        # Triage: out-of-distribution neighbours hidden, on by default for real (not synthetic) data —
+        # unless most stars are OOD (a model applied far outside its range), where it would empty the table
+        d = state.data
+        self.hide_ood = pn.widgets.Checkbox(
+            name="hide out-of-distribution neighbours", visible=d.ood is not None,
+            value=d.ood is not None and not d.is_synthetic and float(d.ood_flags().mean()) < 0.5)
+        self.hide_ood.param.watch(self._refresh, "value")
         self.rank_select = None
         if state.data.has_pixel_finder:
             self.rank_select = pn.widgets.RadioButtonGroup.from_param(
@@ -134,7 +159,8 @@ class TwinTable(pn.viewable.Viewer):
 
     # ---- table ----------------------------------------------------------------------------
     def _refresh(self, *events):
-        frame = neighbour_table(self.state.data, self.state.star, self.state.k, self.state.rank_by)
+        frame = neighbour_table(self.state.data, self.state.star, self.state.k, self.state.rank_by,
+                                hide_ood=self.hide_ood.value)
         self._positions = frame.attrs.pop("positions")
         self.p_note.object = frame.attrs.pop("p_twin_note")
         self.table.value = frame
@@ -186,7 +212,7 @@ class TwinTable(pn.viewable.Viewer):
                   legend_label="neighbour − star")
         chem = figure(height=170, y_axis_label="Δ flux, chemistry", x_axis_label="wavelength (Å)", **common)
         chem.line("x", "chemical", source=self.source, color=theme.SELECTED, line_width=width,
-                  legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg")
+                  legend_label="D(z neighbour, u) − D(z star, u), u = the star's Teff, logg (within the model's range)")
         chem.scatter("x", "y", source=self.line_source, size=6, color=theme.SELECTED, marker="inverted_triangle")
         chem.add_layout(LabelSet(x="x", y="y", text="label", source=self.line_source, text_font_size="9px",
                                  y_offset=6, x_offset=-8))
@@ -205,13 +231,17 @@ class TwinTable(pn.viewable.Viewer):
         title = (f"star {d.star_ids[s]} (Teff {d.teff[s]:.0f} K, logg {d.logg[s]:.2f}) vs neighbour "
                  f"{d.star_ids[twin]} (Teff {d.teff[twin]:.0f} K, logg {d.logg[twin]:.2f}), L1 {dist:.3f}"
                  + (" (pixel finder)" if d.ranking(self.state.rank_by) == RANK_PIXEL else ""))
+        scale = distance_scale(d, self.state.rank_by)
+        twin_pct = f"twin pct {float(scale.twin_percentile(dist)):.0f} % · " if scale.twin.size else ""
+        title += f"\ndistance scale: {twin_pct}random pairs ≤ d {float(scale.random_fraction(dist)):.2g} %"
         star_flux, twin_flux = d.observed(s), d.observed(twin)  # masked pixels as gaps
-        u = (float(d.teff[s]), float(d.logg[s]))
-        chemical = d.decode(twin, *u).astype(np.float64) - d.decode(s, *u)
+        # decoded at the star's labels clipped into the model's range (app/chemistry.py)
+        chemical, u, clip_note = chemical_difference(d, s, twin)
         lines = strongest_lines(d.wavelength, chemical, *u, n=N_LINES)
         marks = {"x": [r["wavelength"] for r in lines], "y": [r["delta_flux"] for r in lines],
                  "label": [r["species"] or "" for r in lines]}
-        self.lines.object = _lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical)
+        self.lines.object = lines_markdown(lines, d.star_ids[twin], d.star_ids[s], chemical, chemical_scale(d),
+                                           clip_note) + abundance_differences(d, s, twin)
 
         def changes():
             self.source.data.update(star=gy(star_flux), twin=gy(twin_flux), difference=gy(twin_flux - star_flux),
@@ -233,7 +263,7 @@ class TwinTable(pn.viewable.Viewer):
                 pn.Row(pn.pane.Markdown("**rank twins by**", margin=(8, 4, 0, 10)), self.rank_select),
                 theme.help_pane(PIXEL_HELP)]
             self._layout = pn.Column(theme.help_pane(HELP), *ranking,
-                                     pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
+                                     self.hide_ood, pn.Row(self.table, sizing_mode="stretch_width"), self.p_note,
                                      self.download, self._plot_pane, self.lines, sizing_mode="stretch_width",
                                      name="Twins")
         return self._layout

@@ -149,15 +149,17 @@ class Run:
     def summary(self) -> dict:
         """What a runs table shows, from a single read of each file: name, state, lost,
         started / finished (Unix s), duration, eta (s), progress (0…1), step, total_steps,
-        epoch, devices, best, twin_metric (its validation scores, once fitted), error."""
+        epoch, devices, best, twin_metric (its validation scores, once fitted), error, and the
+        config's data and val (what its numbers were measured on)."""
         st = self.status
+        config = self.config
         return {"name": self.name, "state": st.get("state") or "unknown", "lost": bool(st.get("lost")),
                 "started": parse_time(st.get("started")), "finished": parse_time(st.get("finished")),
                 "duration": _duration_of(st), "eta": _eta_of(st), "progress": _progress_of(st),
                 "step": st.get("step") or 0, "total_steps": st.get("total_steps"),
                 "epoch": st.get("epoch"), "devices": self.devices, "best": st.get("best") or {},
                 "twin_metric": twin_metric_scores(self.model_dir) if st.get("state") == "done" else {},
-                "error": st.get("error")}
+                "error": st.get("error"), "data": config.get("data"), "val": config.get("val")}
 
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)

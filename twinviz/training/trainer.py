@@ -422,7 +422,10 @@ class Trainer:
                              if isinstance(v, float) and k not in ("time", "lambda"))
             if "val_adv_at_chance" in rec:
                 shown += " adversary " + ("at chance" if rec["val_adv_at_chance"] else "ABOVE chance")
-            self.log("epoch %d (step %d): %s%s", epoch, p["step"], shown, " [best]" if improved else "")
+            # Counted from 1, as the Training tab's "epoch N" (epochs completed); metrics.jsonl keeps
+            # the 0-based index.
+            self.log("epoch %d/%d (step %d): %s%s", epoch + 1, self.config.epochs, p["step"], shown,
+                     " [best]" if improved else "")
         self._save_checkpoint()
 
     def _save_checkpoint(self) -> None:
