@@ -163,7 +163,7 @@ class ModelBundle:
         source = self.metric_source()
         n = self.metric.info.get("within_samples", "?")
         where = source.get("path") or "unknown data"
-        supervised = f"z in the twin metric (twin-supervised: {n} twins from {where})"
+        supervised = f"z in the twin metric (twin-supervised: {n} stars with known twins from {where})"
         if rank_by == "z":
             return "z", "raw z (asked for; the model's twin metric is not used)"
         if rank_by == "metric":
@@ -273,10 +273,10 @@ class ModelBundle:
         loss = prov.get("twin_supervision", {}) or {}
         parts = []
         if loss.get("loss") not in (None, "none"):
-            parts.append(f"twin term in the loss: {loss.get('twins', '?')} twins from {loss.get('path', '?')}")
+            parts.append(f"twin term in the loss: {loss.get('twins', '?')} from {loss.get('path', '?')}")
         if ranked == "metric" and self.metric is not None:
             src = self.metric_source()
-            parts.append(f"twin metric: {self.metric.info.get('within_samples', '?')} twins from "
+            parts.append(f"twin metric: {self.metric.info.get('within_samples', '?')} stars with known twins from "
                          f"{src.get('path') or 'unknown data'}")
         return "twin-supervised (" + "; ".join(parts) + ")" if parts else "unsupervised (no twin seen)"
 

@@ -248,7 +248,7 @@ def _registry(model, baseline_model, ds, baselines, poly_degree, poly_pca, super
         where = fitted.get("path") if isinstance(fitted, dict) else fitted
         rows.append(Representation(
             "polynomial_pca_metric", METHOD_LABELS["polynomial_pca_metric"],
-            f"twin-supervised (twin metric: the twins of {n} stars from {where})", lambda: supervised.vectors(ds),
+            f"twin-supervised (twin metric: {n} stars with known twins from {where})", lambda: supervised.vectors(ds),
             fitted_on={"pixel finder fit": fitted, "pixel finder choice": chosen}))
     if "raw_flux" in baselines:
         rows.append(Representation("raw_flux", METHOD_LABELS["raw_flux"], UNSUPERVISED, lambda: raw_flux(ds),
