@@ -1,7 +1,7 @@
 """The representations ``twinviz evaluate`` scores, as one registry, and the provenance guard.
 
 Every row of a report is a :class:`Representation`: a key and label, the supervision it had
-("unsupervised (no twin seen)", "twin-supervised (twin metric: 20000 twins from train.nc)", …),
+("unsupervised (no twin seen)", "twin-supervised (twin metric: 20000 stars with known twins from train.nc)", …),
 the data it was fitted or chosen on (:func:`twinviz.spectra.fingerprint.describe_data` records,
 or bare paths for older files), and a function that gives its per-star vectors. One function,
 :func:`twinviz.evaluation.compute.evaluate_representation`, scores them all.
