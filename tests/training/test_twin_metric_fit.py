@@ -42,6 +42,11 @@ def test_training_fits_the_metric_on_training_twins_and_chooses_it_on_validation
         assert info["validation"][chosen]["rank1"] > info["validation"]["raw"]["rank1"]
     else:  # raw z ranked the validation twins at least as well: said so, nothing stored
         assert "kept raw z" in log
+    prov = json.loads((model_dir / "provenance.json").read_text())  # the bundle's training record
+    assert prov["trained_on"]["path"] == str(data) and prov["epoch_chosen_on"]["path"] == str(val)
+    assert prov["trained_on"]["fingerprint"] != prov["epoch_chosen_on"]["fingerprint"]
+    assert prov["epoch_rule"].startswith("latest epoch") and prov["twin_supervision"] == {"loss": "none"}
+    assert prov["weights_sha256"] == ModelBundle.open(model_dir).weights_sha256
     assert json.loads((run / "status.json").read_text())["state"] == "done"
 
 

@@ -97,7 +97,8 @@ def _answer(data, star: int, k: int, rank_by: str, hide_ood: bool):
         answer = query.query(position=star, k=min(want, data.n_stars - 1))
         if not hide_ood:
             return answer, list(range(len(answer.rows)))
-        keep = [i for i, r in enumerate(answer.rows) if not (r["ood"] and r["ood"]["flag"])]
+        flags = data.ood_flags()  # the app's one set of OOD flags (the same criteria as the query's)
+        keep = [i for i, p in enumerate(answer.positions.tolist()) if not flags[p]]
         if len(keep) >= k or len(answer.rows) >= data.n_stars - 1:
             return answer, keep[:k]
         want *= 4

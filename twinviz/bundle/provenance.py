@@ -52,10 +52,13 @@ def write_provenance(model_dir, *, weights_sha256: str, trained_on: dict | None,
 
 
 def write_training_provenance(model_dir, config, trained_on: dict | None, chosen_on: dict | None,
-                              epoch_rule: str) -> Path:
-    """The trainer's record beside each kept model: ``config`` is its TrainConfig."""
+                              keep_latest: bool) -> Path:
+    """The trainer's record beside each kept model: ``config`` is its TrainConfig, ``chosen_on``
+    the validation data (None without), ``keep_latest`` the trainer's latest-epoch rule."""
     from twinviz.model import file_sha256
 
+    epoch_rule = ("latest epoch (a twin metric is fitted after training)" if keep_latest
+                  else "best validation score" if chosen_on is not None else "latest epoch (no validation data)")
     loss = ({"loss": "twin term", "weight": config.twin_weight, "path": str(config.data),
              "twins": "every group of the training data"} if config.twin_weight else {"loss": "none"})
     return write_provenance(model_dir, weights_sha256=file_sha256(Path(model_dir) / files.MODEL_WEIGHTS),

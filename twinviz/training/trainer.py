@@ -389,10 +389,8 @@ class Trainer:
     def _write_provenance(self) -> None:
         from twinviz.bundle.provenance import write_training_provenance
 
-        rule = ("latest epoch (a twin metric is fitted after training)" if self.keep_latest
-                else "best validation score" if self.val is not None else "latest epoch (no validation data)")
         write_training_provenance(self.run.model_dir, self.config, self.trained_on,
-                                  self.chosen_on if self.val is not None else None, rule)
+                                  self.chosen_on if self.val is not None else None, self.keep_latest)
 
     def _end_of_epoch(self, epoch: int, train_recon: float, complete: bool) -> None:
         p = self.progress
