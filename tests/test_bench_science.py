@@ -18,10 +18,27 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     assert "dwarfs-lowd-snr50-realistic seed 0: scored" in first.stdout
     table = report.read_text()
-    for method in ("fader", "lambda0", "polynomial_pca", "polynomial", "raw_flux", "oracle"):
-        assert f"| dwarfs-lowd-snr50-realistic | 1 | {method} |" in table
+    rows = {(line.split(" | ")[1], line.split(" | ")[2]): line.split(" | ") for line in table.splitlines()
+            if line.startswith("| dwarfs-lowd-snr50-realistic | ") and line.count(" | ") == 10}
+    assert set(rows) == {("limit", "limit (Cramér–Rao)"), ("none", "fader, raw z"), ("none", "λ = 0, raw z"),
+                         ("none", "polynomial_pca"), ("none", "polynomial"), ("none", "raw_flux"),
+                         ("few", "fader z, few-twin metric"), ("few", "polynomial_pca, few-twin metric (RSCA-like)"),
+                         ("many", "fader, twin metric"), ("many", "λ = 0, twin metric"),
+                         ("many", "polynomial_pca_metric"), ("labels", "oracle")}
+    for (regime, _), cells in rows.items():
+        assert cells[7].strip() != ""  # every row has its doppelganger rate
+        if regime != "limit":
+            assert cells[8].strip() != ""  # … and its share of the limit
+    assert rows[("limit", "limit (Cramér–Rao)")][3] == "3"  # three draws
+    for regime in ("none", "few", "many"):  # each regime's network row carries its target's verdict
+        key = {"none": "fader, raw z", "few": "fader z, few-twin metric", "many": "fader, twin metric"}[regime]
+        assert "×" in rows[(regime, key)][10]
     assert 'TrainConfig defaults except {"latent_dim": 8}' in table
     cell = tmp_path / "out" / "smoke" / "dwarfs-lowd-snr50-realistic"
+    few = json.loads((cell / "seed0" / "few.json").read_text())
+    assert few["few_groups"] <= 25 and few["few_stars"] <= 200  # open-cluster scale
+    limit = json.loads((cell / "limit.json").read_text())
+    assert limit["info"]["nuisances_marginalised"] == ["vmicro", "vbroad", "rv", "continuum"]
     for method in ("fader", "lambda0"):  # --set reaches both trainings
         config = json.loads((cell / "seed0" / method / "model" / "config.json").read_text())
         assert config["latent_dim"] == 8
