@@ -82,3 +82,31 @@ def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
     for r in rows:
         assert scored[f"{r['variant']}-seed0"]["rank1"] == r["val"]["metric"]["rank1"]
     assert "| giants-lowd-noiseless |" in last.stdout
+
+
+def test_the_few_twin_metric_learns_from_the_few_groups_only_and_beats_raw_l1():
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks import regimes
+    from twinviz.twins.index import TwinIndex
+
+    rng = np.random.default_rng(0)
+
+    def stars(n_groups, size):
+        """Chemistry in 2 weak dimensions shared by a group; 6 strong dimensions that differ per star."""
+        groups = np.repeat(np.arange(n_groups), size)
+        chem = rng.normal(scale=0.3, size=(n_groups, 2))[groups]
+        return np.concatenate([chem, rng.normal(size=(groups.size, 6))], axis=1), groups
+
+    few, g_few = stars(25, 8)                     # 200 stars, 25 groups: open-cluster scale
+    pool = rng.normal(size=(500, 8)) * np.r_[0.3, 0.3, np.ones(6)]
+    test, g_test = stars(200, 2)
+    ones = np.ones(len(few))
+    metric, table = regimes.fit_few_metric(few, g_few, 4500 * ones, 2.0 * ones, pool, 4500 * np.ones(500),
+                                           2.0 * np.ones(500))
+    assert metric is not None and metric.name in table and table[metric.name] > table["raw"]
+    t = np.full(len(test), 4500.0)
+    raw = (TwinIndex(test.astype(np.float32)).twin_ranks(g_test) == 1).mean()
+    mapped = (TwinIndex(metric.project(test, t, t / 2250)).twin_ranks(g_test) == 1).mean()
+    assert mapped > raw + 0.3
