@@ -14,7 +14,7 @@ Three regimes, each with its fair peer (docs/model.md, "Supervision regimes"):
   (per-pixel degree-2 polynomial in Teff/logg fitted on all training spectra, which needs no
   twins) on their 64 leading principal components (training spectra), in a metric learned from
   the same few twins by the same procedure.
-* **many** — today's training twins (25 000 pairs at the paper's size): the model's own twin
+* **many** — the training split's twins (10 000 pairs at the suite's default size): the model's own twin
   metric; peer: ``polynomial_pca_metric``. Rows come from ``report.json``.
 
 The limit row (:mod:`twinviz.evaluation.information`) is computed once per cell on the test split.
