@@ -10,7 +10,8 @@ Everything is fitted on the training split, every choice made on the validation 
 - the pixel residuals: per-pixel polynomial in Teff/logg fitted on the **training** stars, the
   residuals' 64 principal components from the training stars, both applied unchanged to the
   validation and test stars. The polynomial degree is swept 1, 2, 3, … on validation until the
-  rank 1 turns (falls below the best for :data:`PATIENCE` degrees, at most :data:`MAX_DEGREE`);
+  rank 1 stops rising (:data:`PATIENCE` degrees in a row without beating the best, at most
+  :data:`MAX_DEGREE`);
   the same sweep for the plain polynomial residuals (no PCA, ranked by L1);
 - the fader network's z (and the λ = 0 network's).
 
@@ -180,8 +181,8 @@ def encoded(model_dir, ds):
 
 def degree_sweep(train, val, name: str, components, score) -> tuple[int, list]:
     """Polynomial degree 1, 2, … of the pixel residuals (fitted on train) scored on validation
-    by ``score(val_vectors, train_vectors)`` → rank 1, until it turns: stops once the rank 1 has
-    been below the best for PATIENCE degrees (or at MAX_DEGREE). Returns (best degree, table)."""
+    by ``score(val_vectors, train_vectors)`` → rank 1, until it stops rising: PATIENCE degrees in
+    a row that do not beat the best end it (or MAX_DEGREE). Returns (best degree, table)."""
     table, best = [], (None, -1.0)
     for degree in range(1, MAX_DEGREE + 1):
         try:
