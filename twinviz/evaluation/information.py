@@ -16,8 +16,9 @@ every twin ranks first (100 %). What it assumes is in docs/model.md ("The inform
 θ are the coordinates of ([Fe/H], [X/Fe]…) along the directions in which the chemistry of the set
 varies (:func:`chemistry_basis`: two for the ``low-d`` chemistry, eighteen for ``independent``).
 Derivatives are central finite differences of the synthesizer (the continuum error, a product,
-analytically). Only for data made by ``twinviz simulate``: the nuisances are redrawn from the
-dataset's seed and preset (``attrs``), exactly as the simulation drew them.
+analytically). Only for data made by ``twinviz simulate`` (pair sets), whole and in their own
+order: the nuisances are redrawn from the dataset's seed and preset (``attrs``) exactly as the
+simulation drew them, which a subset or a reordered set would not match.
 """
 from __future__ import annotations
 
