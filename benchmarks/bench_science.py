@@ -12,7 +12,13 @@ the λ = 0 conditional autoencoder (the same, adversary weight 0) are trained wi
 and each is scored on the test set beside the pixel baselines (polynomial residuals, polynomial
 residuals on principal components, raw flux), the twin-supervised baseline (the same residuals
 in a twin metric learned from the training twins: the fair peer of a model ranked in its twin
-metric) and the oracle. Nothing is tuned on the test split. A report scored with an older twin
+metric) and the oracle. Nothing is tuned on the test split.
+
+Three supervision regimes, each beside its fair peer (benchmarks/regimes.py, docs/model.md
+"Supervision regimes"): none (raw z; baselines that never see a twin), few (a twin metric from
+25 open-cluster-like groups of ≤ 200 stars in all, ``few.nc``; RSCA-like peer), many (the training
+twins). Every row also has its doppelganger rate, and each cell its information limit (the
+Cramér–Rao bound of the test spectra, twinviz/evaluation/information.py) and every row's share of it. A report scored with an older twin
 metric (``METRIC_VERSION``) is refitted and scored again; the trained networks are kept.
 
 Resumable: every dataset, run and report is a file under ``--out`` and is reused when present,
@@ -32,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import regimes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 POPULATIONS = ("giants", "dwarfs")
@@ -46,7 +53,9 @@ DATA_SEEDS = {"train": 101, "val": 202, "test": 303}
 # The twin metric's version: 2 added the Teff/logg interaction features. A run whose metric was
 # fitted by an older version is refitted (the network is kept) and its seed scored again.
 METRIC_VERSION = 2
-METRICS = ("rank1", "within_0p1", "within_1")
+# The report's version: 2 added the doppelganger rate; an older report is scored again (no retraining).
+REPORT_VERSION = 2
+METRICS = ("rank1", "within_0p1", "within_1", "doppelganger_rate")
 UNSUPERVISED = ("polynomial", "polynomial_pca", "raw_flux")  # baselines that never see a twin
 SUPERVISED = ("polynomial_pca_metric",)  # baselines given the training twins, as the twin metric is
 
@@ -95,7 +104,8 @@ def scored(report_path: Path) -> bool:
     """A seed's report exists and was ranked in today's twin metric (else it is scored again)."""
     if not report_path.exists():
         return False
-    return json.loads(report_path.read_text())["settings"].get("metric_version") == METRIC_VERSION
+    settings = json.loads(report_path.read_text())["settings"]
+    return settings.get("metric_version") == METRIC_VERSION and settings.get("report_version") == REPORT_VERSION
 
 
 def prepare_cell(cell: dict, sizes: dict, out: Path) -> tuple[dict, dict]:
@@ -107,6 +117,7 @@ def prepare_cell(cell: dict, sizes: dict, out: Path) -> tuple[dict, dict]:
     root = out / cell["name"]
     root.mkdir(parents=True, exist_ok=True)
     data = {split: dataset(cell, split, sizes[split], root) for split in ("train", "val", "test")}
+    data["few"] = regimes.few_dataset(cell, root, NOISES)
     choice_path = root / "poly_pca_choice.json"
     if not choice_path.exists():
         choice = choose_polynomial_pca(load_spectra(data["val"]))
@@ -139,6 +150,7 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
                       baseline_model=ModelBundle.open(l0_dir), baselines=baselines,
                       poly_pca=poly_pca, supervised=supervised, pixel_queries=queries)
     report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed, metric_version=METRIC_VERSION,
+                           report_version=REPORT_VERSION,
                            train_settings=settings or {}, train_device=device, machine=machine())
     write_report(report, report_path.parent)
     return report_path
@@ -168,12 +180,30 @@ def machine() -> str:
     return text
 
 
-def collect(cell: dict, sizes: dict, seeds, out: Path) -> dict:
-    results = {"cell": cell, "sizes": sizes, "seeds": {}}
+def score_regimes(cell: dict, data: dict, seeds, out: Path, queries: int) -> None:
+    """The *few* rows (each seed's network, and the RSCA-like peer once) and the limit row, each
+    cached in its file (benchmarks/regimes.py)."""
+    root = out / cell["name"]
     for seed in seeds:
-        report_path = out / cell["name"] / f"seed{seed}" / "report.json"
+        model_dir = root / f"seed{seed}" / "fader" / "model"
+        if (model_dir / "model.safetensors").exists():
+            regimes.score_few_fader(model_dir, data, root / f"seed{seed}" / "few.json")
+    regimes.score_few_peer(data, root / "few_peer.json")
+    regimes.score_limit(data, root / "limit.json", queries)
+
+
+def collect(cell: dict, sizes: dict, seeds, out: Path) -> dict:
+    results = {"cell": cell, "sizes": sizes, "seeds": {}, "few": {}}
+    root = out / cell["name"]
+    for seed in seeds:
+        report_path = root / f"seed{seed}" / "report.json"
         if report_path.exists():
             results["seeds"][seed] = json.loads(report_path.read_text())
+        if (root / f"seed{seed}" / "few.json").exists():
+            results["few"][seed] = json.loads((root / f"seed{seed}" / "few.json").read_text())
+    for name in ("few_peer", "limit"):
+        path = root / f"{name}.json"
+        results[name] = json.loads(path.read_text()) if path.exists() else None
     return results
 
 
@@ -202,6 +232,7 @@ def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: i
                                        threads, weight, settings=settings, device=device)
                          for name, weight in METHODS.items()}
             score_seed(cell, data, poly_pca, seed, seed == seeds[0], trainings, queries, settings, device)
+    score_regimes(cell, data, seeds, out, queries)
     return collect(cell, sizes, seeds, out)
 
 
@@ -242,6 +273,8 @@ def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int
                     future = pool.submit(score_seed, cell, data, poly_pca, seed, seed == seeds[0], trainings,
                                          queries, settings, device)
                     pending[future] = ("score", cell, seed, None)
+    for cell in chosen:
+        score_regimes(cell, prepared[cell["name"]][0], seeds, out, queries)
     return [collect(cell, sizes, seeds, out) for cell in chosen]
 
 
@@ -254,88 +287,135 @@ def _stats(values):
     return mean, sd
 
 
-def _method_keys(result: dict) -> set:
-    return {m["key"] for report in result["seeds"].values() for m in report["methods"]}
-
-
 def summarize(result: dict) -> dict:
     per_method: dict[str, dict[str, list]] = {}
     seconds: dict[str, list] = {}
-    # A seed whose model kept raw z (validation chose no twin metric) ranked on raw z already: it
-    # counts in the raw-z row too, so that row averages every seed (when any seed has one).
-    any_raw = any(key.endswith("_raw_z") for key in _method_keys(result))
+
+    def add(key, m):
+        for k in METRICS:
+            per_method.setdefault(key, {}).setdefault(k, []).append(m.get(k))
+
     for report in result["seeds"].values():
         methods = {m["key"]: m for m in report["methods"]}
+        # A seed whose model kept raw z (validation chose no twin metric) ranked on raw z already:
+        # that row is its raw-z row too, so the raw-z rows average every seed.
         for model in ("fader", "lambda0"):
-            if any_raw and model in methods and f"{model}_raw_z" not in methods:
+            if model in methods and f"{model}_raw_z" not in methods:
                 methods[f"{model}_raw_z"] = methods[model]
         for key, m in methods.items():
-            for k in METRICS:
-                per_method.setdefault(key, {}).setdefault(k, []).append(m[k])
+            add(key, m)
         for key, s in report["settings"].get("train_seconds", {}).items():
             seconds.setdefault(key, []).append(s)
+    for row in result.get("few", {}).values():
+        add("fader_few", row)
+    if result.get("few_peer"):
+        add("polynomial_pca_few", result["few_peer"])
+    for row in (result.get("limit") or {}).get("draws", []):
+        add("limit", row)
     summary = {key: {k: _stats(v) for k, v in metrics.items()} for key, metrics in per_method.items()}
-    def strongest_of(keys):
-        present = [k for k in summary if k in keys]
-        return max(present, key=lambda k: summary[k]["rank1"][0]) if present else None
-
-    return {"summary": summary, "strongest": strongest_of(UNSUPERVISED + SUPERVISED),
-            "strongest_unsupervised": strongest_of(UNSUPERVISED),
-            "seconds": {k: _stats(v) for k, v in seconds.items()}, "n_seeds": len(result["seeds"])}
+    return {"summary": summary, "seconds": {k: _stats(v) for k, v in seconds.items()}, "n_seeds": len(result["seeds"]),
+            "n": {key: len(metrics["rank1"]) for key, metrics in per_method.items()}}
 
 
-def _ratio(s: dict, key: str, strongest: str | None) -> str:
-    """"2.1× (polynomial_pca)" for the method ``key`` against the baseline ``strongest``."""
-    if not strongest or not s["summary"].get(key):
+# Rows of each cell by supervision regime (benchmarks/regimes.py), the regime's fader row first.
+REGIME_ROWS = (
+    ("limit", ("limit",)),
+    ("none", ("fader_raw_z", "lambda0_raw_z", "polynomial_pca", "polynomial", "raw_flux")),
+    ("few", ("fader_few", "polynomial_pca_few")),
+    ("many", ("fader", "lambda0", "polynomial_pca_metric")),
+    ("labels", ("oracle",)),
+)
+# Issue 25's targets: (fader row, peers, factor) per regime; the none target binds only where the
+# limit row is ≥ 20 % rank 1.
+TARGETS = {"none": ("fader_raw_z", UNSUPERVISED, 2.0), "few": ("fader_few", ("polynomial_pca_few",), 1.5),
+           "many": ("fader", SUPERVISED, 0.97)}
+ROW_NAMES = {"fader_raw_z": "fader, raw z", "lambda0_raw_z": "λ = 0, raw z", "fader_few": "fader z, few-twin metric",
+             "polynomial_pca_few": "polynomial_pca, few-twin metric (RSCA-like)", "fader": "fader, twin metric",
+             "lambda0": "λ = 0, twin metric", "limit": "limit (Cramér–Rao)"}
+
+
+def target_text(summary: dict, regime: str) -> str:
+    """"2.3× polynomial_pca (≥ 2×: met)" for the regime's fader row against its strongest peer."""
+    key, peers, factor = TARGETS[regime]
+    present = [k for k in peers if summary.get(k) and summary[k]["rank1"][0] is not None]
+    if not summary.get(key) or not present:
         return ""
-    base, value = s["summary"][strongest]["rank1"][0], s["summary"][key]["rank1"][0]
-    if not base:
-        return "∞"
-    return f"{value / base:.1f}× ({strongest}){' — below 2×' if value < 2 * base else ''}"
+    peer = max(present, key=lambda k: summary[k]["rank1"][0])
+    value, base = summary[key]["rank1"][0], summary[peer]["rank1"][0]
+    limit = (summary.get("limit") or {}).get("rank1", (None,))[0]
+    ratio = f"{value / base:.2f}×" if base else "∞"
+    if limit is not None and regime == "none" and limit < 0.2:
+        verdict = f"exempt: limit {100 * limit:.1f} % < 20 %"
+    elif limit is not None and base and limit < factor * base:
+        verdict = f"exempt: limit {100 * limit:.1f} % < {factor}× the peer"
+    else:
+        verdict = "met" if base and value >= factor * base else "not met"
+    return f"{ratio} {peer} (≥ {factor}×: {verdict})"
 
 
 def render(results: list[dict], sizes: dict, threads: int, settings: dict | None = None,
            device: str = "auto") -> str:
-    def pct(stat):
+    def pct(stat, digits=1):
         mean, sd = stat if stat else (None, None)
         if mean is None:
             return ""
-        return f"{100 * mean:.1f} ± {100 * sd:.1f}" if sd else f"{100 * mean:.1f}"
+        return f"{100 * mean:.{digits}f} ± {100 * sd:.{digits}f}" if sd else f"{100 * mean:.{digits}f}"
 
     lines = ["# The science suite", "",
              "Made by `benchmarks/bench_science.py` (this file is written by it; do not edit by hand).", "",
-             f"Sizes: {sizes['train']} training pairs, {sizes['val']} validation pairs (best epoch; the "
-             f"polynomial-PCA baseline's degree and components), {sizes['test']} held-out test pairs "
-             f"(N = {2 * sizes['test']} stars, the numbers below); {sizes['epochs']} epochs per training, "
+             f"Sizes: {sizes['train']} training pairs, {sizes['val']} validation pairs, {sizes['test']} held-out "
+             f"test pairs (N = {2 * sizes['test']} stars, the numbers below); {sizes['epochs']} epochs per training, "
              f"{threads} CPU thread(s), device {device}, "
              + (f"TrainConfig defaults except {json.dumps(settings)}. " if settings else "TrainConfig defaults otherwise. ")
-             + "Fader and λ = 0 rows rank twins on z in the model's twin metric (a linear map of z and its Teff/logg interactions learned from "
-             "the training twins after training, its size chosen on validation; docs/model.md) when "
-             "training fitted one; their `raw z` rows rank on plain L1 of z, as the paper does. "
-             "Fader and λ = 0 rows: mean ± sd over "
-             "training seeds; baselines are deterministic (one value). Pixel baselines rank a seeded "
-             "sample of query stars against all N. `polynomial_pca_metric` is the twin-supervised peer of "
-             "the twin metric: polynomial residuals (fitted on the training stars) on 64 principal "
-             "components, ranked in a twin metric learned from the same training twins, every choice "
-             "made on validation. Ratio column: the fader row against the strongest baseline of all, "
-             "the raw-z row against the strongest baseline that never sees a twin.", "",
-             "| cell | seeds | method | rank 1 % | ≤ 0.1 % | ≤ 1 % | train min/run | ÷ strongest baseline (rank 1) |",
-             "|---|---|---|---|---|---|---|---|"]
+             + "Rows by supervision regime (docs/model.md, \"Supervision regimes\"): **none** — no twin anywhere: "
+             "raw z of a network trained without a twin term and kept at its latest epoch, beside the baselines "
+             "that never see a twin; **few** — the same network's z ranked in a twin metric learned from "
+             f"{regimes.FEW_GROUPS} open-cluster-like groups of at most {regimes.FEW_MAX_STARS} stars in all (the "
+             "metric is the only place the few twins enter), beside polynomial-PCA residuals in a metric learned "
+             "by the same procedure from the same few (RSCA-like); **many** — the model's twin metric from the "
+             "training twins, beside polynomial-PCA residuals in a metric from the same twins. **limit**: the "
+             "Cramér–Rao information limit of the test spectra (mean ± sd over 3 draws; noiseless: 100 %). "
+             "Network rows: mean ± sd over training seeds; deterministic baselines: one value. Doppelganger "
+             "rate: the fraction of random non-twin pairs at a distance ≤ the median twin-pair distance (lower "
+             "is better). ÷ limit: rank 1 over the limit row's. Targets (issue 25): none ≥ 2× the strongest "
+             "unsupervised baseline where the limit is ≥ 20 %; few ≥ 1.5× the RSCA-like peer; many ≥ 0.97× the "
+             "pixel peer; a target the limit makes impossible is exempt.", ""]
+    caveat = regime_caveat(settings)
+    if caveat:
+        lines += [caveat, ""]
+    lines += ["| cell | regime | method | n | rank 1 % | ≤ 0.1 % | ≤ 1 % | doppelganger % | ÷ limit | train min/run | target |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     summaries = [summarize(result) for result in results]
     for result, s in zip(results, summaries):
-        name = result["cell"]["name"]
-        ratios = {key: _ratio(s, key, s[against]) for key, against in
-                  (("fader", "strongest"), ("fader_raw_z", "strongest_unsupervised"))}
-        for key in ("fader", "fader_raw_z", "lambda0", "lambda0_raw_z", "polynomial_pca_metric", "polynomial_pca",
-                    "polynomial", "raw_flux", "oracle"):
-            if key not in s["summary"]:
-                continue
-            m = s["summary"][key]
-            minutes = s["seconds"].get(key)
-            mins = f"{minutes[0] / 60:.1f}" if minutes and minutes[0] is not None else ""
-            lines.append(f"| {name} | {s['n_seeds']} | {key} | {pct(m['rank1'])} | {pct(m['within_0p1'])} | "
-                         f"{pct(m['within_1'])} | {mins} | {ratios.get(key, '')} |")
+        name, summary = result["cell"]["name"], s["summary"]
+        limit = (summary.get("limit") or {}).get("rank1", (None,))[0]
+        for regime, keys in REGIME_ROWS:
+            for key in keys:
+                if key not in summary:
+                    continue
+                m = summary[key]
+                minutes = s["seconds"].get(key.replace("_raw_z", "").replace("_few", ""))
+                mins = f"{minutes[0] / 60:.1f}" if minutes and minutes[0] is not None and key in (
+                    "fader", "lambda0", "fader_raw_z", "lambda0_raw_z", "fader_few") else ""
+                share = f"{m['rank1'][0] / limit:.2f}" if limit and m["rank1"][0] is not None and key != "limit" else ""
+                target = target_text(summary, regime) if regime in TARGETS and key == TARGETS[regime][0] else ""
+                lines.append(f"| {name} | {regime} | {ROW_NAMES.get(key, key)} | {s['n'][key]} | {pct(m['rank1'])} | "
+                             f"{pct(m['within_0p1'])} | {pct(m['within_1'])} | {pct(m['doppelganger_rate'], 2)} | "
+                             f"{share} | {mins} | {target} |")
     return "\n".join(lines + adversary_lines(results, summaries) + machine_lines(results)) + "\n"
+
+
+def regime_caveat(settings: dict | None) -> str:
+    """Where ``--set`` breaks a regime's premise, say so above the table."""
+    settings = settings or {}
+    notes = []
+    if settings.get("twin_weight"):
+        notes.append("the loss had a twin term (twin_weight), so the **none** and **few** networks have seen "
+                     "the training twins")
+    if settings.get("twin_metric") == "off":
+        notes.append("twin_metric off: the epoch was chosen by validation twin rank 1, so the **none** rows "
+                     "are not twin-free; the **many** rows rank on raw z")
+    return ("Caveat: " + "; ".join(notes) + ".") if notes else ""
 
 
 def adversary_lines(results: list[dict], summaries: list[dict]) -> list[str]:
@@ -394,6 +474,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="training device (auto: CUDA when present)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes: every training (cell × seed × fader/λ=0) is its own task")
+    parser.add_argument("--limit-only", action="store_true",
+                        help="only each cell's information limit (simulates the test split; no training)")
     args = parser.parse_args(argv)
     settings = {}
     for item in args.set:
@@ -414,6 +496,17 @@ def main(argv=None) -> int:
     results = []
     args.report.parent.mkdir(parents=True, exist_ok=True)
     run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device)
+    if args.limit_only:
+        for cell in chosen:
+            t0 = time.perf_counter()
+            test = dataset(cell, "test", sizes["test"], out / cell["name"])
+            row = regimes.score_limit({"test": test}, out / cell["name"] / "limit.json", args.queries)
+            rank1 = [d["rank1"] for d in row["draws"]]
+            rates = ", ".join(f"{100 * d['doppelganger_rate']:.2f}" for d in row["draws"])
+            draws = ", ".join(f"{100 * r:.1f}" for r in rank1)
+            print(f"{cell['name']}: limit rank 1 {100 * sum(rank1) / len(rank1):.1f} % ({draws}), doppelganger "
+                  f"{rates} %, {time.perf_counter() - t0:.0f} s", flush=True)
+        return 0
     if args.jobs > 1:
         results = run_parallel(chosen, *run, jobs=args.jobs)
     else:

@@ -55,6 +55,11 @@ VARIANTS = {
     "lat64": {"latent_dim": 64},
     "nowhiten": {"basis_whiten": False},
     "nowhiten-lam0.1": {"basis_whiten": False, "adversary_weight": 0.1},
+    # the front end (issue 25): a wider frozen PCA basis, whitened or not, and pixel space
+    "basis512": {"basis_dim": 512},
+    "basis1024": {"basis_dim": 1024},
+    "basis1024-nowhiten": {"basis_dim": 1024, "basis_whiten": False},
+    "pixel": {"basis_dim": 0, "flux_scaling": "pixel"},
 }
 SCALINGS = ("raw", "std", "white", "metric")
 

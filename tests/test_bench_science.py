@@ -18,10 +18,27 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     assert "dwarfs-lowd-snr50-realistic seed 0: scored" in first.stdout
     table = report.read_text()
-    for method in ("fader", "lambda0", "polynomial_pca", "polynomial", "raw_flux", "oracle"):
-        assert f"| dwarfs-lowd-snr50-realistic | 1 | {method} |" in table
+    rows = {(line.split(" | ")[1], line.split(" | ")[2]): line.split(" | ") for line in table.splitlines()
+            if line.startswith("| dwarfs-lowd-snr50-realistic | ") and line.count(" | ") == 10}
+    assert set(rows) == {("limit", "limit (Cramér–Rao)"), ("none", "fader, raw z"), ("none", "λ = 0, raw z"),
+                         ("none", "polynomial_pca"), ("none", "polynomial"), ("none", "raw_flux"),
+                         ("few", "fader z, few-twin metric"), ("few", "polynomial_pca, few-twin metric (RSCA-like)"),
+                         ("many", "fader, twin metric"), ("many", "λ = 0, twin metric"),
+                         ("many", "polynomial_pca_metric"), ("labels", "oracle")}
+    for (regime, _), cells in rows.items():
+        assert cells[7].strip() != ""  # every row has its doppelganger rate
+        if regime != "limit":
+            assert cells[8].strip() != ""  # … and its share of the limit
+    assert rows[("limit", "limit (Cramér–Rao)")][3] == "3"  # three draws
+    for regime in ("none", "few", "many"):  # each regime's network row carries its target's verdict
+        key = {"none": "fader, raw z", "few": "fader z, few-twin metric", "many": "fader, twin metric"}[regime]
+        assert "×" in rows[(regime, key)][10]
     assert 'TrainConfig defaults except {"latent_dim": 8}' in table
     cell = tmp_path / "out" / "smoke" / "dwarfs-lowd-snr50-realistic"
+    few = json.loads((cell / "seed0" / "few.json").read_text())
+    assert few["few_groups"] <= 25 and few["few_stars"] <= 200  # open-cluster scale
+    limit = json.loads((cell / "limit.json").read_text())
+    assert limit["info"]["nuisances_marginalised"] == ["vmicro", "vbroad", "rv", "continuum"]
     for method in ("fader", "lambda0"):  # --set reaches both trainings
         config = json.loads((cell / "seed0" / method / "model" / "config.json").read_text())
         assert config["latent_dim"] == 8
@@ -65,3 +82,31 @@ def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
     for r in rows:
         assert scored[f"{r['variant']}-seed0"]["rank1"] == r["val"]["metric"]["rank1"]
     assert "| giants-lowd-noiseless |" in last.stdout
+
+
+def test_the_few_twin_metric_learns_from_the_few_groups_only_and_beats_raw_l1():
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks import regimes
+    from twinviz.twins.index import TwinIndex
+
+    rng = np.random.default_rng(0)
+
+    def stars(n_groups, size):
+        """Chemistry in 2 weak dimensions shared by a group; 6 strong dimensions that differ per star."""
+        groups = np.repeat(np.arange(n_groups), size)
+        chem = rng.normal(scale=0.3, size=(n_groups, 2))[groups]
+        return np.concatenate([chem, rng.normal(size=(groups.size, 6))], axis=1), groups
+
+    few, g_few = stars(25, 8)                     # 200 stars, 25 groups: open-cluster scale
+    pool = rng.normal(size=(500, 8)) * np.r_[0.3, 0.3, np.ones(6)]
+    test, g_test = stars(200, 2)
+    ones = np.ones(len(few))
+    metric, table = regimes.fit_few_metric(few, g_few, 4500 * ones, 2.0 * ones, pool, 4500 * np.ones(500),
+                                           2.0 * np.ones(500))
+    assert metric is not None and metric.name in table and table[metric.name] > table["raw"]
+    t = np.full(len(test), 4500.0)
+    raw = (TwinIndex(test.astype(np.float32)).twin_ranks(g_test) == 1).mean()
+    mapped = (TwinIndex(metric.project(test, t, t / 2250)).twin_ranks(g_test) == 1).mean()
+    assert mapped > raw + 0.3

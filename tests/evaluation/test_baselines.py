@@ -79,3 +79,27 @@ def test_cli_adds_the_baseline_chosen_on_another_file(tmp_path, val_and_test):
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [m["key"] for m in report["methods"]] == ["fader", "polynomial_pca", "raw_flux"]
     assert report["settings"]["poly_pca"]["chosen_on"] == str(val)
+
+
+def test_the_degree_search_goes_on_while_rank_one_rises_and_stops_where_it_turns(val_and_test, monkeypatch):
+    import twinviz.evaluation.baselines as baselines
+
+    val = val_and_test[0]
+    groups = val["group"].values
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(groups.max() + 1, 3))
+    noise = {1: 3.0, 2: 1.0, 3: 0.3, 4: 0.1, 5: 1.0, 6: 0.0}  # rises to degree 4, turns at 5
+    tried = []
+
+    def residuals(ds, degree):
+        tried.append(degree)
+        return np.full((1, 1), degree)
+
+    def components(marker, k, seed=0):
+        d = int(marker[0, 0])
+        return (centres[groups] + noise[d] * np.random.default_rng(d).normal(size=(groups.size, 3))).astype(np.float32)
+
+    monkeypatch.setattr(baselines, "polynomial_residuals", residuals)
+    monkeypatch.setattr(baselines, "residual_components", components)
+    choice = choose_polynomial_pca(val, grid={"degree": (1, 2, 3, 4, 5, 6), "n_components": (5,)}, queries=100)
+    assert tried == [1, 2, 3, 4, 5] and choice["degree"] == 4

@@ -126,9 +126,17 @@ def test_evaluate_reports_every_method_with_paper_thresholds():
     assert not report["fader"].sampled and report["fader"].fractions.n_ranked == 120
     assert report["fader"].mse > 0 and report["fader"].swapped_mse > 0
     assert report["oracle"].fractions.rank1 == 1.0
+    # the doppelganger rate is over all stars even where the ranks are sampled
+    assert report["polynomial"].doppelganger == full_rate(report, ds)
     # The sample is a subset of the full ranking, star by star.
     full = evaluate(None, ds, baselines=("polynomial",), pixel_queries=None)
     np.testing.assert_array_equal(report["polynomial"].ranks, full["polynomial"].ranks[report["polynomial"].queries])
+
+
+def full_rate(report, ds):
+    from twinviz.twins.ranks import doppelganger_rate
+
+    return doppelganger_rate(polynomial_residuals(ds, 2), ds["group"].values)
 
 
 def test_evaluate_refuses_data_without_twins():
@@ -172,7 +180,13 @@ def test_twinviz_evaluate_end_to_end_writes_both_reports(tmp_path, capsys):
     out = tmp_path / "runs" / "fader" / "evaluation"
     report = json.loads((out / "report.json").read_text())
     assert [m["key"] for m in report["methods"]] == ["fader", "lambda0", "polynomial", "raw_flux", "oracle"]
-    assert (out / "report.md").read_text().startswith("# twinviz evaluation")
+    md = (out / "report.md").read_text()
+    assert md.startswith("# twinviz evaluation") and "| doppelganger rate |" in md
+    # every row has its doppelganger rate, over all 50 stars: 25 twin pairs and all 1 200 others
+    for m in report["methods"]:
+        assert m["doppelganger"]["n_twin_pairs"] == 25 and m["doppelganger"]["n_pairs"] == 1200
+        assert m["doppelganger_rate"] == m["doppelganger"]["rate"]
+    assert report["methods"][-1]["doppelganger_rate"] == 0.0  # the oracle: twins at distance 0
     assert "fader network" in capsys.readouterr().out
 
 

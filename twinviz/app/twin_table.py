@@ -102,7 +102,6 @@ def _answer(data, star: int, k: int, rank_by: str, hide_ood: bool):
         if len(keep) >= k or len(answer.rows) >= data.n_stars - 1:
             return answer, keep[:k]
         want *= 4
-    return table
 
 
 def _common_columns(data, star: int, pos: np.ndarray, dist: np.ndarray, ranks: np.ndarray) -> pd.DataFrame:

@@ -23,8 +23,9 @@ __all__ = ["POLY_PCA_GRID", "choose_polynomial_pca", "choose_polynomial_pca_on",
            "polynomial_pca_residuals", "polynomial_residuals", "raw_flux", "residual_components",
            "true_abundances"]
 
-# Candidates searched on the validation set: polynomial degree × number of components.
-POLY_PCA_GRID = {"degree": (1, 2, 3), "n_components": (5, 10, 20, 40, 80)}
+# Candidates searched on the validation set: polynomial degree × number of components. Degrees are
+# tried in order until the best rank 1 of a degree falls below the best so far (the curve turns).
+POLY_PCA_GRID = {"degree": (1, 2, 3, 4, 5, 6, 7, 8), "n_components": (5, 10, 20, 40, 80)}
 
 
 def _clean_flux(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +120,10 @@ def polynomial_pca_residuals(ds: xr.Dataset, degree: int, n_components: int) -> 
 def choose_polynomial_pca(val: xr.Dataset, *, grid: dict | None = None, queries: int = 1000,
                           seed: int = 0) -> dict:
     """Pick (degree, n_components) of :func:`polynomial_pca_residuals` by twin rank-1 on a
-    *validation* set ``val`` (ties: the simpler model). Returns ``{"degree", "n_components",
-    "scores": [{degree, n_components, rank1}, …], "queries"}``."""
+    *validation* set ``val`` (ties: the simpler model). Degrees are tried in increasing order and
+    the search stops at the first degree whose best rank 1 is below the best of the lower degrees
+    (where rank 1 turns). Returns ``{"degree", "n_components", "scores": [{degree, n_components,
+    rank1}, …], "queries"}``."""
     from twinviz.twins.groups import swap_partners
     from twinviz.twins.index import TwinIndex
     from twinviz.twins.ranks import rank_fractions
@@ -135,13 +138,18 @@ def choose_polynomial_pca(val: xr.Dataset, *, grid: dict | None = None, queries:
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(with_twin, size=min(queries, with_twin.size), replace=False))
     scores = []
-    for degree in grid["degree"]:
+    for degree in sorted(grid["degree"]):
+        if polynomial_design(val["teff"].values[:1], val["logg"].values[:1], degree).shape[1] * 2 >= groups.size:
+            break  # more terms than half the stars: no degree beyond is fitted
+        best_before = max((s["rank1"] for s in scores), default=-1.0)
         residuals = polynomial_residuals(val, degree)
         for k in grid["n_components"]:
             vectors = residual_components(residuals, k)
             ranks = TwinIndex(vectors).twin_ranks(groups, queries=chosen)
             scores.append({"degree": int(degree), "n_components": int(k),
                            "rank1": rank_fractions(ranks, groups.size).rank1})
+        if max(s["rank1"] for s in scores if s["degree"] == degree) < best_before:
+            break  # rank 1 turned
     best = max(scores, key=lambda s: (s["rank1"], -s["degree"], -s["n_components"]))
     return {"degree": best["degree"], "n_components": best["n_components"], "scores": scores,
             "queries": int(chosen.size)}

@@ -8,6 +8,9 @@
   the next member of the group in dataset order, cyclically);
 * twin ranks (see :meth:`twinviz.twins.index.TwinIndex.twin_ranks`) and the fractions with rank 1,
   rank ≤ 0.001·N and rank ≤ 0.01·N, N = number of stars in the set, plus the cumulative curve;
+* the doppelganger rate (:func:`twinviz.twins.ranks.doppelganger_rate`): the fraction of random
+  non-twin pairs at a distance ≤ the median twin-pair distance, over all N stars (never sampled
+  by query star);
 
 for the fader network, and for the baselines: the λ = 0 conditional autoencoder (when given),
 polynomial residuals, raw flux (both in pixel space, ranked by L1) and, on synthetic data, the
@@ -36,7 +39,7 @@ from twinviz.evaluation.results import METHOD_LABELS, EvaluationReport, MethodRe
 from twinviz.spectra.fingerprint import describe_data
 from twinviz.twins.groups import swap_partners
 from twinviz.twins.index import TwinIndex
-from twinviz.twins.ranks import rank_fractions
+from twinviz.twins.ranks import doppelganger_rate, rank_fractions
 
 __all__ = ["evaluate", "evaluate_representation", "model_errors"]
 
@@ -70,7 +73,8 @@ def model_errors(model, ds: xr.Dataset, z: np.ndarray, partners: np.ndarray, *,
 
 def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *, queries=None,
                             metric: str = "l1", backend: str = "auto", label: str | None = None) -> MethodResult:
-    """Twin ranks and fractions of any per-star representation [N, d] (latents, residuals…)."""
+    """Twin ranks, fractions and doppelganger rate of any per-star representation [N, d]
+    (latents, residuals…); the doppelganger rate uses every star whatever ``queries`` holds."""
     t0 = time.perf_counter()
     index = TwinIndex(vectors, metric=metric, backend=backend)
     n = index.n_stars
@@ -79,6 +83,7 @@ def evaluate_representation(key: str, vectors: np.ndarray, groups: np.ndarray, *
     ranks = index.twin_ranks(groups, queries=queries)
     return MethodResult(key=key, label=label or METHOD_LABELS.get(key, key), ranks=ranks, queries=queries,
                         fractions=rank_fractions(ranks, n), sampled=sampled,
+                        doppelganger=doppelganger_rate(vectors, groups, metric=metric),
                         seconds=time.perf_counter() - t0)
 
 

@@ -46,25 +46,28 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
                      "column is 0 by definition; use a larger validation set to compare with the paper.")
     lines += [
         "",
-        "| method | supervision | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | stars ranked |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | supervision | MSE | swapped MSE | rank 1 | ≤ 0.1 % | ≤ 1 % | doppelganger rate | stars ranked |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in report.methods:
         f = m.fractions
         ranked = f"{f.n_ranked}" + (" (sample)" if m.sampled else "")
+        d = m.doppelganger
         lines.append(f"| **{m.label}** (ours) | {m.supervision} | {num(m.mse)} | {num(m.swapped_mse)} | "
                      f"{pct(f.rank1, m.stderr(f.rank1))} | {pct(f.within_0p1, m.stderr(f.within_0p1))} | "
-                     f"{pct(f.within_1, m.stderr(f.within_1))} | {ranked} |")
+                     f"{pct(f.within_1, m.stderr(f.within_1))} | {_rate(d)} | {ranked} |")
     for r in report.reference:
         lines.append(f"| {r.label} (published{', ' + r.note if r.note else ''}) | | {num(r.mse)} | "
-                     f"{num(r.swapped_mse)} | {pct(r.rank1)} | {pct(r.within_0p1)} | {pct(r.within_1)} | |")
+                     f"{num(r.swapped_mse)} | {pct(r.rank1)} | {pct(r.within_0p1)} | {pct(r.within_1)} | | |")
     lines.append("")
     if plot_name:
         lines += [f"![cumulative twin-rank curve]({plot_name})", ""]
     s = report.settings
     lines += [
         "How to read it: twin rank = 1 + the number of other stars (the twin excluded) at an L1 "
-        "distance ≤ the twin's (the closest group-mate): ties count against the star. MSE in squared flux units over good pixels. Published rows "
+        "distance ≤ the twin's (the closest group-mate): ties count against the star. Doppelganger rate = the "
+        "fraction of random non-twin pairs at a distance ≤ the median twin-pair distance (over all stars; lower "
+        "is better; docs/evaluation.md). MSE in squared flux units over good pixels. Published rows "
         "are copied for comparison from de Mijolla, Ness & Viti (2019, Table 1), the authors' 2021 "
         "public code and a Price-Jones & Bovy (2019)-style polynomial-residual method (sources: "
         "docs/science.md, Published numbers); they come from Turbospectrum spectra, ours "
@@ -83,6 +86,14 @@ def report_markdown(report: EvaluationReport, plot_name: str | None = "rank_curv
         if s.get(key):
             lines.append(f"{key.replace('_', ' ')}: `{s[key]}`")
     return "\n".join(lines) + "\n"
+
+
+def _rate(d) -> str:
+    """A doppelganger rate as "1.23 %" (± its standard error when sampled); empty when undefined."""
+    if d is None or math.isnan(d.rate):
+        return ""
+    se = d.stderr
+    return f"{100 * d.rate:.2f} %" + (f" ± {100 * se:.2f}" if se else "")
 
 
 def _mse_only_markdown(report: EvaluationReport, num) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twinviz.twins.ranks import RankFractions, cumulative_rank_curve
+from twinviz.twins.ranks import Doppelganger, RankFractions, cumulative_rank_curve
 
 __all__ = ["METHOD_LABELS", "PAPER_REFERENCE", "EvaluationReport", "MethodResult", "ReferenceRow"]
 
@@ -59,6 +59,7 @@ class MethodResult:
 
     ranks : twin rank per entry of ``queries`` (−1: no twin); queries : star positions ranked.
     mse, swapped_mse : flux units² (models only, else None); seconds : wall time spent.
+    doppelganger : the doppelganger rate over all stars (None without twins; docs/evaluation.md).
     """
 
     key: str
@@ -72,6 +73,7 @@ class MethodResult:
     seconds: float = 0.0
     supervision: str = ""         # "unsupervised (no twin seen)", "twin-supervised (…)", …
     in_sample: list = field(default_factory=list)  # roles in which the evaluated data served this method
+    doppelganger: Doppelganger | None = None
 
     def stderr(self, fraction: float) -> float | None:
         """Binomial standard error of a fraction estimated from a sample of query stars."""
@@ -91,6 +93,8 @@ class MethodResult:
             "mse": self.mse, "swapped_mse": self.swapped_mse,
             "rank1": f.rank1, "within_0p1": f.within_0p1, "within_1": f.within_1,
             "n_ranked": f.n_ranked, "sampled": self.sampled,
+            "doppelganger_rate": None if self.doppelganger is None else self.doppelganger.rate,
+            "doppelganger": None if self.doppelganger is None else self.doppelganger.to_dict(),
             "median_rank": float(np.median(self.ranks[self.ranks >= 1])) if f.n_ranked else None,
             "seconds": round(self.seconds, 3),
             "cumulative_rank_curve": {"rank": r.tolist(), "fraction": [float(v) for v in frac]},
@@ -144,7 +148,8 @@ class EvaluationReport:
         """Rows (ours, then the paper's) with label, mse, swapped_mse, rank1, within_0p1, within_1."""
         rows = [{"label": m.label, "mse": m.mse, "swapped_mse": m.swapped_mse, "rank1": m.fractions.rank1,
                  "within_0p1": m.fractions.within_0p1, "within_1": m.fractions.within_1, "ours": True,
-                 "n_ranked": m.fractions.n_ranked, "sampled": m.sampled} for m in self.methods]
+                 "n_ranked": m.fractions.n_ranked, "sampled": m.sampled,
+                 "doppelganger_rate": None if m.doppelganger is None else m.doppelganger.rate} for m in self.methods]
         rows += [{"label": r.label, "mse": r.mse, "swapped_mse": r.swapped_mse, "rank1": r.rank1,
                   "within_0p1": r.within_0p1, "within_1": r.within_1, "ours": False, "note": r.note}
                  for r in self.reference]

@@ -185,7 +185,7 @@ def _majority_rate(model, teff, logg) -> float:
 
 
 def measure_validation_stats(model_dir, val_path, *, max_stars: int = 5000, seed: int = 0,
-                             source: str | None = None) -> "Path":
+                             source: str | None = None):
     """Write ``validation_stats.json`` for a model trained before the trainer wrote it: the
     per-star reconstruction MSE on the validation subset the trainer would use (``max_stars``
     stars, whole groups first, ``seed``) of ``val_path``. Returns the file's path."""
