@@ -1,4 +1,4 @@
-"""Table 1 of de Mijolla, Ness & Viti (2019) for a trained model on a validation set with twin
+"""Table 1 of de Mijolla, Ness & Viti (2019) for a trained model on a held-out set with twin
 pairs, with the baselines beside it (λ=0 model when given, polynomial residuals, raw flux, and
 the true-abundance oracle on synthetic data). Writes report.json, report.md (with the paper's
 numbers beside ours), rank_curve.png and ranks.nc to --out.
@@ -8,8 +8,8 @@ report then gives each model's reconstruction MSE only and says the rank columns
 (not zero); only report.json and report.md are written.
 
 Examples:
-  twinviz evaluate --model runs/fader --data val.nc
-  twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data val.nc --out eval/
+  twinviz evaluate --model runs/fader --data test.nc          # held out: never the training or validation file
+  twinviz evaluate --model runs/fader --baseline-model runs/lambda0 --data test.nc --out eval/
   twinviz evaluate --model runs/fader --data test.nc --baseline-val val.nc --baseline-train train.nc
   twinviz evaluate --model runs/fader --data test.nc --pixel-finder finders/pixel   # a saved one
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="the fader model: a run directory (runs/NAME) or its model/ directory")
     parser.add_argument("--data", required=True, metavar="FILE",
-                        help="validation spectra (.nc/.zarr) whose twins share a `group` id (without "
+                        help="held-out spectra (.nc/.zarr) whose twins share a `group` id (without "
                              "groups: reconstruction MSE only)")
     parser.add_argument("--baseline-model", metavar="DIR", default=None,
                         help="the λ=0 conditional autoencoder run, reported beside the fader network")
