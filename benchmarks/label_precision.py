@@ -172,9 +172,10 @@ def twin_rank(features, groups):
 
 
 def encoded(model_dir, ds):
-    from twinviz.model import FaderNetwork, encode_arrays
+    from twinviz.bundle import ModelBundle
+    from twinviz.model import encode_arrays
 
-    model = FaderNetwork.from_pretrained(model_dir)
+    model = ModelBundle.open(model_dir).model  # checked weights; raw z, no metric
     mask = ds["mask"].values if "mask" in ds else None
     return encode_arrays(model, ds["flux"].values, ds["teff"].values, ds["logg"].values, mask=mask).astype(np.float64)
 

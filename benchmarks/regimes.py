@@ -100,9 +100,10 @@ def fit_few_metric(x, groups, teff, logg, pool, pool_teff, pool_logg) -> tuple[o
 
 def encoded_z(model_dir, ds) -> np.ndarray:
     """The network's raw z of ``ds`` [N, d] (no twin metric)."""
-    from twinviz.model import FaderNetwork, encode_arrays
+    from twinviz.bundle import ModelBundle
+    from twinviz.model import encode_arrays
 
-    model = FaderNetwork.from_pretrained(model_dir)
+    model = ModelBundle.open(model_dir).model  # checked weights; raw z, no metric
     mask = ds["mask"].values if "mask" in ds else None
     return encode_arrays(model, ds["flux"].values, ds["teff"].values, ds["logg"].values, mask=mask)
 
