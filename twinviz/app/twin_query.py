@@ -11,13 +11,8 @@ def build_twin_query(data, pixel: bool):
     from twinviz.twins.query import TwinQuery
 
     if pixel:
-        from twinviz.evaluation.pixel_finder import _TrainingRange
-
-        return TwinQuery(data.pixel_z, data.star_ids, data.teff, data.logg, group=data.group,
-                         ranked_on=f"pixel finder {data.pixel_finder.directory or ''}", distance="pixel finder",
-                         ood=_TrainingRange(data.pixel_finder),
-                         calibration_note="P(twin): not available for the pixel finder (no calibration).",
-                         _index=data.index_for("pixel"))
+        return data.pixel_finder.query_over(data.pixel_z, data.star_ids, data.teff, data.logg, group=data.group,
+                                            _index=data.index_for("pixel"))
     distance = "z" if data.bundle is None else data.bundle.distance_name("metric" if data.z_twin is not None else "z")
     return TwinQuery(data.search_z, data.star_ids, data.teff, data.logg, group=data.group,
                      ranked_on=data.ranked_on or data.ranking_name(), distance=distance, ood=data.ood,

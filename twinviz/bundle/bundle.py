@@ -79,6 +79,7 @@ class ModelBundle:
     stats_note: str = ""                  # why there are none
     provenance: dict | None = None        # provenance.json
     _fingerprint: str = field(default="", repr=False)
+    _metric_digest: str | None = field(default=None, repr=False)
 
     # --- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -133,8 +134,11 @@ class ModelBundle:
 
     @property
     def metric_digest(self) -> str:
-        path = self.directory / files.TWIN_METRIC_WEIGHTS
-        return file_sha256(path)[:12] if self.metric is not None and path.is_file() else ""
+        """12 hex digits of the twin metric's weights file ("" without a metric), hashed once."""
+        if self._metric_digest is None:
+            path = self.directory / files.TWIN_METRIC_WEIGHTS
+            self._metric_digest = file_sha256(path)[:12] if self.metric is not None and path.is_file() else ""
+        return self._metric_digest
 
     def distance_name(self, ranked: str) -> str:
         """The name of the distance of ``ranked`` ("z" or "metric"), as a calibration records it."""
@@ -279,11 +283,3 @@ class ModelBundle:
             parts.append(f"twin metric: {self.metric.info.get('within_samples', '?')} stars with known twins from "
                          f"{src.get('path') or 'unknown data'}")
         return "twin-supervised (" + "; ".join(parts) + ")" if parts else "unsupervised (no twin seen)"
-
-    def describe(self) -> dict:
-        """A JSON-able summary: directory, fingerprint, sidecars present."""
-        return {"directory": str(self.directory), "fingerprint": self.fingerprint,
-                "weights_sha256": self.weights_sha256, "twin_metric": self.metric is not None,
-                "calibration": self.calibration is not None, "validation_stats": self.stats is not None,
-                "provenance": self.provenance is not None}
-

@@ -9,8 +9,8 @@ Every record is a :func:`twinviz.spectra.fingerprint.describe_data` dict. A bund
 * the calibration's ``fitted_on`` (calibration.json);
 * the OOD statistics' ``data`` (validation_stats.json).
 
-:func:`in_sample_roles` lists which of them a dataset is: ``twinviz evaluate`` refuses such data
-unless told ``--allow-in-sample`` (then the rows say "in-sample"). :func:`same_inputs` is the
+:mod:`twinviz.evaluation.registry` compares a dataset with them: ``twinviz evaluate`` refuses data
+a row was fitted or chosen on unless told ``--allow-in-sample`` (then the rows say "in-sample"). :func:`same_inputs` is the
 guard of ``train`` and ``fit-metric`` against ``--val`` equal to ``--data``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from twinviz import files
 from twinviz.atomic import write_json_atomic
 from twinviz.spectra.fingerprint import describe_data, same_data
 
-__all__ = ["PROVENANCE_FORMAT", "describe_file", "in_sample_roles", "read_provenance", "same_inputs",
+__all__ = ["PROVENANCE_FORMAT", "describe_file", "read_provenance", "same_inputs",
            "write_provenance", "write_training_provenance"]
 
 PROVENANCE_FORMAT = "twinviz-provenance"
@@ -79,12 +79,6 @@ def read_provenance(model_dir) -> dict | None:
         raise ModelError(f"{path}: unreadable ({exc}). Fix: delete it (the bundle then has no training "
                           "record) or retrain") from None
     return doc if isinstance(doc, dict) and doc.get("format") == PROVENANCE_FORMAT else None
-
-
-def in_sample_roles(records: dict[str, dict | None], data: dict) -> list[str]:
-    """The roles (keys of ``records``: "training data", "twin metric fit", …) whose record names
-    the same data as ``data``."""
-    return [role for role, record in records.items() if same_data(record, data)]
 
 
 def same_inputs(data_path, val_path) -> bool:

@@ -98,16 +98,20 @@ class PixelTwinFinder:
     def twin_query(self, ds: xr.Dataset, *, metric: str = "l1", backend: str = "auto"):
         """The :class:`~twinviz.twins.query.TwinQuery` of ``ds``'s stars ranked by this finder (the
         same service a model bundle gives; no P(twin), OOD = outside the training stars' labels)."""
+        lat = self.latents(ds)
+        return self.query_over(lat["z_twin"].values, lat["star"].values, lat["teff"].values, lat["logg"].values,
+                               group=lat["group"].values if "group" in lat else None,
+                               snr=lat["snr"].values if "snr" in lat else None, metric=metric, backend=backend)
+
+    def query_over(self, vectors, ids, teff, logg, **options):
+        """The TwinQuery of stars already placed in this finder's metric (``vectors``, e.g. the
+        app's cached ones); ``options``: group, snr, metric, backend, _index."""
         from twinviz.twins.query import TwinQuery
 
-        lat = self.latents(ds)
-        return TwinQuery(lat["z_twin"].values, lat["star"].values, lat["teff"].values, lat["logg"].values,
-                         group=lat["group"].values if "group" in lat else None,
-                         snr=lat["snr"].values if "snr" in lat else None,
-                         ranked_on=f"pixel finder {self.directory or ''}",
+        return TwinQuery(vectors, ids, teff, logg, ranked_on=f"pixel finder {self.directory or ''}",
                          distance="pixel finder", ood=_TrainingRange(self),
-                         calibration_note="P(twin): not available for the pixel finder (no calibration)",
-                         metric=metric, backend=backend)
+                         calibration_note="P(twin): not available for the pixel finder (no calibration).",
+                         **options)
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, directory) -> Path:

@@ -46,10 +46,12 @@ def _same(record: dict | None, data: dict, data_path) -> bool:
     """Same data: by fingerprint when both have one, else by path (files of older records)."""
     from pathlib import Path
 
+    from twinviz.spectra.fingerprint import same_data
+
     if not record:
         return False
     if record.get("fingerprint") and data.get("fingerprint"):
-        return record["fingerprint"] == data["fingerprint"]
+        return same_data(record, data)
     path = record.get("path")
     if not path or not data_path:
         return False

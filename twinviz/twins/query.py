@@ -101,10 +101,11 @@ class TwinQuery:
 
     def true_twin(self, position: int) -> dict | None:
         """{"position", "star", "distance", "twin_rank"} of the star's nearest group-mate, or None."""
-        g = self.group[position]
-        if g < 0 or np.count_nonzero(self.group == g) < 2:
+        if self.group[position] < 0:
             return None
         best, distance = self.index.twin_of(self.group, position)
+        if best < 0:  # no group-mate
+            return None
         rank = int(self.index.twin_ranks(self.group, queries=[position])[0])
         return {"position": best, "star": np.asarray(self.ids)[best].item(), "distance": distance,
                 "twin_rank": rank}
