@@ -110,3 +110,24 @@ def test_the_few_twin_metric_learns_from_the_few_groups_only_and_beats_raw_l1():
     raw = (TwinIndex(test.astype(np.float32)).twin_ranks(g_test) == 1).mean()
     mapped = (TwinIndex(metric.project(test, t, t / 2250)).twin_ranks(g_test) == 1).mean()
     assert mapped > raw + 0.3
+
+
+def test_the_frontend_study_scores_three_regimes_on_validation_and_marks_unfair_rows(tmp_path):
+    report = tmp_path / "frontend.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "study_frontend.py"), "--size", "smoke", "--out",
+           str(tmp_path / "out"), "--cells", "giants-lowd-noiseless", "--variants", "old-default",
+           "default-fewtwins", "--report", str(report)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    root = tmp_path / "out" / "smoke"
+    rows = {r["variant"]: r for r in map(json.loads, (root / "study.jsonl").read_text().splitlines())}
+    assert set(rows) == {"old-default", "default-fewtwins"}
+    assert all(set(r["val"]) == {"none", "few", "many"} for r in rows.values())
+    assert rows["old-default"]["fair"] == ["none", "few", "many"] and rows["default-fewtwins"]["fair"] == ["few"]
+    assert not (root / "giants-lowd-noiseless" / "test.nc").exists()  # the test split is never made
+    log = (root / "giants-lowd-noiseless" / "default-fewtwins-seed0" / "train.log").read_text()
+    assert "twin set" in log and "few.nc" in log  # the few twins fed the twin term
+    text = report.read_text()
+    assert "| giants-lowd-noiseless | default-fewtwins | 1 | [" in text  # its none row is bracketed
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # resumes: nothing retrained
+    assert again.returncode == 0 and len((root / "study.jsonl").read_text().splitlines()) == 2

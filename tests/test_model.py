@@ -12,13 +12,13 @@ from twinviz.model import FaderNetwork, ModelConfig, ModelError, encode_arrays
 from twinviz.testing import toy_arrays
 
 
-def _model(n_pixels=160, mode="joint", basis_dim=16, seed=0):
+def _model(n_pixels=160, mode="joint", basis_dim=16, seed=0, residual_degree=0):
     torch.manual_seed(seed)
     wave = 15200.0 + 0.2 * np.arange(n_pixels)
     from twinviz.spectra.grid import grid_id
 
     cfg = ModelConfig(n_pixels=n_pixels, grid_id=grid_id(wave), latent_dim=6, basis_dim=basis_dim,
-                      hidden=[32, 16], adversary_hidden=[16], adversary_mode=mode,
+                      hidden=[32, 16], adversary_hidden=[16], adversary_mode=mode, residual_degree=residual_degree,
                       teff_bin_edges=[4000, 4500, 5000, 5500], logg_bin_edges=[1, 2, 3.5])
     model = FaderNetwork(cfg)
     model.set_flux_normalisation(np.full(n_pixels, 0.9), 0.05)
@@ -183,7 +183,10 @@ def test_saved_configs_of_the_demo_still_load():
     assert model.config.activation == "silu" and model.config.hidden == [1024, 512]
     train_config = TrainConfig.load(demo / "train_config.json")
     assert train_config.latent_dim == model.config.latent_dim and train_config.epochs == 60
-    assert json.loads(train_config.to_json()) == json.loads((demo / "train_config.json").read_text())
+    saved = json.loads((demo / "train_config.json").read_text())
+    # written before residual_degree existed: loads as the run it was (no polynomial subtracted)
+    assert "residual_degree" not in saved and train_config.residual_degree == 0
+    assert json.loads(train_config.to_json()) == {**saved, "residual_degree": 0, "twin_set": None}
 
 
 def test_weights_with_bytes_flipped_mid_file_are_refused_naming_the_file_and_the_fix(tmp_path):
@@ -197,3 +200,49 @@ def test_weights_with_bytes_flipped_mid_file_are_refused_naming_the_file_and_the
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"model.safetensors: corrupt or truncated.*weights_sha256.*Fix"):
         FaderNetwork.from_pretrained(tmp_path / "m")
+
+
+def _residual_model(degree=2):
+    return _model(residual_degree=degree)  # label_mean starts at zero
+
+
+def test_the_residual_front_end_subtracts_its_polynomial_and_adds_it_back():
+    model = _residual_model(degree=2)
+    n = model.config.n_pixels
+    rng = np.random.default_rng(0)
+    coef = rng.normal(0, 0.1, (6, n)).astype(np.float32)  # 1, g, g², t, t·g, t² (label_powers order)
+    model.set_label_mean(coef)
+    flux, teff, logg = _batch()
+    u = model.scale_labels(teff, logg)
+    t, g = u[:, :1].double().numpy(), u[:, 1:].double().numpy()
+    terms = np.concatenate([t ** i * g ** j for i, j in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]], 1)
+    plain = (flux.double().numpy() - 0.9) / 0.05
+    x = model.normalise_flux(flux, None, u)
+    np.testing.assert_allclose(x.double().numpy(), plain - terms @ coef, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(model.denormalise_flux(x, u), flux, rtol=0, atol=1e-5)
+    with pytest.raises(ModelError, match="polynomial in \\(Teff, logg\\)"):
+        model.normalise_flux(flux)  # without u it cannot know what to subtract
+    with pytest.raises(ModelError, match="do not fit"):
+        model.set_label_mean(coef[:3])
+    # masked pixels still enter as exactly 0 (no information), whatever the polynomial says there
+    mask = torch.zeros_like(flux, dtype=torch.bool)
+    mask[:, 5:9] = True
+    assert torch.all(model.normalise_flux(flux, mask, u)[:, 5:9] == 0)
+
+
+def test_a_residual_model_round_trips_and_old_configs_load_without_a_residual(tmp_path):
+    model = _residual_model(degree=3)
+    model.set_label_mean(np.random.default_rng(1).normal(0, 0.1, model.label_mean.shape))
+    flux, teff, logg = _batch()
+    model.save_pretrained(tmp_path / "m")
+    loaded = FaderNetwork.from_pretrained(tmp_path / "m")
+    assert loaded.config.residual_degree == 3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(flux, teff, logg), model.eval()(flux, teff, logg))
+    # a config written before the option existed means "no polynomial"
+    _model().save_pretrained(tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    cfg.pop("residual_degree")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    old = FaderNetwork.from_pretrained(tmp_path / "old")
+    assert old.config.residual_degree == 0 and not hasattr(old, "label_mean")

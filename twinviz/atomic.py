@@ -94,3 +94,14 @@ def write_dataset_atomic(ds: xr.Dataset, path, fmt: str, *, star_chunk: int, enc
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
     return path
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file (hex): the weights' digest that config.json and every sidecar record."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

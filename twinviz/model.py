@@ -1,17 +1,10 @@
 """The fader network of de Mijolla, Ness & Viti (2019): E(x,u)→z, D(z,u)→x̂, A(z)→bins of u.
 
-u = (Teff [K], logg [dex]) are the non-chemical labels. The encoder and decoder are
-label-conditioned MLPs (u is concatenated to the input of every layer); by default the
-encoder starts with, and the decoder ends with, a linear "basis" layer between the
-n_pixels-dimensional flux and a ``basis_dim``-dimensional space. The basis is initialised
-from the principal components of the training flux and trained end to end with the rest
-(see docs/model.md for the architectures measured and why this one).
-
-The model owns its normalisation (``ModelConfig`` + the ``flux_offset``/``flux_scale``
-buffers): flux scaling, label ranges, adversary bin edges and the wavelength-grid id are fixed
-when training starts and are saved with the weights; nothing is recomputed from the dataset a
-model is later handed.
-"""
+u = (Teff [K], logg [dex]), scaled to [-1, 1]. Encoder and decoder are label-conditioned MLPs
+(u enters every layer) between a linear flux↔basis layer pair (PCA-initialised, frozen by
+default) and z. The model owns its normalisation — flux offset/scale, an optional per-pixel
+polynomial in u subtracted first (``residual_degree``), label ranges, adversary bins, grid id —
+fixed when training starts and saved with the weights (docs/model.md)."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +18,11 @@ import torch
 from torch import nn
 
 from twinviz import files as runfiles
+from twinviz.atomic import file_sha256
 from twinviz.options import Architecture, check_options
 
-__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "MODEL_FORMAT_VERSION"]
+__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "label_powers",
+           "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = runfiles.MODEL_WEIGHTS, runfiles.MODEL_CONFIG
@@ -39,17 +34,6 @@ SIDECARS = (runfiles.TWIN_METRIC_CONFIG, runfiles.TWIN_METRIC_WEIGHTS, runfiles.
 class ModelError(ValueError):
     """A model that cannot be built, loaded or used with the data it is handed; the message
     names the file or field and how to fix it."""
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file (hex): the weights' digest that config.json and every sidecar record."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(kw_only=True)
@@ -122,6 +106,7 @@ class ModelConfig(Architecture):
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        data = {"residual_degree": 0, **data}  # written before the option existed: no residual
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -132,6 +117,11 @@ class ModelConfig(Architecture):
 
 # One per choice of Architecture.activation (tests/test_model.py checks they agree).
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
+
+
+def label_powers(degree: int) -> list[tuple[int, int]]:
+    """(i, j) of the terms t^i g^j, i + j ≤ degree, of the per-pixel polynomial in u = (t, g)."""
+    return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
 
 
 class _MLP(nn.Module):
@@ -161,11 +151,12 @@ class FaderNetwork(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
-        c = config
+        self.config = c = config
         p = c.n_pixels
         self.register_buffer("flux_offset", torch.zeros(p))
         self.register_buffer("flux_scale", torch.ones(p))
+        if c.residual_degree:  # per-pixel polynomial in u of the normalised training flux
+            self.register_buffer("label_mean", torch.zeros(len(label_powers(c.residual_degree)), p))
         first = c.basis_dim if c.basis_dim else p
         if c.basis_dim:
             # No bias: the per-pixel mean already sits in flux_offset.
@@ -215,17 +206,37 @@ class FaderNetwork(nn.Module):
                 # Floor: a component with (almost) no training variance must not be blown up.
                 self.basis_scale[:k].copy_(std.clamp_min(1e-6 * float(std.max())))
 
-    def normalise_flux(self, flux: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Dataset flux → network units; masked or non-finite pixels become 0 (the training
-        mean), so a bad pixel carries no information into the encoder."""
-        x = (flux.to(self.flux_offset.dtype) - self.flux_offset) / self.flux_scale
+    def set_label_mean(self, coefficients) -> None:
+        """Fix the per-pixel polynomial in u (``residual_degree``): [n_terms, n_pixels], normalised
+        units, terms ordered as :func:`label_powers`."""
+        coef = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
+        if not self.config.residual_degree or coef.shape != self.label_mean.shape:
+            raise ModelError(f"label-mean coefficients of shape {tuple(coef.shape)} do not fit this model")
+        self.label_mean.copy_(coef)
+
+    def label_mean_flux(self, u: torch.Tensor | None) -> torch.Tensor | float:
+        """The polynomial's normalised flux at scaled labels u [B, 2] → [B, P] (0 without one)."""
+        if not self.config.residual_degree:
+            return 0.0
+        if u is None:
+            raise ModelError("this model subtracts a polynomial in (Teff, logg) from the flux: pass u")
+        t, g = u[:, :1].float(), u[:, 1:].float()
+        return torch.cat([t ** i * g ** j for i, j in label_powers(self.config.residual_degree)], 1) @ self.label_mean
+
+    def normalise_flux(self, flux: torch.Tensor, mask: torch.Tensor | None = None,
+                       u: torch.Tensor | None = None) -> torch.Tensor:
+        """Dataset flux → network units, (flux − offset) / scale less the polynomial in the scaled
+        labels u (``residual_degree`` > 0; u required). Masked or non-finite pixels become 0 (the
+        training mean or the polynomial), so a bad pixel carries no information into the encoder."""
+        x = (flux.to(self.flux_offset.dtype) - self.flux_offset) / self.flux_scale - self.label_mean_flux(u)
         bad = ~torch.isfinite(x)
         if mask is not None:
             bad = bad | mask.to(torch.bool)
         return torch.where(bad, torch.zeros((), dtype=x.dtype, device=x.device), x)
 
-    def denormalise_flux(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float() * self.flux_scale + self.flux_offset
+    def denormalise_flux(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Network units → dataset flux (u as in :meth:`normalise_flux`)."""
+        return (x.float() + self.label_mean_flux(u)) * self.flux_scale + self.flux_offset
 
     def scale_labels(self, teff: torch.Tensor, logg: torch.Tensor) -> torch.Tensor:
         """(Teff K, logg dex) → u in [-1, 1]² using the model's fixed label ranges; [B, 2]."""
@@ -294,11 +305,13 @@ class FaderNetwork(nn.Module):
     def encode(self, flux: torch.Tensor, teff: torch.Tensor, logg: torch.Tensor,
                mask: torch.Tensor | None = None) -> torch.Tensor:
         """z = E(x, u): flux [B, P] in dataset units, Teff [B] K, logg [B] dex → [B, latent_dim]."""
-        return self.encode_normalised(self.normalise_flux(flux, mask), self.scale_labels(teff, logg))
+        u = self.scale_labels(teff, logg)
+        return self.encode_normalised(self.normalise_flux(flux, mask, u), u)
 
     def decode(self, z: torch.Tensor, teff: torch.Tensor, logg: torch.Tensor) -> torch.Tensor:
         """x̂ = D(z, u): z [B, latent_dim], Teff [B] K, logg [B] dex → flux [B, P] in dataset units."""
-        return self.denormalise_flux(self.decode_normalised(z, self.scale_labels(teff, logg)))
+        u = self.scale_labels(teff, logg)
+        return self.denormalise_flux(self.decode_normalised(z, u), u)
 
     def forward(self, flux, teff, logg, mask=None):
         """Reconstruction D(E(x,u),u) in dataset units."""
@@ -308,32 +321,18 @@ class FaderNetwork(nn.Module):
     def check_grid(self, wavelength_or_dataset) -> None:
         """Raise :class:`ModelError` unless the wavelengths (Å array, or a dataset with a
         ``wavelength`` coordinate) are the grid this model was trained on."""
-        from twinviz.spectra.grid import identify_grid
+        from twinviz.spectra.grid import grid_mismatch
 
-        obj = wavelength_or_dataset
-        where = ""
-        if hasattr(obj, "coords") and "wavelength" in getattr(obj, "coords", {}):
-            where = f" of {obj.encoding.get('source', 'the dataset')}"
-            obj = obj["wavelength"].values
-        wave = np.asarray(obj, dtype=np.float64).reshape(-1)
-        found = identify_grid(wave)
-        if found.id != self.config.grid_id or wave.size != self.config.n_pixels:
-            raise ModelError(
-                f"wavelength grid mismatch: the model was trained on grid '{self.config.grid_id}' "
-                f"({self.config.n_pixels} px) but the wavelengths{where} are grid '{found.id}' "
-                f"({wave.size} px). Fix: resample the spectra onto '{self.config.grid_id}' or use "
-                "a model trained on this grid")
+        problem = grid_mismatch(wavelength_or_dataset, self.config.grid_id, self.config.n_pixels, "the model")
+        if problem:
+            raise ModelError(problem)
 
     # --- saving / loading -----------------------------------------------------------------
     def save_pretrained(self, directory) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` into ``directory`` atomically.
-
-        The files are written under temporary names and moved into place; a reader never sees
-        a half-written file. ``config.json`` records the SHA-256 of the weights file, which
-        :meth:`from_pretrained` checks. The sidecars of earlier weights in ``directory`` (twin
-        metric, calibration, validation stats, provenance: twinviz.files) are removed: they
-        belong to other weights. Returns the directory.
-        """
+        """Write ``model.safetensors`` + ``config.json`` into ``directory`` atomically (temporary
+        names moved into place); ``config.json`` records the weights' SHA-256, which
+        :meth:`from_pretrained` checks. Sidecars of earlier weights (twin metric, calibration,
+        validation stats, provenance) are removed. Returns the directory."""
         from safetensors.torch import save_file
 
         directory = Path(directory)

@@ -117,8 +117,11 @@ class Architecture:
                             "by PCA (0: none)", at_least=0, limits=(0, 8192), group="model")
     basis_trainable: bool = option(False, help="train the PCA basis layers too (slower; off: "
                                    "training runs on precomputed coefficients)", group="model")
-    basis_whiten: bool = option(True, help="whiten the basis coefficients (each PCA component "
+    basis_whiten: bool = option(False, help="whiten the basis coefficients (each PCA component "
                                 "scaled to unit variance)", group="model")
+    residual_degree: int = option(3, help="subtract a per-pixel polynomial of this degree in (Teff, logg), "
+                                  "fitted on the training flux, before the basis (0: off)",
+                                  at_least=0, limits=(0, 6), group="model")
     hidden: list[int] = option(factory=lambda: [1024, 512], help="encoder hidden widths after the "
                                "basis, comma-separated (the decoder mirrors them)",
                                limits=(1, 8192), max_items=8, group="model")

@@ -77,3 +77,35 @@ def test_without_groups_or_when_streamed_it_refuses_with_the_fix(tmp_path):
     data = write_toy(tmp_path / "train.nc", 100, seed=0)
     with pytest.raises(TrainConfigError, match=r"train\.nc: flux: --twin-weight needs the training spectra in memory"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_weight=0.1, stream="always", **SMALL))
+
+
+def test_a_twin_set_feeds_the_term_while_the_training_stars_need_no_twins(tmp_path):
+    """The survey case: training spectra without groups, a few known twins (cluster members) in
+    their own file; the twin term learns from the latter only, in the same steps."""
+    from twinviz.spectra.dataset import save_spectra
+
+    save_spectra(toy_dataset(n_groups=150, seed=0).drop_vars("group"), tmp_path / "survey.nc")
+    members = write_toy(tmp_path / "members.nc", 12, seed=5)  # 12 "clusters" of 2
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tmp_path / "survey.nc"), out=str(run), epochs=6, twin_weight=1.0,
+                      twin_set=str(members), **SMALL))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert steps and all("twin" in r for r in steps)
+    assert steps[-1]["twin"] < steps[0]["twin"]  # the members' z are pulled together
+    log = (run / "train.log").read_text()
+    assert "members.nc: 24 stars in 12 groups, 12 pairs; 24 stars per twin batch" in log
+    # the survey's own batches stay ordinary: 300 stars in batches of 64
+    assert "4 steps/epoch of 64 spectra" in log
+
+
+def test_a_twin_set_without_groups_or_without_the_term_is_refused_with_the_fix(tmp_path):
+    from twinviz.spectra.dataset import save_spectra
+
+    data = write_toy(tmp_path / "train.nc", 100, seed=0)
+    save_spectra(toy_dataset(n_groups=10).drop_vars("group"), tmp_path / "loners.nc")
+    with pytest.raises(TrainConfigError, match=r"loners\.nc: group: the twin set needs stars sharing a `group`.*Fix"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "r1"), twin_weight=0.1,
+                          twin_set=str(tmp_path / "loners.nc"), **SMALL))
+    with pytest.raises(TrainConfigError, match=r"twin_set: .*twin term, which is off.*Fix: --twin-weight"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_set=str(data), **SMALL))

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = [
+__all__ = ["grid_mismatch", 
     "APSTAR_NPIX",
     "DEFAULT_GRID",
     "GRID_NAMES",
@@ -137,3 +137,20 @@ def identify_grid(wavelength) -> WavelengthGrid:
 def grid_id(wavelength) -> str:
     """The stable id of the grid a wavelength array (Å) is on (see :func:`identify_grid`)."""
     return identify_grid(wavelength).id
+
+
+def grid_mismatch(wavelength_or_dataset, expected_id: str, n_pixels: int, what: str) -> str | None:
+    """None when the wavelengths (Å array, or a dataset with a ``wavelength`` coordinate) are grid
+    ``expected_id`` with ``n_pixels`` pixels, else the message that says so and how to fix it
+    (``what`` names whose grid it is, e.g. "the model")."""
+    obj, where = wavelength_or_dataset, ""
+    if hasattr(obj, "coords") and "wavelength" in getattr(obj, "coords", {}):
+        where = f" of {obj.encoding.get('source', 'the dataset')}"
+        obj = obj["wavelength"].values
+    wave = np.asarray(obj, dtype=np.float64).reshape(-1)
+    found = identify_grid(wave)
+    if found.id == expected_id and wave.size == n_pixels:
+        return None
+    return (f"wavelength grid mismatch: {what} was trained on grid '{expected_id}' ({n_pixels} px) but the "
+            f"wavelengths{where} are grid '{found.id}' ({wave.size} px). Fix: resample the spectra onto "
+            f"'{expected_id}' or use a model trained on this grid")

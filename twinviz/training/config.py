@@ -59,6 +59,9 @@ class TrainConfig(Architecture):
     val: str | None = option(None, help="validation spectra file; with chemistry groups it also gives "
                              "twin ranks", form=None, group="data", resumable=True)
     out: str = option("runs/default", help="run directory to write", form=None, group="data")
+    twin_set: str | None = option(None, help="spectra of known twins (stars sharing a `group`, e.g. open-cluster "
+                                  "members) whose pairs feed the twin term instead of --data's groups, so the "
+                                  "training stars need no twins (needs --twin-weight > 0)", form=None, group="data")
     # model: the architecture fields come from Architecture (twinviz.options); these three set
     # the adversary's bins, which the model stores as edges
     teff_bins: int = option(5, help="number of Teff bins the adversary predicts", at_least=2,
@@ -142,6 +145,9 @@ class TrainConfig(Architecture):
         problems += check_options(self, TrainConfig)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             problems.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
+        if self.twin_set and not self.twin_weight:
+            problems.append(f"twin_set: {self.twin_set} feeds the twin term, which is off (twin_weight 0). "
+                            "Fix: --twin-weight 0.1, or no --twin-set")
         if self.data and self.val:
             from twinviz.bundle.provenance import same_inputs
 
@@ -172,9 +178,10 @@ class TrainConfig(Architecture):
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
-        """Read a config.json (e.g. runs/NAME/config.json)."""
+        """Read a config.json (e.g. runs/NAME/config.json). Fields added since it was written take
+        the value that reproduces that run (``residual_degree`` 0), not today's default."""
         path = Path(path)
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.from_dict({"residual_degree": 0, **json.loads(path.read_text())})
         except (OSError, ValueError) as exc:
             raise TrainConfigError(f"{path}: cannot read training config ({exc})") from exc

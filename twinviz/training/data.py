@@ -95,14 +95,13 @@ class ArraySource:
         coef = np.empty((n, model.config.basis_dim), dtype=np.float32)
         resid = np.empty(n, dtype=np.float32)
         w = model.to_basis.weight.detach().cpu().double()
-        offset, scale = model.flux_offset.cpu(), model.flux_scale.cpu()
+        dev = model.device
         for a in range(0, n, chunk):
-            flux = torch.from_numpy(self.flux[a:a + chunk])
-            mask = None if self.bad is None else torch.from_numpy(self.bad[a:a + chunk])
-            x = ((flux - offset) / scale)
-            if mask is not None:
-                x = x.masked_fill(mask, 0.0)
-            x = x.double()  # the residual is a small difference of large sums
+            flux = torch.from_numpy(self.flux[a:a + chunk]).to(dev)
+            mask = None if self.bad is None else torch.from_numpy(self.bad[a:a + chunk]).to(dev)
+            u = model.scale_labels(self.teff[a:a + chunk], self.logg[a:a + chunk])
+            # in double on the CPU: the residual is a small difference of large sums
+            x = model.normalise_flux(flux, mask, u).cpu().double()
             c = x @ w.T
             coef[a:a + chunk] = c.float().numpy()
             resid[a:a + chunk] = ((x * x).sum(1) - (c * c).sum(1)).clamp_min(0).float().numpy()
@@ -234,7 +233,7 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     if logger:
         logger.info("training data %s: %d stars × %d px (%.2f GB), %s", path, n_star, n_pix,
                     gigabytes, "streamed in blocks" if stream else "in memory")
-    if stream and config.twin_weight:
+    if stream and config.twin_weight and not config.twin_set:
         raise TrainConfigError(f"{path}: flux: --twin-weight needs the training spectra in memory "
                                f"({gigabytes:.1f} GB here) and streaming reads them in blocks. Fix: "
                                "--stream never (with --memory-limit-gb above that size), or --twin-weight 0")
@@ -245,7 +244,7 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
                             world=world, seed=config.seed, floor=config.flux_err_floor), lazy
     ds = load_spectra(path)
     pairs = None
-    if config.twin_weight:
+    if config.twin_weight and not config.twin_set:
         pairs = twin_pairs(ds["group"].values)  # load_spectra gives every file a group (−1: none)
         if len(pairs) * 2 < config.batch_size:
             raise TrainConfigError(f"{path}: group: --twin-weight needs training twins (stars sharing a "
@@ -253,3 +252,26 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
                                    f"{len(pairs)} pair(s). Fix: --twin-weight 0, or training data with groups")
     return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
                        floor=config.flux_err_floor, pairs=pairs), ds
+
+
+def make_twin_source(config, *, rank: int = 0, world: int = 1, logger=None):
+    """The known twins of ``config.twin_set`` as batches of whole pairs for the twin term (None
+    without a twin set). The batch holds up to ``batch_size`` stars, fewer when the set is small."""
+    from twinviz.spectra.dataset import load_spectra
+    from twinviz.training.config import TrainConfigError
+    from twinviz.twins.groups import twin_pairs
+
+    if not config.twin_set:
+        return None
+    ds = load_spectra(config.twin_set)
+    pairs = twin_pairs(ds["group"].values)
+    batch = min(config.batch_size, 2 * len(pairs)) // (2 * world) * 2 * world
+    if batch < 2 * world:
+        raise TrainConfigError(f"{config.twin_set}: group: the twin set needs stars sharing a `group` id; it has "
+                               f"{len(pairs)} twin pair(s). Fix: give known twins (e.g. cluster members with "
+                               "their cluster as `group`), or no --twin-set")
+    if logger:
+        logger.info("twin set %s: %d stars in %d groups, %d pairs; %d stars per twin batch", config.twin_set,
+                    ds.sizes["star"], len(set(ds["group"].values[ds["group"].values >= 0])), len(pairs), batch)
+    return ArraySource(ds, batch, rank=rank, world=world, seed=config.seed + 1, floor=config.flux_err_floor,
+                       pairs=pairs)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from twinviz.model import FaderNetwork, ModelConfig
+from twinviz.model import FaderNetwork, ModelConfig, label_powers
 
 from twinviz.training.config import TrainConfig
 
@@ -27,7 +27,7 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
     mc = ModelConfig(
         n_pixels=int(ds.sizes["wavelength"]), grid_id=grid_id(ds["wavelength"].values),
         latent_dim=config.latent_dim, basis_dim=config.basis_dim, basis_trainable=config.basis_trainable,
-        basis_whiten=config.basis_whiten, hidden=config.hidden,
+        basis_whiten=config.basis_whiten, residual_degree=config.residual_degree, hidden=config.hidden,
         adversary_hidden=config.adversary_hidden, activation=config.activation,
         teff_range=[float(teff.min()), float(max(teff.max(), teff.min() + 1.0))],
         logg_range=[float(logg.min()), float(max(logg.max(), logg.min() + 0.01))],
@@ -35,7 +35,7 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
         logg_bin_edges=_bin_edges(logg, config.logg_bins, config.bin_edges),
         adversary_mode=config.adversary_mode, flux_scaling=config.flux_scaling)
     model = FaderNetwork(mc)
-    flux = _sample_flux(ds, stats_stars, config.seed, config.stream_block)
+    flux, index = _sample_flux(ds, stats_stars, config.seed, config.stream_block)
     good = np.isfinite(flux)
     counts = good.sum(axis=0)
     # A pixel masked in every star (a chip edge, say) gets the continuum level 1.
@@ -49,8 +49,12 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
     else:
         scale = np.full(mc.n_pixels, global_scale)
     model.set_flux_normalisation(offset, scale)
+    x = (centred / scale).astype(np.float32)
+    if mc.residual_degree:
+        u = model.scale_labels(teff[index], logg[index])
+        x = _fit_label_mean(model, x, good, u)
     if mc.basis_dim:
-        x = torch.from_numpy((centred / scale).astype(np.float32)[:8192])
+        x = torch.from_numpy(x[:8192])
         q = min(mc.basis_dim + 8, *x.shape)
         _, s, v = torch.svd_lowrank(x, q=q, niter=3, M=None)
         k = min(mc.basis_dim, q)
@@ -60,6 +64,21 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
                     "%d parameters", mc.n_pixels, mc.grid_id, mc.latent_dim, mc.basis_dim, mc.hidden,
                     global_scale, sum(p.numel() for p in model.parameters()))
     return model
+
+
+def _fit_label_mean(model: FaderNetwork, x: np.ndarray, good: np.ndarray, u: torch.Tensor) -> np.ndarray:
+    """Fit the model's per-pixel polynomial in u to the normalised flux x [N, P] by least squares
+    over each pixel's unmasked stars (``good``), set it, and return the residual (0 where masked)."""
+    t, g = u[:, 0].double().numpy(), u[:, 1].double().numpy()
+    phi = np.stack([t ** i * g ** j for i, j in label_powers(model.config.residual_degree)], axis=1)  # [N, T]
+    w = good.astype(np.float64)
+    pairs = (phi[:, :, None] * phi[:, None, :]).reshape(len(phi), -1)  # [N, T²]
+    gram = (w.T @ pairs).reshape(-1, phi.shape[1], phi.shape[1])      # [P, T, T]
+    rhs = (w * x).T @ phi                                              # [P, T]
+    ridge = 1e-8 * np.trace(gram, axis1=1, axis2=2)[:, None, None] / phi.shape[1] + 1e-12
+    coef = np.linalg.solve(gram + ridge * np.eye(phi.shape[1]), rhs[..., None])[..., 0]  # [P, T]
+    model.set_label_mean(coef.T)
+    return np.where(good, x - (phi @ coef.T).astype(np.float32), np.float32(0.0))
 
 
 def _bin_edges(values: np.ndarray, n_bins: int, kind: str) -> list[float]:
@@ -73,9 +92,9 @@ def _bin_edges(values: np.ndarray, n_bins: int, kind: str) -> list[float]:
     return [float(e) for e in np.linspace(lo, hi, n_bins + 1)]
 
 
-def _sample_flux(ds, n_max: int, seed: int, block: int) -> np.ndarray:
+def _sample_flux(ds, n_max: int, seed: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to n_max spectra for the normalisation statistics (whole blocks when lazy, so a
-    streamed file is read block-wise rather than star by star). NaN where masked."""
+    streamed file is read block-wise rather than star by star), NaN where masked, and their indices."""
     n = ds.sizes["star"]
     rng = np.random.default_rng([seed, 11])
     if n <= n_max:
@@ -95,4 +114,4 @@ def _sample_flux(ds, n_max: int, seed: int, block: int) -> np.ndarray:
     flux = np.asarray(part["flux"].values, dtype=np.float32)
     if "mask" in part:
         flux = np.where(part["mask"].values.astype(bool), np.nan, flux)
-    return np.where(np.isfinite(flux), flux, np.nan)
+    return np.where(np.isfinite(flux), flux, np.nan), index

@@ -16,7 +16,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from twinviz.atomic import write_json_atomic as _write_json_atomic
 from twinviz import files as runfiles
 from twinviz.training.config import TrainConfigError
 
-__all__ = ["RunDirectory", "iso_time", "parse_time", "prepare_fresh_run", "read_status",
+__all__ = ["RunDirectory", "StopFlag", "iso_time", "parse_time", "prepare_fresh_run", "read_status",
            "truncate_metrics", "write_json_atomic"]
 
 
@@ -186,3 +188,28 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it between steps and stops cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = None
+        self._previous = {}
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 import traceback
 from contextlib import nullcontext
@@ -39,13 +37,21 @@ from twinviz.model import FaderNetwork
 from twinviz.spectra.dataset import open_spectra
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
 from twinviz.training.config import TrainConfig, TrainConfigError
-from twinviz.training.data import make_source
+from twinviz.training.data import make_source, make_twin_source
 from twinviz.training.model_init import build_model
-from twinviz.training.rundir import RunDirectory, prepare_fresh_run, truncate_metrics
+from twinviz.training.rundir import RunDirectory, StopFlag, prepare_fresh_run, truncate_metrics
 from twinviz.training.twin_term import twin_loss
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
+
+
+def _cycle(source):
+    """Batches of ``source``, epoch after epoch, without end (the twin set's side batches)."""
+    epoch = 0
+    while True:
+        yield from source.batches(epoch)
+        epoch += 1
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -76,31 +82,6 @@ class _Autoencoder(nn.Module):
             return z, model.decode_basis(z, u)
         z = model.encode_normalised(inp, u)
         return z, model.decode_normalised(z, u)
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps and stops cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self.signal_name = None
-        self._previous = {}
-
-    def install(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    def restore(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
 
 class Trainer:
@@ -162,9 +143,12 @@ class Trainer:
         if config.val and self.is_main:
             self.model.check_grid(open_spectra(config.val, chunks={}, validate=False)["wavelength"].values)
 
+        self.twins = make_twin_source(config, rank=self.rank, world=self.world, logger=log)
         if hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
                      self.model.config.basis_dim)
+            self.twins and self.twins.project(self.model)
+        self.twin_batches = self.twins and _cycle(self.twins)
         ae = _Autoencoder(self.model)
         self.ae_params = [q for q in ae.parameters() if q.requires_grad]
         # Fused Adam: on CPU the per-parameter update of the wide basis layers otherwise costs
@@ -188,7 +172,7 @@ class Trainer:
             self.ae, self.adv = ae, self.model.adversary
         self.autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16))
                          if self.device.type == "cuda" else None)
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
         self._resumed = resume
 
     # --- schedules -------------------------------------------------------------------------
@@ -211,26 +195,33 @@ class Trainer:
         return c.lr * (c.lr_min_factor + (1 - c.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
 
     # --- one step --------------------------------------------------------------------------
+    def _inputs(self, batch: dict):
+        """(u, network input, basis residual, loss weights, in_basis) of a batch on the device."""
+        m, dev = self.model, self.device
+        u = m.scale_labels(batch["teff"].to(dev), batch["logg"].to(dev))
+        if "coef" in batch:
+            return u, batch["coef"].to(dev, non_blocking=True), batch["resid"].to(dev), None, True
+        mask = None if batch.get("mask") is None else batch["mask"].to(dev)
+        weight = None if batch.get("weight") is None else batch["weight"].to(dev)
+        return u, m.normalise_flux(batch["flux"].to(dev, non_blocking=True), mask, u), None, weight, False
+
     def train_step(self, batch: dict, step: int) -> dict:
         """One alternating update (adversary_steps × A, then E/D); returns float metrics."""
         c, m, dev = self.config, self.model, self.device
-        teff, logg = batch["teff"].to(dev), batch["logg"].to(dev)
-        u = m.scale_labels(teff, logg)
-        bins = m.label_bins(teff, logg)
+        u, target, resid, weight, in_basis = self._inputs(batch)
+        bins = m.label_bins(batch["teff"].to(dev), batch["logg"].to(dev))
         lam = self.lambda_at(step)
         amp = self.autocast or nullcontext
-        in_basis = "coef" in batch
-        if in_basis:
-            target = batch["coef"].to(dev, non_blocking=True)
-            resid = batch["resid"].to(dev)
-            weight = None
-        else:
-            flux = batch["flux"].to(dev, non_blocking=True)
-            mask = None if batch.get("mask") is None else batch["mask"].to(dev)
-            weight = None if batch.get("weight") is None else batch["weight"].to(dev)
-            target = m.normalise_flux(flux, mask)
+        inp, u_in = target, u
+        if self.twin_batches:  # the twin set's pairs ride along in the same forward pass (DDP-safe)
+            u_t, t_t, _, _, t_basis = self._inputs(next(self.twin_batches))
+            if in_basis and not t_basis:
+                with torch.no_grad():
+                    t_t = m.to_basis(t_t)
+            inp, u_in = torch.cat([target, t_t]), torch.cat([u, u_t])
         with amp():
-            z, out = self.ae(target, u, in_basis)
+            z_all, out = self.ae(inp, u_in, in_basis)
+        z, out, z_twin = z_all[:len(target)], out[:len(target)], z_all[len(target):]
         for _ in range(c.adversary_steps):
             with amp():
                 logits = self.adv(z.detach())
@@ -254,7 +245,7 @@ class Trainer:
                 recon = sq.mean()
             else:
                 recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
-            twin = twin_loss(z.float(), c.twin_temperature) if c.twin_weight else None  # pair batches
+            twin = twin_loss((z_twin if self.twins else z).float(), c.twin_temperature) if c.twin_weight else None
             loss = recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
