@@ -5,6 +5,7 @@ train.log, model/, checkpoint/; see docs/training.md).
 Examples:
   twinviz train --data train.nc --val val.nc --out runs/fader
   twinviz train --data train.nc --val val.nc --out runs/baseline --adversary-weight 0
+  twinviz train --data survey.nc --val held.nc --out runs/clusters --twin-weight 0.1 --twin-set members.nc
   twinviz train --out runs/fader --resume --epochs 60       # continue (and extend) a run
   torchrun --nproc_per_node 2 -m twinviz train --data train.nc --out runs/ddp   # DDP
 
