@@ -210,7 +210,7 @@ def test_the_residual_front_end_subtracts_its_polynomial_and_adds_it_back():
     model = _residual_model(degree=2)
     n = model.config.n_pixels
     rng = np.random.default_rng(0)
-    coef = rng.normal(0, 0.1, (6, n)).astype(np.float32)  # 1, g, g², t, t·g, t² (label_powers order)
+    coef = rng.normal(0, 0.1, (6, n)).astype(np.float32)  # 1, g, g², t, t·g, t² (label_terms order)
     model.set_label_mean(coef)
     flux, teff, logg = _batch()
     u = model.scale_labels(teff, logg)

@@ -21,8 +21,7 @@ from twinviz import files as runfiles
 from twinviz.atomic import file_sha256
 from twinviz.options import Architecture, check_options
 
-__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "label_powers",
-           "MODEL_FORMAT_VERSION"]
+__all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = runfiles.MODEL_WEIGHTS, runfiles.MODEL_CONFIG
@@ -119,7 +118,7 @@ class ModelConfig(Architecture):
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
 
 
-def label_powers(degree: int) -> list[tuple[int, int]]:
+def _label_powers(degree: int) -> list[tuple[int, int]]:
     """(i, j) of the terms t^i g^j, i + j ≤ degree, of the per-pixel polynomial in u = (t, g)."""
     return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
 
@@ -156,7 +155,7 @@ class FaderNetwork(nn.Module):
         self.register_buffer("flux_offset", torch.zeros(p))
         self.register_buffer("flux_scale", torch.ones(p))
         if c.residual_degree:  # per-pixel polynomial in u of the normalised training flux
-            self.register_buffer("label_mean", torch.zeros(len(label_powers(c.residual_degree)), p))
+            self.register_buffer("label_mean", torch.zeros(len(_label_powers(c.residual_degree)), p))
         first = c.basis_dim if c.basis_dim else p
         if c.basis_dim:
             # No bias: the per-pixel mean already sits in flux_offset.
@@ -207,12 +206,15 @@ class FaderNetwork(nn.Module):
                 self.basis_scale[:k].copy_(std.clamp_min(1e-6 * float(std.max())))
 
     def set_label_mean(self, coefficients) -> None:
-        """Fix the per-pixel polynomial in u (``residual_degree``): [n_terms, n_pixels], normalised
-        units, terms ordered as :func:`label_powers`."""
+        """Fix the per-pixel polynomial in u: [terms, n_pixels], normalised units, :meth:`label_terms` order."""
         coef = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
         if not self.config.residual_degree or coef.shape != self.label_mean.shape:
             raise ModelError(f"label-mean coefficients of shape {tuple(coef.shape)} do not fit this model")
         self.label_mean.copy_(coef)
+
+    def label_terms(self, u: torch.Tensor) -> torch.Tensor:
+        """The polynomial's terms tⁱgʲ (i + j ≤ ``residual_degree``) of scaled labels u [B, 2] → [B, terms]."""
+        return torch.cat([u[:, :1] ** i * u[:, 1:] ** j for i, j in _label_powers(self.config.residual_degree)], 1)
 
     def label_mean_flux(self, u: torch.Tensor | None) -> torch.Tensor | float:
         """The polynomial's normalised flux at scaled labels u [B, 2] → [B, P] (0 without one)."""
@@ -220,8 +222,7 @@ class FaderNetwork(nn.Module):
             return 0.0
         if u is None:
             raise ModelError("this model subtracts a polynomial in (Teff, logg) from the flux: pass u")
-        t, g = u[:, :1].float(), u[:, 1:].float()
-        return torch.cat([t ** i * g ** j for i, j in label_powers(self.config.residual_degree)], 1) @ self.label_mean
+        return self.label_terms(u.float()) @ self.label_mean
 
     def normalise_flux(self, flux: torch.Tensor, mask: torch.Tensor | None = None,
                        u: torch.Tensor | None = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from twinviz.model import FaderNetwork, ModelConfig, label_powers
+from twinviz.model import FaderNetwork, ModelConfig
 
 from twinviz.training.config import TrainConfig
 
@@ -69,8 +69,7 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
 def _fit_label_mean(model: FaderNetwork, x: np.ndarray, good: np.ndarray, u: torch.Tensor) -> np.ndarray:
     """Fit the model's per-pixel polynomial in u to the normalised flux x [N, P] by least squares
     over each pixel's unmasked stars (``good``), set it, and return the residual (0 where masked)."""
-    t, g = u[:, 0].double().numpy(), u[:, 1].double().numpy()
-    phi = np.stack([t ** i * g ** j for i, j in label_powers(model.config.residual_degree)], axis=1)  # [N, T]
+    phi = model.label_terms(u.double()).numpy()  # [N, T]
     w = good.astype(np.float64)
     pairs = (phi[:, :, None] * phi[:, None, :]).reshape(len(phi), -1)  # [N, T²]
     gram = (w.T @ pairs).reshape(-1, phi.shape[1], phi.shape[1])      # [P, T, T]

@@ -147,8 +147,9 @@ class Trainer:
         if hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
                      self.model.config.basis_dim)
-            self.twins and self.twins.project(self.model)
-        self.twin_batches = self.twins and _cycle(self.twins)
+            if self.twins:
+                self.twins.project(self.model)
+        self.twin_batches = _cycle(self.twins) if self.twins else None
         ae = _Autoencoder(self.model)
         self.ae_params = [q for q in ae.parameters() if q.requires_grad]
         # Fused Adam: on CPU the per-parameter update of the wide basis layers otherwise costs
