@@ -7,9 +7,10 @@
 Matrix: population {giants, dwarfs} × chemistry {independent, low-d} × noise {noiseless,
 SNR 50 with the ``realistic`` nuisance preset}. Per cell, one training set, one validation set
 (best epoch, the polynomial-PCA baseline's degree and components) and one held-out test set are
-simulated with fixed seeds; for every training seed a fader network (TrainConfig defaults) and
-the λ = 0 conditional autoencoder (the same, adversary weight 0) are trained with the same budget,
-and each is scored on the test set beside the pixel baselines (polynomial residuals, polynomial
+simulated with fixed seeds; for every training seed a fader network (TrainConfig defaults, no twin
+term), the λ = 0 conditional autoencoder (the same, adversary weight 0; ``--lambda0-seeds`` limits
+it to some seeds) and the *many* network (the defaults with the twin term, μ = ``TWIN_WEIGHT``) are
+trained with the same budget, and each is scored on the test set beside the pixel baselines (polynomial residuals, polynomial
 residuals on principal components, raw flux), the twin-supervised baseline (the same residuals
 in a twin metric learned from the training twins: the fair peer of a model ranked in its twin
 metric) and the oracle. Nothing is tuned on the test split.
@@ -17,7 +18,7 @@ metric) and the oracle. Nothing is tuned on the test split.
 Three supervision regimes, each beside its fair peer (benchmarks/regimes.py, docs/model.md
 "Supervision regimes"): none (raw z; baselines that never see a twin), few (a twin metric from
 25 open-cluster-like groups of ≤ 200 stars in all, ``few.nc``; RSCA-like peer), many (the training
-twins). Every row also has its doppelganger rate, and each cell its information limit (the
+twins: the network trained with the twin term, ranked in its twin metric). Every row also has its doppelganger rate, and each cell its information limit (the
 Cramér–Rao bound of the test spectra, twinviz/evaluation/information.py) and every row's share of it. A report scored with an older twin
 metric (``METRIC_VERSION``) is refitted and scored again; the trained networks are kept.
 
@@ -78,8 +79,10 @@ def dataset(cell: dict, split: str, pairs: int, root: Path) -> Path:
     return path
 
 
-def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversary_weight=None,
+def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, overrides: dict | None = None,
             settings: dict | None = None, device: str = "auto") -> tuple[Path, float]:
+    """Train (or reuse) one network: TrainConfig defaults, then ``overrides`` (the training's own
+    fields, :data:`TRAININGS`), then the suite's ``--set`` settings. Returns (model dir, wall s)."""
     from twinviz.atomic import write_text_atomic
     from twinviz.training import TrainConfig, train
 
@@ -87,9 +90,7 @@ def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, adversa
     if (out / "model" / "model.safetensors").exists() and timing.exists():
         _twin_metric_of(out, data, settings, device)
         return out / "model", json.loads(timing.read_text())["seconds"]
-    kw = dict(settings or {})
-    if adversary_weight is not None:
-        kw["adversary_weight"] = adversary_weight
+    kw = {**(overrides or {}), **(settings or {})}
     t0 = time.perf_counter()
     train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), epochs=epochs, seed=seed,
                       num_threads=threads, progress=False, device=device, **kw), overwrite=True)
@@ -126,12 +127,24 @@ def prepare_cell(cell: dict, sizes: dict, out: Path) -> tuple[dict, dict]:
     return data, json.loads(choice_path.read_text())
 
 
-METHODS = {"fader": None, "lambda0": 0.0}  # training name → adversary weight (None: the default)
+# μ of the *many* network's twin term: the value of the front-end study (benchmarks/study_frontend.py,
+# quick size, validation split), where it raised the many regime's rank 1 in every cell it ran.
+TWIN_WEIGHT = 0.1
+# Trainings per seed: name → TrainConfig fields (``--set`` settings are applied on top).
+TRAININGS = {"fader": {"twin_weight": 0.0}, "lambda0": {"adversary_weight": 0.0, "twin_weight": 0.0},
+             "fader_twin": {"twin_weight": TWIN_WEIGHT}}
+# The two trainings ``score_seed`` needs (the *many* network is scored by regimes.score_many_twin).
+METHODS = ("fader", "lambda0")
+
+
+def seed_trainings(seed: int, lambda0_seeds) -> list[str]:
+    """The trainings of one seed: all three, less λ = 0 where ``lambda0_seeds`` leaves it out."""
+    return [name for name in TRAININGS if name != "lambda0" or lambda0_seeds is None or seed in lambda0_seeds]
 
 
 def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines: bool, trainings: dict,
                queries: int, settings: dict | None, device: str) -> Path:
-    """Score one seed's fader and λ = 0 models on the test split (baselines once per cell)."""
+    """Score one seed's fader (and λ = 0, where trained) models on the test split (baselines once per cell)."""
     from twinviz.evaluation import evaluate, write_report
     from twinviz.bundle import ModelBundle
     from twinviz.spectra.dataset import load_spectra
@@ -139,7 +152,8 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
     report_path = data["test"].parent / f"seed{seed}" / "report.json"
     if scored(report_path):
         return report_path
-    (fader_dir, fader_s), (l0_dir, l0_s) = trainings["fader"], trainings["lambda0"]
+    fader_dir, _ = trainings["fader"]
+    l0_dir = trainings["lambda0"][0] if "lambda0" in trainings else None
     baselines = ("polynomial", "polynomial_pca", "raw_flux", "oracle") if with_baselines else ()
     supervised = None
     if with_baselines:  # the twin-supervised peer of the fader network's twin metric
@@ -147,9 +161,9 @@ def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines
 
         supervised = fit_polynomial_pca_metric(load_spectra(data["train"]), load_spectra(data["val"]))
     report = evaluate(ModelBundle.open(fader_dir), load_spectra(data["test"]),
-                      baseline_model=ModelBundle.open(l0_dir), baselines=baselines,
+                      baseline_model=None if l0_dir is None else ModelBundle.open(l0_dir), baselines=baselines,
                       poly_pca=poly_pca, supervised=supervised, pixel_queries=queries)
-    report.settings.update(train_seconds={"fader": fader_s, "lambda0": l0_s}, seed=seed, metric_version=METRIC_VERSION,
+    report.settings.update(train_seconds={name: trainings[name][1] for name in METHODS if name in trainings}, seed=seed, metric_version=METRIC_VERSION,
                            report_version=REPORT_VERSION,
                            train_settings=settings or {}, train_device=device, machine=machine())
     write_report(report, report_path.parent)
@@ -181,26 +195,30 @@ def machine() -> str:
 
 
 def score_regimes(cell: dict, data: dict, seeds, out: Path, queries: int) -> None:
-    """The *few* rows (each seed's network, and the RSCA-like peer once) and the limit row, each
-    cached in its file (benchmarks/regimes.py)."""
+    """The *few* rows (each seed's network, and the RSCA-like peer once), the *many* network's rows
+    and the limit row, each cached in its file (benchmarks/regimes.py)."""
     root = out / cell["name"]
     for seed in seeds:
         model_dir = root / f"seed{seed}" / "fader" / "model"
         if (model_dir / "model.safetensors").exists():
             regimes.score_few_fader(model_dir, data, root / f"seed{seed}" / "few.json")
+        twin_run = root / f"seed{seed}" / "fader_twin"
+        if (twin_run / "model" / "model.safetensors").exists() and (twin_run / "wall_seconds.json").exists():
+            regimes.score_many_twin(twin_run, data, root / f"seed{seed}" / "many.json", queries)
     regimes.score_few_peer(data, root / "few_peer.json")
     regimes.score_limit(data, root / "limit.json", queries)
 
 
 def collect(cell: dict, sizes: dict, seeds, out: Path) -> dict:
-    results = {"cell": cell, "sizes": sizes, "seeds": {}, "few": {}}
+    results = {"cell": cell, "sizes": sizes, "seeds": {}, "few": {}, "many": {}}
     root = out / cell["name"]
     for seed in seeds:
         report_path = root / f"seed{seed}" / "report.json"
         if report_path.exists():
             results["seeds"][seed] = json.loads(report_path.read_text())
-        if (root / f"seed{seed}" / "few.json").exists():
-            results["few"][seed] = json.loads((root / f"seed{seed}" / "few.json").read_text())
+        for regime in ("few", "many"):
+            if (root / f"seed{seed}" / f"{regime}.json").exists():
+                results[regime][seed] = json.loads((root / f"seed{seed}" / f"{regime}.json").read_text())
     for name in ("few_peer", "limit"):
         path = root / f"{name}.json"
         results[name] = json.loads(path.read_text()) if path.exists() else None
@@ -224,38 +242,39 @@ def _twin_metric_of(out: Path, data: dict, settings: dict | None, device: str) -
 
 
 def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int, settings: dict | None = None,
-             device: str = "auto") -> dict:
+             device: str = "auto", lambda0_seeds=None) -> dict:
     data, poly_pca = prepare_cell(cell, sizes, out)
     for seed in seeds:
+        trainings = {name: trained(data, out / cell["name"] / f"seed{seed}" / name, seed, sizes["epochs"],
+                                   threads, TRAININGS[name], settings=settings, device=device)
+                     for name in seed_trainings(seed, lambda0_seeds)}
         if not scored(out / cell["name"] / f"seed{seed}" / "report.json"):
-            trainings = {name: trained(data, out / cell["name"] / f"seed{seed}" / name, seed, sizes["epochs"],
-                                       threads, weight, settings=settings, device=device)
-                         for name, weight in METHODS.items()}
             score_seed(cell, data, poly_pca, seed, seed == seeds[0], trainings, queries, settings, device)
     score_regimes(cell, data, seeds, out, queries)
     return collect(cell, sizes, seeds, out)
 
 
 def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int, queries: int,
-                 settings: dict | None, device: str, jobs: int) -> list[dict]:
+                 settings: dict | None, device: str, lambda0_seeds=None, jobs: int = 2) -> list[dict]:
     """Every training of every cell and seed as its own task in ``jobs`` processes (lower seeds
-    first), each seed scored as soon as its two trainings are done: the layout for a machine
-    with many cores and one GPU, where the cells' trainings run side by side."""
+    first), each seed's report scored as soon as its fader (and λ = 0) trainings are done: the
+    layout for a machine with many cores and one GPU, where the cells' trainings run side by side."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         prepared = dict(zip([c["name"] for c in chosen],
                             pool.map(prepare_cell, chosen, [sizes] * len(chosen), [out] * len(chosen))))
-        pending, done_trainings = {}, {}
+        pending, done_trainings, needed = {}, {}, {}
         for seed in seeds:
             for cell in chosen:
-                if scored(out / cell["name"] / f"seed{seed}" / "report.json"):
-                    continue
                 data = prepared[cell["name"]][0]
-                for name, weight in METHODS.items():
+                names = seed_trainings(seed, lambda0_seeds)
+                needed[(cell["name"], seed)] = (set() if scored(out / cell["name"] / f"seed{seed}" / "report.json")
+                                                else {n for n in names if n in METHODS})
+                for name in names:
                     future = pool.submit(trained, data, out / cell["name"] / f"seed{seed}" / name, seed,
-                                         sizes["epochs"], threads, weight, settings, device)
+                                         sizes["epochs"], threads, TRAININGS[name], settings, device)
                     pending[future] = ("train", cell, seed, name)
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -268,7 +287,7 @@ def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int
                 print(f"{cell['name']} seed {seed} {name}: trained in {result[1]:.0f} s", flush=True)
                 trainings = done_trainings.setdefault((cell["name"], seed), {})
                 trainings[name] = result
-                if len(trainings) == len(METHODS):
+                if name in needed[(cell["name"], seed)] and needed[(cell["name"], seed)] <= set(trainings):
                     data, poly_pca = prepared[cell["name"]]
                     future = pool.submit(score_seed, cell, data, poly_pca, seed, seed == seeds[0], trainings,
                                          queries, settings, device)
@@ -308,6 +327,10 @@ def summarize(result: dict) -> dict:
             seconds.setdefault(key, []).append(s)
     for row in result.get("few", {}).values():
         add("fader_few", row)
+    for row in result.get("many", {}).values():
+        add("fader_twin", row["metric"])
+        add("fader_twin_raw_z", row["raw_z"])
+        seconds.setdefault("fader_twin", []).append(row["train_seconds"])
     if result.get("few_peer"):
         add("polynomial_pca_few", result["few_peer"])
     for row in (result.get("limit") or {}).get("draws", []):
@@ -322,21 +345,29 @@ REGIME_ROWS = (
     ("limit", ("limit",)),
     ("none", ("fader_raw_z", "lambda0_raw_z", "polynomial_pca", "polynomial", "raw_flux")),
     ("few", ("fader_few", "polynomial_pca_few")),
-    ("many", ("fader", "lambda0", "polynomial_pca_metric")),
+    ("many", ("fader_twin", "fader_twin_raw_z", "fader", "lambda0", "polynomial_pca_metric")),
     ("labels", ("oracle",)),
 )
-# Issue 25's targets: (fader row, peers, factor) per regime; the none target binds only where the
-# limit row is ≥ 20 % rank 1.
-TARGETS = {"none": ("fader_raw_z", UNSUPERVISED, 2.0), "few": ("fader_few", ("polynomial_pca_few",), 1.5),
-           "many": ("fader", SUPERVISED, 0.97)}
+# Issue 25's targets: (fader rows, peers, factor) per regime — the first fader row present is the
+# regime's (many: the twin-term network; suites run before it existed: the none network's metric);
+# the none target binds only where the limit row is ≥ 20 % rank 1.
+TARGETS = {"none": (("fader_raw_z",), UNSUPERVISED, 2.0), "few": (("fader_few",), ("polynomial_pca_few",), 1.5),
+           "many": (("fader_twin", "fader"), SUPERVISED, 0.97)}
 ROW_NAMES = {"fader_raw_z": "fader, raw z", "lambda0_raw_z": "λ = 0, raw z", "fader_few": "fader z, few-twin metric",
              "polynomial_pca_few": "polynomial_pca, few-twin metric (RSCA-like)", "fader": "fader, twin metric",
-             "lambda0": "λ = 0, twin metric", "limit": "limit (Cramér–Rao)"}
+             "lambda0": "λ = 0, twin metric", "limit": "limit (Cramér–Rao)",
+             "fader_twin": f"fader + twin term (μ {TWIN_WEIGHT}), twin metric",
+             "fader_twin_raw_z": "fader + twin term, raw z"}
+
+
+def target_row(summary: dict, regime: str) -> str | None:
+    """The regime's fader row: the first of its TARGETS rows that the summary has."""
+    return next((k for k in TARGETS[regime][0] if summary.get(k)), None)
 
 
 def target_text(summary: dict, regime: str) -> str:
     """"2.3× polynomial_pca (≥ 2×: met)" for the regime's fader row against its strongest peer."""
-    key, peers, factor = TARGETS[regime]
+    key, (_, peers, factor) = target_row(summary, regime), TARGETS[regime]
     present = [k for k in peers if summary.get(k) and summary[k]["rank1"][0] is not None]
     if not summary.get(key) or not present:
         return ""
@@ -372,8 +403,10 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
              "that never see a twin; **few** — the same network's z ranked in a twin metric learned from "
              f"{regimes.FEW_GROUPS} open-cluster-like groups of at most {regimes.FEW_MAX_STARS} stars in all (the "
              "metric is the only place the few twins enter), beside polynomial-PCA residuals in a metric learned "
-             "by the same procedure from the same few (RSCA-like); **many** — the model's twin metric from the "
-             "training twins, beside polynomial-PCA residuals in a metric from the same twins. **limit**: the "
+             "by the same procedure from the same few (RSCA-like); **many** — the training twins: a network trained "
+             f"with the twin term (μ = {TWIN_WEIGHT}) ranked in its twin metric (its raw z and the *none* network in "
+             "the same kind of metric below it), beside polynomial-PCA residuals in a metric from the same twins. "
+             "**limit**: the "
              "Cramér–Rao information limit of the test spectra (mean ± sd over 3 draws; noiseless: 100 %). "
              "Network rows: mean ± sd over training seeds; deterministic baselines: one value. Doppelganger "
              "rate: the fraction of random non-twin pairs at a distance ≤ the median twin-pair distance (lower "
@@ -396,9 +429,9 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
                 m = summary[key]
                 minutes = s["seconds"].get(key.replace("_raw_z", "").replace("_few", ""))
                 mins = f"{minutes[0] / 60:.1f}" if minutes and minutes[0] is not None and key in (
-                    "fader", "lambda0", "fader_raw_z", "lambda0_raw_z", "fader_few") else ""
+                    "fader", "lambda0", "fader_raw_z", "lambda0_raw_z", "fader_few", "fader_twin") else ""
                 share = f"{m['rank1'][0] / limit:.2f}" if limit and m["rank1"][0] is not None and key != "limit" else ""
-                target = target_text(summary, regime) if regime in TARGETS and key == TARGETS[regime][0] else ""
+                target = target_text(summary, regime) if regime in TARGETS and key == target_row(summary, regime) else ""
                 lines.append(f"| {name} | {regime} | {ROW_NAMES.get(key, key)} | {s['n'][key]} | {pct(m['rank1'])} | "
                              f"{pct(m['within_0p1'])} | {pct(m['within_1'])} | {pct(m['doppelganger_rate'], 2)} | "
                              f"{share} | {mins} | {target} |")
@@ -473,7 +506,9 @@ def main(argv=None) -> int:
                         help="TrainConfig fields for every training (JSON values), e.g. adversary_weight=0.1")
     parser.add_argument("--device", default="auto", help="training device (auto: CUDA when present)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="processes: every training (cell × seed × fader/λ=0) is its own task")
+                        help="processes: every training (cell × seed × fader/λ=0/twin term) is its own task")
+    parser.add_argument("--lambda0-seeds", nargs="*", type=int, default=None,
+                        help="seeds whose λ = 0 network is trained (default: every seed)")
     parser.add_argument("--limit-only", action="store_true",
                         help="only each cell's information limit (simulates the test split; no training)")
     args = parser.parse_args(argv)
@@ -495,7 +530,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown cell in {args.cells}; known: {known}")
     results = []
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device)
+    run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device, args.lambda0_seeds)
     if args.limit_only:
         for cell in chosen:
             t0 = time.perf_counter()

@@ -23,6 +23,7 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
     assert set(rows) == {("limit", "limit (Cramér–Rao)"), ("none", "fader, raw z"), ("none", "λ = 0, raw z"),
                          ("none", "polynomial_pca"), ("none", "polynomial"), ("none", "raw_flux"),
                          ("few", "fader z, few-twin metric"), ("few", "polynomial_pca, few-twin metric (RSCA-like)"),
+                         ("many", "fader + twin term (μ 0.1), twin metric"), ("many", "fader + twin term, raw z"),
                          ("many", "fader, twin metric"), ("many", "λ = 0, twin metric"),
                          ("many", "polynomial_pca_metric"), ("labels", "oracle")}
     for (regime, _), cells in rows.items():
@@ -31,7 +32,8 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
             assert cells[8].strip() != ""  # … and its share of the limit
     assert rows[("limit", "limit (Cramér–Rao)")][3] == "3"  # three draws
     for regime in ("none", "few", "many"):  # each regime's network row carries its target's verdict
-        key = {"none": "fader, raw z", "few": "fader z, few-twin metric", "many": "fader, twin metric"}[regime]
+        key = {"none": "fader, raw z", "few": "fader z, few-twin metric",
+               "many": "fader + twin term (μ 0.1), twin metric"}[regime]
         assert "×" in rows[(regime, key)][10]
     assert 'TrainConfig defaults except {"latent_dim": 8}' in table
     cell = tmp_path / "out" / "smoke" / "dwarfs-lowd-snr50-realistic"
@@ -39,9 +41,12 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
     assert few["few_groups"] <= 25 and few["few_stars"] <= 200  # open-cluster scale
     limit = json.loads((cell / "limit.json").read_text())
     assert limit["info"]["nuisances_marginalised"] == ["vmicro", "vbroad", "rv", "continuum"]
-    for method in ("fader", "lambda0"):  # --set reaches both trainings
+    assert "×" not in rows[("many", "fader, twin metric")][10]  # the none network's metric: no verdict
+    for method, mu in (("fader", 0.0), ("lambda0", 0.0), ("fader_twin", 0.1)):  # --set reaches every training
         config = json.loads((cell / "seed0" / method / "model" / "config.json").read_text())
         assert config["latent_dim"] == 8
+        run_config = json.loads((cell / "seed0" / method / "config.json").read_text())
+        assert run_config["twin_weight"] == mu  # only the many network's loss sees a twin
     weights = cell / "seed0" / "fader" / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -64,6 +64,9 @@ def test_a_run_with_the_twin_term_logs_it_and_pulls_twins_together(tmp_path):
         out[weight] = epochs[-1]["val_rank1"]
         if weight:
             assert steps[-1]["twin"] < steps[0]["twin"]
+        # with training twins and the term off, the log says how to use them (and only then)
+        hint = "has training twins and the twin term is off"
+        assert (hint in (run / "train.log").read_text()) == (not weight)
     assert out[1.0] >= out[0.0]  # the twin term does not make the raw-z twin search worse here
 
 

@@ -250,6 +250,10 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
             raise TrainConfigError(f"{path}: group: --twin-weight needs training twins (stars sharing a "
                                    f"`group` id) to fill batches of {config.batch_size}; this file has "
                                    f"{len(pairs)} pair(s). Fix: --twin-weight 0, or training data with groups")
+    elif logger and not config.twin_set and len(twin_pairs(ds["group"].values)) * 2 >= config.batch_size:
+        logger.info("%s has training twins and the twin term is off (the paper's objective; z never sees a "
+                    "twin); to use them in the loss too, as the suite's *many* regime does: --twin-weight 0.1 "
+                    "(docs/model.md)", path)
     return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
                        floor=config.flux_err_floor, pairs=pairs), ds
 
