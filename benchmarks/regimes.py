@@ -161,11 +161,9 @@ def score_many_twin(run_dir: Path, data: dict, out: Path, queries: int) -> dict:
     keep = ("rank1", "within_0p1", "within_1", "doppelganger_rate", "n_ranked", "label")
     rows = {name: {k: methods[key][k] for k in keep} for name, key in
             (("metric", "fader"), ("raw_z", "fader_raw_z" if "fader_raw_z" in methods else "fader"))}
-    result = {**rows,
-              "train_seconds": json.loads((run_dir / "wall_seconds.json").read_text())["seconds"],
-              "config": json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else None,
+    result = {**rows, "train_seconds": json.loads((run_dir / "wall_seconds.json").read_text())["seconds"],
               "seconds": time.perf_counter() - t0}
-    write_text_atomic(out, json.dumps(result, indent=2, default=str))
+    write_text_atomic(out, json.dumps(result, indent=2))
     return result
 
 
