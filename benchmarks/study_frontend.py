@@ -44,6 +44,16 @@ VARIANTS = {  # TrainConfig overrides
     "resid3-whiten-twin": {"residual_degree": 3, "basis_whiten": True, "twin_weight": 0.1},
     "default-twin": {"twin_weight": 0.1},
     "default-fewtwins": {"twin_weight": 0.1, "twin_set": FEW},
+    # the rest of the study list on the new front end (2026-12-07, fourth pass)
+    "latent16": {"latent_dim": 16},
+    "latent64": {"latent_dim": 64},
+    "adv0.003": {"adversary_weight": 0.003},
+    "adv0.03": {"adversary_weight": 0.03},
+    "basis512": {"basis_dim": 512},
+    "basis1024": {"basis_dim": 1024},
+    "basis-trainable": {"basis_trainable": True},  # a learned linear front end, PCA-initialised
+    "epochs2x": {"epochs": "2x"},  # twice the size's epochs
+    "conv8": {"conv_channels": 8},  # a learned convolutional front end beside the basis
 }
 FAIR = {"twin_set": "few", "twin_weight": "many"}  # a loss with twins is fair in this regime only
 
@@ -83,10 +93,12 @@ def run_one(task: dict) -> dict:
     torch.set_num_threads(task["threads"])
     data, peers = task["data"], task["peers"]
     out = Path(task["run_dir"])
-    overrides = {k: (str(data["few"]) if v == FEW else v) for k, v in VARIANTS[task["variant"]].items()}
+    overrides = {"epochs": task["epochs"]}
+    for key, value in VARIANTS[task["variant"]].items():
+        overrides[key] = str(data["few"]) if value == FEW else 2 * task["epochs"] if value == "2x" else value
     t0 = time.perf_counter()
-    train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), epochs=task["epochs"],
-                      seed=task["seed"], num_threads=task["threads"], progress=False, **overrides), overwrite=True)
+    train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), seed=task["seed"],
+                      num_threads=task["threads"], progress=False, **overrides), overwrite=True)
     seconds = time.perf_counter() - t0
     bundle = ModelBundle.open(out / "model")
     val, few = load_spectra(data["val"]), load_spectra(data["few"])
@@ -102,8 +114,8 @@ def run_one(task: dict) -> dict:
             "fair": fair[:1] or ["none", "few", "many"], "val": scores, "peers": peers}
 
 
-def summarise(rows: list[dict]) -> tuple[list[str], list[str]]:
-    """Per-cell rows (mean over seeds) and geometric-mean ratios to old-default per regime."""
+def summarise(rows: list[dict], reference: str = "old-default") -> tuple[list[str], list[str]]:
+    """Per-cell rows (mean over seeds) and geometric-mean ratios to ``reference`` per regime."""
     by = defaultdict(list)
     for r in rows:
         by[(r["cell"], r["variant"])].append(r)
@@ -127,7 +139,7 @@ def summarise(rows: list[dict]) -> tuple[list[str], list[str]]:
     for variant in VARIANTS:
         logs, n = defaultdict(list), 0
         for cell in cells:
-            a, b = by.get((cell, variant)), by.get((cell, "old-default"))
+            a, b = by.get((cell, variant)), by.get((cell, reference))
             seeds = {r["seed"] for r in a or []} & {r["seed"] for r in b or []}
             if not seeds:
                 continue
@@ -143,17 +155,18 @@ def summarise(rows: list[dict]) -> tuple[list[str], list[str]]:
     return table, geo
 
 
-def render(rows: list[dict], size: str) -> str:
-    table, geo = summarise(rows)
+def render(rows: list[dict], size: str, reference: str = "old-default") -> str:
+    table, geo = summarise(rows, reference)
     lines = [f"# Front-end study ({size} size, validation split)", "",
              "Written by `benchmarks/study_frontend.py` (docs/model.md, \"The front end and the twin term\"). "
              "Rank 1 %, mean over the seeds; peers in parentheses (none: strongest unsupervised pixel "
              "baseline; few: RSCA-like); [brackets]: the variant's loss used twins that this regime does not "
              "have, so the number is not a fair row.", "",
              "| cell | variant | seeds | none | few | many | train s |", "|---|---|---|---|---|---|---|", *table, "",
-             "Geometric mean over the cells of the ratio to `old-default` (fair regimes only):", "",
+             f"Geometric mean over the cells of the ratio to `{reference}` (fair regimes only):", "",
              "| variant | cells | none | few | many |", "|---|---|---|---|---|", *geo, "",
-             "Variants: " + "; ".join(f"`{k}` = {v or 'the defaults'}" for k, v in VARIANTS.items())]
+             "Variants: " + "; ".join(f"`{k}` = {v or 'the defaults'}" for k, v in VARIANTS.items()
+                                      if any(r["variant"] == k for r in rows))]
     return "\n".join(lines) + "\n"
 
 
@@ -167,9 +180,10 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per training")
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--reference", default="old-default", help="the variant the geometric means divide by")
     parser.add_argument("--report", type=Path, default=None, help="markdown file to write (default: print)")
     args = parser.parse_args(argv)
-    unknown = set(args.variants) - set(VARIANTS)
+    unknown = (set(args.variants) | {args.reference}) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     chosen = [c for c in bs.cells() if args.cells is None or c["name"] in args.cells]
@@ -195,7 +209,7 @@ def main(argv=None) -> int:
                     fh.write(json.dumps(row) + "\n")
                 print(f"{row['cell']} {row['variant']} seed {row['seed']}: "
                       + ", ".join(f"{k} {100 * v:.1f} %" for k, v in row["val"].items()), flush=True)
-    text = render(rows, args.size)
+    text = render(rows, args.size, args.reference)
     if args.report:
         args.report.write_text(text)
     else:

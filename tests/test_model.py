@@ -158,7 +158,7 @@ def test_invalid_config_is_refused_up_front():
 def test_architecture_options_are_declared_once_for_model_and_training():
     import dataclasses
 
-    from twinviz.model import _ACTIVATIONS
+    from twinviz.layers import ACTIVATIONS
     from twinviz.options import Architecture, meta
     from twinviz.training.config import TrainConfig
 
@@ -168,7 +168,7 @@ def test_architecture_options_are_declared_once_for_model_and_training():
         own = {f.name: f for f in dataclasses.fields(cls) if f.name in shared}
         assert {n: f.metadata for n, f in own.items()} == {n: f.metadata for n, f in shared.items()}
     # every activation a config may declare is one the network can build, and no other
-    assert set(meta(shared["activation"], "choices")) == set(_ACTIVATIONS)
+    assert set(meta(shared["activation"], "choices")) == set(ACTIVATIONS)
     with pytest.raises(ModelError, match="activation"):
         ModelConfig(n_pixels=10, activation="relu")
 
@@ -186,7 +186,7 @@ def test_saved_configs_of_the_demo_still_load():
     saved = json.loads((demo / "train_config.json").read_text())
     # written before residual_degree existed: loads as the run it was (no polynomial subtracted)
     assert "residual_degree" not in saved and train_config.residual_degree == 0
-    assert json.loads(train_config.to_json()) == {**saved, "residual_degree": 0, "twin_set": None}
+    assert json.loads(train_config.to_json()) == {**saved, "residual_degree": 0, "twin_set": None, "conv_channels": 0}
 
 
 def test_weights_with_bytes_flipped_mid_file_are_refused_naming_the_file_and_the_fix(tmp_path):

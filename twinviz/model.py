@@ -19,6 +19,7 @@ from torch import nn
 
 from twinviz import files as runfiles
 from twinviz.atomic import file_sha256
+from twinviz.layers import CONV_FEATURES, ConvFrontEnd, LabelMLP, label_powers
 from twinviz.options import Architecture, check_options
 
 __all__ = ["FaderNetwork", "ModelConfig", "ModelError", "encode_arrays", "file_sha256", "MODEL_FORMAT_VERSION"]
@@ -39,8 +40,8 @@ class ModelError(ValueError):
 class ModelConfig(Architecture):
     """Everything that defines a fader network besides its weights (saved as config.json).
 
-    The architecture options — latent_dim, basis_dim, basis_trainable, basis_whiten, hidden,
-    adversary_hidden, activation, adversary_mode, flux_scaling — are declared (with their help,
+    The architecture options — latent_dim, basis_dim, basis_trainable, basis_whiten, conv_channels,
+    hidden, adversary_hidden, activation, adversary_mode, flux_scaling — are declared (with their help,
     choices and bounds) once in :class:`twinviz.options.Architecture`, shared with
     ``TrainConfig``. In a model, ``flux_scaling`` only records how ``flux_offset``/``flux_scale``
     were set. The rest are fixed from the training data when training starts:
@@ -114,33 +115,6 @@ class ModelConfig(Architecture):
         return cls(**data)
 
 
-# One per choice of Architecture.activation (tests/test_model.py checks they agree).
-_ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU}
-
-
-def _label_powers(degree: int) -> list[tuple[int, int]]:
-    """(i, j) of the terms t^i g^j, i + j ≤ degree, of the per-pixel polynomial in u = (t, g)."""
-    return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
-
-
-class _MLP(nn.Module):
-    """MLP; when ``n_cond`` > 0 every linear layer also sees the conditioning labels u
-    (cheap: 2 extra inputs per layer, and the label information cannot be washed out)."""
-
-    def __init__(self, sizes: list[int], activation: str, n_cond: int = 2):
-        super().__init__()
-        self.n_cond = n_cond
-        self.layers = nn.ModuleList(nn.Linear(a + n_cond, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.act = _ACTIVATIONS[activation]()
-
-    def forward(self, h: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            h = layer(torch.cat([h, u.to(h.dtype)], dim=1) if self.n_cond else h)
-            if i < len(self.layers) - 1:
-                h = self.act(h)
-        return h
-
-
 class FaderNetwork(nn.Module):
     """Conditional encoder E(x,u)→z, conditional decoder D(z,u)→x̂ and latent adversary A(z).
 
@@ -155,7 +129,7 @@ class FaderNetwork(nn.Module):
         self.register_buffer("flux_offset", torch.zeros(p))
         self.register_buffer("flux_scale", torch.ones(p))
         if c.residual_degree:  # per-pixel polynomial in u of the normalised training flux
-            self.register_buffer("label_mean", torch.zeros(len(_label_powers(c.residual_degree)), p))
+            self.register_buffer("label_mean", torch.zeros(len(label_powers(c.residual_degree)), p))
         first = c.basis_dim if c.basis_dim else p
         if c.basis_dim:
             # No bias: the per-pixel mean already sits in flux_offset.
@@ -165,10 +139,14 @@ class FaderNetwork(nn.Module):
             if not c.basis_trainable:
                 self.to_basis.weight.requires_grad_(False)
                 self.from_basis.weight.requires_grad_(False)
-        self.encoder = _MLP([first, *c.hidden, c.latent_dim], c.activation)
-        self.decoder = _MLP([c.latent_dim, *reversed(c.hidden), first], c.activation)
+        # The convolutional front end, when on, adds its features to the encoder's input only:
+        # the decoder still ends in the basis (or pixels), so the loss is unchanged.
+        self.conv = ConvFrontEnd(p, c.conv_channels, c.activation) if c.conv_channels else None
+        self.encoder = LabelMLP([first + (CONV_FEATURES if c.conv_channels else 0), *c.hidden, c.latent_dim],
+                            c.activation)
+        self.decoder = LabelMLP([c.latent_dim, *reversed(c.hidden), first], c.activation)
         # The adversary sees z only: it must predict u from it.
-        self.adversary = _MLP([c.latent_dim, *c.adversary_hidden, c.n_classes], c.activation, n_cond=0)
+        self.adversary = LabelMLP([c.latent_dim, *c.adversary_hidden, c.n_classes], c.activation, n_cond=0)
         self.register_buffer("_teff_edges", torch.tensor(c.teff_bin_edges[1:-1], dtype=torch.float32))
         self.register_buffer("_logg_edges", torch.tensor(c.logg_bin_edges[1:-1], dtype=torch.float32))
 
@@ -214,7 +192,7 @@ class FaderNetwork(nn.Module):
 
     def label_terms(self, u: torch.Tensor) -> torch.Tensor:
         """The polynomial's terms tⁱgʲ (i + j ≤ ``residual_degree``) of scaled labels u [B, 2] → [B, terms]."""
-        return torch.cat([u[:, :1] ** i * u[:, 1:] ** j for i, j in _label_powers(self.config.residual_degree)], 1)
+        return torch.cat([u[:, :1] ** i * u[:, 1:] ** j for i, j in label_powers(self.config.residual_degree)], 1)
 
     def label_mean_flux(self, u: torch.Tensor | None) -> torch.Tensor | float:
         """The polynomial's normalised flux at scaled labels u [B, 2] → [B, P] (0 without one)."""
@@ -264,11 +242,18 @@ class FaderNetwork(nn.Module):
     # --- the three networks ---------------------------------------------------------------
     def encode_normalised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """E on network units: x [B, P] normalised flux, u [B, 2] scaled labels → z [B, latent]."""
-        return self.encode_basis(self.to_basis(x), u) if self.config.basis_dim else self.encoder(x, u)
+        h = self.to_basis(x) / self.basis_scale.to(x.dtype) if self.config.basis_dim else x
+        if self.conv is not None:
+            h = torch.cat([h, self.conv(x)], dim=1)
+        return self.encoder(h, u)
 
     def encode_basis(self, coef: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """E from basis coefficients ``to_basis(x_n)`` [B, basis_dim] (what the trainer
-        precomputes when the basis is frozen) → z [B, latent]."""
+        precomputes when the basis is frozen) → z [B, latent]. Not for a model with a
+        convolutional front end, whose encoder also needs the pixels."""
+        if self.conv is not None:
+            raise ModelError("this model's encoder has a convolutional front end: encode the flux "
+                             "(encode_normalised), not basis coefficients")
         return self.encoder(coef / self.basis_scale.to(coef.dtype), u)
 
     def decode_basis(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -122,6 +122,9 @@ class Architecture:
     residual_degree: int = option(3, help="subtract a per-pixel polynomial of this degree in (Teff, logg), "
                                   "fitted on the training flux, before the basis (0: off)",
                                   at_least=0, limits=(0, 6), group="model")
+    conv_channels: int = option(0, help="learned convolutional front end: channels of two 1-D convolutions "
+                                "over the residual flux, whose features the encoder sees beside the basis "
+                                "coefficients (0: off)", at_least=0, limits=(0, 64), group="model")
     hidden: list[int] = option(factory=lambda: [1024, 512], help="encoder hidden widths after the "
                                "basis, comma-separated (the decoder mirrors them)",
                                limits=(1, 8192), max_items=8, group="model")

@@ -460,3 +460,29 @@ def test_a_residual_front_end_fits_its_polynomial_on_the_training_flux_even_with
         x = model.normalise_flux(torch.from_numpy(flux), torch.from_numpy(mask), u)
     assert float(x[:, 7].abs().max()) < 1e-3
     assert model.config.residual_degree == 3 and model.label_mean.shape == (10, flux.shape[1])
+
+
+def test_a_convolutional_front_end_trains_on_the_pixels_and_round_trips(data, tmp_path):
+    from twinviz.model import ModelError
+    from twinviz.spectra.dataset import load_spectra
+
+    trainer = Trainer(_config(data, tmp_path / "r", epochs=2, val=None, conv_channels=4))
+    before = {k: v.clone() for k, v in trainer.model.conv.state_dict().items()}
+    assert getattr(trainer.source, "coef", None) is None  # the encoder needs the pixels: not projected
+    run = trainer.fit()
+    model = FaderNetwork.from_pretrained(Path(run) / "model")
+    assert model.config.conv_channels == 4
+    after = model.conv.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # the filters were trained
+    ds = load_spectra(data["train"])
+    flux = torch.from_numpy(ds["flux"].values[:16])
+    teff = torch.tensor(ds["teff"].values[:16], dtype=torch.float32)
+    logg = torch.tensor(ds["logg"].values[:16], dtype=torch.float32)
+    with torch.no_grad():
+        z = model.encode(flux, teff, logg)
+        # the conv features enter the encoder: replacing them by a constant changes z
+        model.conv.proj.weight.zero_()
+        model.conv.proj.bias.fill_(5.0)
+        assert not torch.allclose(model.encode(flux, teff, logg), z)
+    with pytest.raises(ModelError, match="convolutional front end"):
+        model.encode_basis(torch.zeros(16, model.config.basis_dim), model.scale_labels(teff, logg))

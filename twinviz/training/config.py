@@ -31,8 +31,8 @@ class TrainConfig(Architecture):
     Data
       data: training spectra (.nc or .zarr); val: validation spectra (optional); out: run dir.
     Model (the architecture fields are twinviz.options.Architecture, shared with ModelConfig)
-      latent_dim, basis_dim, basis_trainable, basis_whiten, hidden, adversary_hidden, activation, adversary_mode
-      ("joint"|"separate"), teff_bins / logg_bins (number of adversary bins), bin_edges
+      latent_dim, basis_dim, basis_trainable, basis_whiten, conv_channels, hidden, adversary_hidden,
+      activation, adversary_mode ("joint"|"separate"), teff_bins / logg_bins (number of adversary bins), bin_edges
       ("quantile": equal-count bins of the training labels, so chance accuracy ≈ 1/bins;
       "uniform": equal-width), flux_scaling ("global"|"pixel").
     Objective (docs/science.md, Method)

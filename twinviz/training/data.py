@@ -89,7 +89,8 @@ class ArraySource:
         Only valid when the loss weights are uniform: then the pixel MSE of x̂ = Vᵀĉ equals
         (‖ĉ − c‖² + ‖x − Vᵀc‖²)/P for the orthonormal basis V. Returns whether it projected.
         """
-        if self.weight is not None or not model.config.basis_dim or model.config.basis_trainable:
+        c = model.config
+        if self.weight is not None or not c.basis_dim or c.basis_trainable or c.conv_channels:
             return False
         n = len(self.teff)
         coef = np.empty((n, model.config.basis_dim), dtype=np.float32)

@@ -27,7 +27,8 @@ def build_model(config: TrainConfig, ds, *, logger=None, stats_stars: int = 2000
     mc = ModelConfig(
         n_pixels=int(ds.sizes["wavelength"]), grid_id=grid_id(ds["wavelength"].values),
         latent_dim=config.latent_dim, basis_dim=config.basis_dim, basis_trainable=config.basis_trainable,
-        basis_whiten=config.basis_whiten, residual_degree=config.residual_degree, hidden=config.hidden,
+        basis_whiten=config.basis_whiten, residual_degree=config.residual_degree,
+        conv_channels=config.conv_channels, hidden=config.hidden,
         adversary_hidden=config.adversary_hidden, activation=config.activation,
         teff_range=[float(teff.min()), float(max(teff.max(), teff.min() + 1.0))],
         logg_range=[float(logg.min()), float(max(logg.max(), logg.min() + 0.01))],

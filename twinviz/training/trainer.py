@@ -73,6 +73,8 @@ class _Autoencoder(nn.Module):
         if model.config.basis_dim:
             self.to_basis, self.from_basis = model.to_basis, model.from_basis
         self.encoder, self.decoder = model.encoder, model.decoder
+        if model.conv is not None:
+            self.conv = model.conv
 
     def forward(self, inp, u, in_basis: bool = False):
         """inp: normalised flux [B, P], or frozen-basis coefficients [B, K] when in_basis."""
