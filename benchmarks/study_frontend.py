@@ -56,6 +56,9 @@ VARIANTS = {  # TrainConfig overrides
     "conv8": {"conv_channels": 8},  # a learned convolutional front end beside the basis
     "fewtwins0.03": {"twin_weight": 0.03, "twin_set": FEW},  # the few twins in the loss, weaker
     "fewtwins0.01": {"twin_weight": 0.01, "twin_set": FEW},
+    # training size: half the training pairs, at the same epochs and at the same number of steps
+    "train-half": {"train_fraction": 0.5},
+    "train-half-epochs2x": {"train_fraction": 0.5, "epochs": "2x"},
 }
 # Cells whose information limit (bench_science's limit row, default size) is below 20 % rank 1: their
 # ranks are a few stars of the validation split, so the study's means are also given without them.
@@ -101,8 +104,17 @@ def run_one(task: dict) -> dict:
     overrides = {"epochs": task["epochs"]}
     for key, value in VARIANTS[task["variant"]].items():
         overrides[key] = str(data["few"]) if value == FEW else 2 * task["epochs"] if value == "2x" else value
+    train_file = data["train"]
+    fraction = overrides.pop("train_fraction", None)
+    if fraction is not None:  # the first groups of the training split (whole twin pairs)
+        from twinviz.spectra.dataset import save_spectra
+
+        full = load_spectra(train_file)
+        keep = np.unique(full["group"].values)[:max(1, int(round(fraction * len(np.unique(full["group"].values)))))]
+        train_file = save_spectra(full.isel(star=np.flatnonzero(np.isin(full["group"].values, keep))),
+                                  out.parent / f"{out.name}-train.nc")
     t0 = time.perf_counter()
-    train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), seed=task["seed"],
+    train(TrainConfig(data=str(train_file), val=str(data["val"]), out=str(out), seed=task["seed"],
                       num_threads=task["threads"], progress=False, **overrides), overwrite=True)
     seconds = time.perf_counter() - t0
     bundle = ModelBundle.open(out / "model")

@@ -67,6 +67,13 @@ def test_the_defaults_study_scores_variants_on_validation_and_resumes(tmp_path):
     assert sorted(r["variant"] for r in rows) == ["default", "lambda0"]
     assert all(set(r["val"]) == {"raw", "std", "white", "metric"} for r in rows)
     assert not (root / "giants-lowd-noiseless" / "test.nc").exists()  # the test split is never made
+    from twinviz.spectra.dataset import load_spectra
+
+    cell = root / "giants-lowd-noiseless"
+    full, half = load_spectra(cell / "train.nc"), load_spectra(cell / "train-half-seed0-train.nc")
+    assert 2 * half.sizes["star"] == full.sizes["star"]  # half the training pairs, whole pairs
+    assert set(half["group"].values) < set(full["group"].values)
+    assert json.loads((cell / "train-half-seed0" / "config.json").read_text())["data"].endswith("train-half-seed0-train.nc")
     table = report.read_text()
     for variant in ("default", "lambda0"):
         for scaling in ("raw", "std", "white", "metric"):
@@ -121,18 +128,25 @@ def test_the_frontend_study_scores_three_regimes_on_validation_and_marks_unfair_
     report = tmp_path / "frontend.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "study_frontend.py"), "--size", "smoke", "--out",
            str(tmp_path / "out"), "--cells", "giants-lowd-noiseless", "--variants", "old-default",
-           "default-fewtwins", "--report", str(report)]
+           "default-fewtwins", "train-half", "--report", str(report)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     root = tmp_path / "out" / "smoke"
     rows = {r["variant"]: r for r in map(json.loads, (root / "study.jsonl").read_text().splitlines())}
-    assert set(rows) == {"old-default", "default-fewtwins"}
+    assert set(rows) == {"old-default", "default-fewtwins", "train-half"}
     assert all(set(r["val"]) == {"none", "few", "many"} for r in rows.values())
     assert rows["old-default"]["fair"] == ["none", "few", "many"] and rows["default-fewtwins"]["fair"] == ["few"]
     assert not (root / "giants-lowd-noiseless" / "test.nc").exists()  # the test split is never made
+    from twinviz.spectra.dataset import load_spectra
+
+    cell = root / "giants-lowd-noiseless"
+    full, half = load_spectra(cell / "train.nc"), load_spectra(cell / "train-half-seed0-train.nc")
+    assert 2 * half.sizes["star"] == full.sizes["star"]  # half the training pairs, whole pairs
+    assert set(half["group"].values) < set(full["group"].values)
+    assert json.loads((cell / "train-half-seed0" / "config.json").read_text())["data"].endswith("train-half-seed0-train.nc")
     log = (root / "giants-lowd-noiseless" / "default-fewtwins-seed0" / "train.log").read_text()
     assert "twin set" in log and "few.nc" in log  # the few twins fed the twin term
     text = report.read_text()
     assert "| giants-lowd-noiseless | default-fewtwins | 1 | [" in text  # its none row is bracketed
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # resumes: nothing retrained
-    assert again.returncode == 0 and len((root / "study.jsonl").read_text().splitlines()) == 2
+    assert again.returncode == 0 and len((root / "study.jsonl").read_text().splitlines()) == 3
