@@ -187,7 +187,7 @@ def render(rows: list[dict], size: str, reference: str = "old-default") -> str:
              "| variant | cells | none | few | many | none, binding cells | few, binding | many, binding |",
              "|---|---|---|---|---|---|---|---|", *geo, "",
              "Binding cells: all but " + " and ".join(LOW_LIMIT_CELLS) + ", whose information limit is below "
-             "20 % rank 1 (at the default size): there a variant's rank 1 is a few stars of 500, noise.", "",
+             "20 % rank 1 (at the default size): there a variant's rank 1 is a few stars of the validation split.", "",
              "Variants: " + "; ".join(f"`{k}` = {v or 'the defaults'}" for k, v in VARIANTS.items()
                                       if any(r["variant"] == k for r in rows))]
     return "\n".join(lines) + "\n"
