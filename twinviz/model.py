@@ -41,8 +41,8 @@ class ModelConfig(Architecture):
     """Everything that defines a fader network besides its weights (saved as config.json).
 
     The architecture options — latent_dim, basis_dim, basis_trainable, basis_whiten, conv_channels,
-    hidden, adversary_hidden, activation, adversary_mode, flux_scaling — are declared (with their help,
-    choices and bounds) once in :class:`twinviz.options.Architecture`, shared with
+    hidden, adversary_hidden, activation, adversary_mode, flux_scaling — are declared (with their
+    help, choices and bounds) once in :class:`twinviz.options.Architecture`, shared with
     ``TrainConfig``. In a model, ``flux_scaling`` only records how ``flux_offset``/``flux_scale``
     were set. The rest are fixed from the training data when training starts:
 
@@ -142,8 +142,8 @@ class FaderNetwork(nn.Module):
         # The convolutional front end, when on, adds its features to the encoder's input only:
         # the decoder still ends in the basis (or pixels), so the loss is unchanged.
         self.conv = ConvFrontEnd(p, c.conv_channels, c.activation) if c.conv_channels else None
-        self.encoder = LabelMLP([first + (CONV_FEATURES if c.conv_channels else 0), *c.hidden, c.latent_dim],
-                            c.activation)
+        width_in = first + (CONV_FEATURES if c.conv_channels else 0)
+        self.encoder = LabelMLP([width_in, *c.hidden, c.latent_dim], c.activation)
         self.decoder = LabelMLP([c.latent_dim, *reversed(c.hidden), first], c.activation)
         # The adversary sees z only: it must predict u from it.
         self.adversary = LabelMLP([c.latent_dim, *c.adversary_hidden, c.n_classes], c.activation, n_cond=0)
@@ -242,7 +242,11 @@ class FaderNetwork(nn.Module):
     # --- the three networks ---------------------------------------------------------------
     def encode_normalised(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """E on network units: x [B, P] normalised flux, u [B, 2] scaled labels → z [B, latent]."""
-        h = self.to_basis(x) / self.basis_scale.to(x.dtype) if self.config.basis_dim else x
+        if self.config.basis_dim:
+            h = self.to_basis(x)
+            h = h / self.basis_scale.to(h.dtype)
+        else:
+            h = x
         if self.conv is not None:
             h = torch.cat([h, self.conv(x)], dim=1)
         return self.encoder(h, u)
