@@ -90,9 +90,9 @@ def trained(data: dict, out: Path, seed: int, epochs: int, threads: int, overrid
     if (out / "model" / "model.safetensors").exists() and timing.exists():
         _twin_metric_of(out, data, settings, device)
         return out / "model", json.loads(timing.read_text())["seconds"]
-    kw = {**(overrides or {}), **(settings or {})}
+    kw = {"epochs": epochs, **(overrides or {}), **(settings or {})}  # --set epochs=N overrides the size's
     t0 = time.perf_counter()
-    train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), epochs=epochs, seed=seed,
+    train(TrainConfig(data=str(data["train"]), val=str(data["val"]), out=str(out), seed=seed,
                       num_threads=threads, progress=False, device=device, **kw), overwrite=True)
     seconds = time.perf_counter() - t0
     if (settings or {}).get("twin_metric") != "off":  # training fitted today's twin metric
@@ -137,9 +137,15 @@ TRAININGS = {"fader": {"twin_weight": 0.0}, "lambda0": {"adversary_weight": 0.0,
 METHODS = ("fader", "lambda0")
 
 
+#: Trainings left out of every seed (``--skip``): e.g. the *many* network when only *none*/*few* are wanted.
+SKIP: set[str] = set()
+
+
 def seed_trainings(seed: int, lambda0_seeds) -> list[str]:
-    """The trainings of one seed: all three, less λ = 0 where ``lambda0_seeds`` leaves it out."""
-    return [name for name in TRAININGS if name != "lambda0" or lambda0_seeds is None or seed in lambda0_seeds]
+    """The trainings of one seed: all three, less λ = 0 where ``lambda0_seeds`` leaves it out and
+    less those named in :data:`SKIP`."""
+    return [name for name in TRAININGS if name not in SKIP
+            and (name != "lambda0" or lambda0_seeds is None or seed in lambda0_seeds)]
 
 
 def score_seed(cell: dict, data: dict, poly_pca: dict, seed: int, with_baselines: bool, trainings: dict,
@@ -509,6 +515,8 @@ def main(argv=None) -> int:
                         help="processes: every training (cell × seed × fader/λ=0/twin term) is its own task")
     parser.add_argument("--lambda0-seeds", nargs="*", type=int, default=None,
                         help="seeds whose λ = 0 network is trained (default: every seed)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=[n for n in TRAININGS if n != "fader"],
+                        help="trainings to leave out (fader_twin: the many row falls back to the none network's metric)")
     parser.add_argument("--limit-only", action="store_true",
                         help="only each cell's information limit (simulates the test split; no training)")
     args = parser.parse_args(argv)
@@ -521,6 +529,7 @@ def main(argv=None) -> int:
             settings[field] = json.loads(value)
         except json.JSONDecodeError:
             settings[field] = value
+    SKIP.update(args.skip)
     size = args.size or ("quick" if args.quick else "default")
     sizes = SIZES[size]
     out = args.out / size

@@ -11,7 +11,7 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
     report = tmp_path / "suite.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_science.py"), "--size", "smoke", "--out",
            str(tmp_path / "out"), "--cells", "dwarfs-lowd-snr50-realistic", "--seeds", "0",
-           "--report", str(report), "--queries", "50", "--set", "latent_dim=8"]
+           "--report", str(report), "--queries", "50", "--set", "latent_dim=8", "epochs=3"]
     # First with two processes (the fader and lambda=0 trainings side by side), then resumed
     # by the one-process path, which must find everything and write the same table.
     first = subprocess.run(cmd + ["--jobs", "2"], capture_output=True, text=True, timeout=900)
@@ -35,7 +35,7 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
         key = {"none": "fader, raw z", "few": "fader z, few-twin metric",
                "many": "fader + twin term (μ 0.1), twin metric"}[regime]
         assert "×" in rows[(regime, key)][10]
-    assert 'TrainConfig defaults except {"latent_dim": 8}' in table
+    assert 'TrainConfig defaults except {"latent_dim": 8, "epochs": 3}' in table
     cell = tmp_path / "out" / "smoke" / "dwarfs-lowd-snr50-realistic"
     few = json.loads((cell / "seed0" / "few.json").read_text())
     assert few["few_groups"] <= 25 and few["few_stars"] <= 200  # open-cluster scale
@@ -47,6 +47,7 @@ def test_one_smoke_cell_runs_in_parallel_then_resumes_without_retraining(tmp_pat
         assert config["latent_dim"] == 8
         run_config = json.loads((cell / "seed0" / method / "config.json").read_text())
         assert run_config["twin_weight"] == mu  # only the many network's loss sees a twin
+        assert run_config["epochs"] == 3  # --set epochs overrides the size's epochs
     weights = cell / "seed0" / "fader" / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
