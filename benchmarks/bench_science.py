@@ -137,14 +137,10 @@ TRAININGS = {"fader": {"twin_weight": 0.0}, "lambda0": {"adversary_weight": 0.0,
 METHODS = ("fader", "lambda0")
 
 
-#: Trainings left out of every seed (``--skip``): e.g. the *many* network when only *none*/*few* are wanted.
-SKIP: set[str] = set()
-
-
-def seed_trainings(seed: int, lambda0_seeds) -> list[str]:
+def seed_trainings(seed: int, lambda0_seeds, skip=()) -> list[str]:
     """The trainings of one seed: all three, less λ = 0 where ``lambda0_seeds`` leaves it out and
-    less those named in :data:`SKIP`."""
-    return [name for name in TRAININGS if name not in SKIP
+    less those named in ``skip`` (``--skip``: e.g. the *many* network when only *none*/*few* are wanted)."""
+    return [name for name in TRAININGS if name not in skip
             and (name != "lambda0" or lambda0_seeds is None or seed in lambda0_seeds)]
 
 
@@ -248,12 +244,12 @@ def _twin_metric_of(out: Path, data: dict, settings: dict | None, device: str) -
 
 
 def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: int, settings: dict | None = None,
-             device: str = "auto", lambda0_seeds=None) -> dict:
+             device: str = "auto", lambda0_seeds=None, skip=()) -> dict:
     data, poly_pca = prepare_cell(cell, sizes, out)
     for seed in seeds:
         trainings = {name: trained(data, out / cell["name"] / f"seed{seed}" / name, seed, sizes["epochs"],
                                    threads, TRAININGS[name], settings=settings, device=device)
-                     for name in seed_trainings(seed, lambda0_seeds)}
+                     for name in seed_trainings(seed, lambda0_seeds, skip)}
         if not scored(out / cell["name"] / f"seed{seed}" / "report.json"):
             score_seed(cell, data, poly_pca, seed, seed == seeds[0], trainings, queries, settings, device)
     score_regimes(cell, data, seeds, out, queries)
@@ -261,7 +257,7 @@ def run_cell(cell: dict, sizes: dict, seeds, out: Path, threads: int, queries: i
 
 
 def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int, queries: int,
-                 settings: dict | None, device: str, lambda0_seeds=None, jobs: int = 2) -> list[dict]:
+                 settings: dict | None, device: str, lambda0_seeds=None, skip=(), jobs: int = 2) -> list[dict]:
     """Every training of every cell and seed as its own task in ``jobs`` processes (lower seeds
     first), each seed's report scored as soon as its fader (and λ = 0) trainings are done: the
     layout for a machine with many cores and one GPU, where the cells' trainings run side by side."""
@@ -275,7 +271,7 @@ def run_parallel(chosen: list[dict], sizes: dict, seeds, out: Path, threads: int
         for seed in seeds:
             for cell in chosen:
                 data = prepared[cell["name"]][0]
-                names = seed_trainings(seed, lambda0_seeds)
+                names = seed_trainings(seed, lambda0_seeds, skip)
                 needed[(cell["name"], seed)] = (set() if scored(out / cell["name"] / f"seed{seed}" / "report.json")
                                                 else {n for n in names if n in METHODS})
                 for name in names:
@@ -529,7 +525,6 @@ def main(argv=None) -> int:
             settings[field] = json.loads(value)
         except json.JSONDecodeError:
             settings[field] = value
-    SKIP.update(args.skip)
     size = args.size or ("quick" if args.quick else "default")
     sizes = SIZES[size]
     out = args.out / size
@@ -539,7 +534,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown cell in {args.cells}; known: {known}")
     results = []
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device, args.lambda0_seeds)
+    run = (sizes, args.seeds, out, args.threads, args.queries, settings, args.device, args.lambda0_seeds,
+           args.skip)
     if args.limit_only:
         for cell in chosen:
             t0 = time.perf_counter()

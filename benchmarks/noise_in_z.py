@@ -27,6 +27,7 @@ def noise_table(model_dir: Path, data: Path, draws: int = 4, seed: int = 0) -> d
     from twinviz.evaluation.compute import evaluate_representation
     from twinviz.model import FaderNetwork, encode_arrays
     from twinviz.spectra.dataset import load_spectra
+    from twinviz.twins.groups import twin_pairs
 
     ds = load_spectra(data)
     model = FaderNetwork.from_pretrained(model_dir)
@@ -48,12 +49,9 @@ def noise_table(model_dir: Path, data: Path, draws: int = 4, seed: int = 0) -> d
                    noise_share_max=float(np.max(np.diag(noise_cov) / total_var)))
     if "group" in ds:
         groups = np.asarray(ds["group"].values, np.int64)
-        order = np.argsort(groups, kind="stable")
-        g = groups[order]
-        first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        pairs = [(order[a], order[a + 1]) for a in first if a + 1 < len(g) and g[a + 1] == g[a]]
-        if pairs:
-            a, b = map(np.asarray, zip(*pairs))
+        pairs = twin_pairs(groups)
+        if len(pairs):
+            a, b = pairs.T
             within = ((z0[a] - z0[b]) ** 2).mean(axis=0) / 2  # per-star variance of a twin pair's difference
             out["twin_share_median"] = float(np.median(within / total_var))
             out["rank1_raw_z"] = evaluate_representation("raw", z0, groups).fractions.rank1

@@ -110,7 +110,8 @@ def run_one(task: dict) -> dict:
         from twinviz.spectra.dataset import save_spectra
 
         full = load_spectra(train_file)
-        keep = np.unique(full["group"].values)[:max(1, int(round(fraction * len(np.unique(full["group"].values)))))]
+        ids = np.unique(full["group"].values)
+        keep = ids[:max(1, round(fraction * len(ids)))]
         train_file = save_spectra(full.isel(star=np.flatnonzero(np.isin(full["group"].values, keep))),
                                   out.parent / f"{out.name}-train.nc")
     t0 = time.perf_counter()
