@@ -397,7 +397,8 @@ def render(results: list[dict], sizes: dict, threads: int, settings: dict | None
     lines = ["# The science suite", "",
              "Made by `benchmarks/bench_science.py` (this file is written by it; do not edit by hand).", "",
              f"Sizes: {sizes['train']} training pairs, {sizes['val']} validation pairs, {sizes['test']} held-out "
-             f"test pairs (N = {2 * sizes['test']} stars, the numbers below); {sizes['epochs']} epochs per training, "
+             f"test pairs (N = {2 * sizes['test']} stars, the numbers below); "
+             f"{(settings or {}).get('epochs', sizes['epochs'])} epochs per training, "
              f"{threads} CPU thread(s), device {device}, "
              + (f"TrainConfig defaults except {json.dumps(settings)}. " if settings else "TrainConfig defaults otherwise. ")
              + "Rows by supervision regime (docs/model.md, \"Supervision regimes\"): **none** — no twin anywhere: "
