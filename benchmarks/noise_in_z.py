@@ -9,7 +9,8 @@ z about the star's own z is z's response to white noise. Printed, per latent axi
 the noise variance as a share of z's variance across the stars, the within-twin variance
 (``group`` pairs, when the file has them) as a share of it, and twin rank 1 when stars are ranked
 by L1 on raw z and on z whitened by the noise covariance (an unsupervised rescaling that needs
-only flux_err). When the noise share is small and the within-twin share large, what separates
+only flux_err). Beside the noise: the share of z's variance that the invariance term's nuisances
+move (twinviz/training/augment.py: continuum error, broadening, masks; drawn ``--draws`` times). When the noise share is small and the within-twin share large, what separates
 twins in z is not the white noise but something else that differs between them (in the suite's
 realistic preset: continuum error, persistence, sky residuals, masks — or Teff/logg leakage).
 """
@@ -47,6 +48,19 @@ def noise_table(model_dir: Path, data: Path, draws: int = 4, seed: int = 0) -> d
         noise_cov = d.T @ d / len(d)
         out.update(draws=draws, noise_share_median=float(np.median(np.diag(noise_cov) / total_var)),
                    noise_share_max=float(np.max(np.diag(noise_cov) / total_var)))
+    # the invariance term's nuisances (twinviz/training/augment.py), drawn like the white noise
+    import torch
+
+    from twinviz.training.augment import NuisanceAugmenter
+
+    aug, gen = NuisanceAugmenter(ds["wavelength"].values), torch.Generator().manual_seed(seed)
+    moved = []
+    for _ in range(draws):
+        flux_a, mask_a = aug.augment(torch.from_numpy(np.nan_to_num(flux, nan=1.0).astype(np.float32)),
+                                     None if mask is None else torch.from_numpy(mask.astype(bool)), gen)
+        moved.append(encode_arrays(model, flux_a.numpy(), teff, logg, mask=mask_a.numpy()) - z0)
+    share = (np.concatenate(moved) ** 2).mean(axis=0) / total_var
+    out.update(nuisance_share_median=float(np.median(share)), nuisance_share_max=float(np.max(share)))
     if "group" in ds:
         groups = np.asarray(ds["group"].values, np.int64)
         pairs = twin_pairs(groups)
@@ -69,9 +83,11 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", type=int, default=4, help="noise draws per star")
     args = parser.parse_args(argv)
     t = noise_table(args.model, args.data, args.draws)
-    print(f"| stars | draws | noise var ÷ z var (median, max) | twin var ÷ z var (median) "
-          f"| rank 1 raw z, L1 | rank 1 noise-whitened z, L1 |\n|---|---|---|---|---|---|\n"
+    print(f"| stars | draws | noise var ÷ z var (median, max) | nuisance var ÷ z var (median, max) "
+          f"| twin var ÷ z var (median) | rank 1 raw z, L1 | rank 1 noise-whitened z, L1 |\n"
+          f"|---|---|---|---|---|---|---|\n"
           f"| {t['stars']} | {t['draws']} | {t['noise_share_median']:.4f}, {t['noise_share_max']:.4f} | "
+          f"{t['nuisance_share_median']:.4f}, {t['nuisance_share_max']:.4f} | "
           f"{t.get('twin_share_median', float('nan')):.4f} | {100 * t.get('rank1_raw_z', float('nan')):.1f} % | "
           f"{100 * t.get('rank1_noise_whitened', float('nan')):.1f} % |")
     return 0

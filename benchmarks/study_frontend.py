@@ -59,6 +59,11 @@ VARIANTS = {  # TrainConfig overrides
     # training size: half the training pairs, at the same epochs and at the same number of steps
     "train-half": {"train_fraction": 0.5},
     "train-half-epochs2x": {"train_fraction": 0.5, "epochs": "2x"},
+    # nuisance invariance (fifth pass): z kept still under continuum errors, broadening and masks
+    # added on the fly (twinviz/training/augment.py); no twins
+    "invariance0.3": {"invariance_weight": 0.3},
+    "invariance1": {"invariance_weight": 1.0},
+    "invariance3": {"invariance_weight": 3.0},
 }
 # Cells whose information limit (bench_science's limit row, default size) is below 20 % rank 1: their
 # ranks are a few stars of the validation split, so the study's means are also given without them.

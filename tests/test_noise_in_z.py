@@ -19,6 +19,8 @@ def test_the_noise_share_grows_with_flux_err_and_a_noiseless_file_gets_the_twin_
     quiet = noise_in_z.noise_table(model_dir, data)  # no flux_err: noiseless
     assert quiet["draws"] == 0 and np.isnan(quiet["noise_share_median"]) and "rank1_noise_whitened" not in quiet
     assert 0 <= quiet["rank1_raw_z"] <= 1 and quiet["twin_share_median"] > 0
+    # the invariance term's nuisances move z even in a noiseless file; never more than it spreads ×10
+    assert 0 < quiet["nuisance_share_median"] <= quiet["nuisance_share_max"] < 10
     shares = []
     for sigma in (0.002, 0.02):
         noisy = ds.assign(flux_err=(("star", "wavelength"), np.full(ds["flux"].shape, sigma, np.float32)))

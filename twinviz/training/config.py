@@ -41,7 +41,8 @@ class TrainConfig(Architecture):
       flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md);
       twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off";
       twin_weight: μ of the twin term (twinviz/training/twin_term.py; 0 = the paper's objective),
-      twin_temperature: its softmax temperature.
+      twin_temperature: its softmax temperature; invariance_weight: ν of the nuisance-invariance
+      term (twinviz/training/augment.py; 0 = off).
     Optimisation
       epochs, batch_size (global, split over DDP ranks), lr (AE, Adam), adversary_lr (Adam),
       lr_schedule ("cosine": decays the AE rate to lr_min_factor·lr; "constant"),
@@ -89,6 +90,11 @@ class TrainConfig(Architecture):
                                 "together (batches of whole twin pairs; needs groups in --data; 0: off, "
                                 "the paper's objective; experimental, docs/model.md)", at_least=0,
                                 limits=(0.0, 100.0), group="objective")
+    invariance_weight: float = option(0.0, help="ν, weight of a term that keeps z still when nuisances that are "
+                                      "not chemistry are added to a spectrum on the fly (a smooth continuum error "
+                                      "per chip, extra line broadening, masked pixels); needs no twins; trains on "
+                                      "the pixels (0: off, the paper's objective; experimental, docs/model.md)",
+                                      at_least=0, limits=(0.0, 100.0), group="objective")
     twin_temperature: float = option(0.1, help="temperature of the twin term's softmax over the batch",
                                      above=0, limits=(1e-4, 100.0), group="objective")
     # optimisation

@@ -4,7 +4,8 @@ Per step, on a batch (x, u) with discretised labels u_n (docs/science.md, Method
 
   z = E(x, u), x̂ = D(z, u)                                  one encoder/decoder pass
   adversary_steps ×:  L_A = CE(A(z.detach()), u_n)            update A only
-  L_AE = MSE_w(x̂, x) − λ(step) · CE(A(z), u_n) [+ μ · T(z)]   update E and D only (T: twin_term.py)
+  L_AE = MSE_w(x̂, x) − λ(step) · CE(A(z), u_n) [+ μ · T(z)] [+ ν · I(z)]   update E and D only
+  (T: twin_term.py; I: how far z moves when nuisances are added to x, augment.py)
 
 λ(step) ramps linearly from 0 to ``adversary_weight`` over ``adversary_ramp_steps``; λ = 0 is
 the paper's baseline and runs through the same code (the adversary is still trained and
@@ -146,7 +147,15 @@ class Trainer:
             self.model.check_grid(open_spectra(config.val, chunks={}, validate=False)["wavelength"].values)
 
         self.twins = make_twin_source(config, rank=self.rank, world=self.world, logger=log)
-        if hasattr(self.source, "project") and self.source.project(self.model):
+        self.augmenter = None
+        if config.invariance_weight:  # needs the pixels of every batch: no precomputed coefficients
+            from twinviz.training.augment import NuisanceAugmenter
+
+            self.augmenter = NuisanceAugmenter(train_ds["wavelength"].values)
+            self.aug_gen = torch.Generator()
+            self.log("invariance term: ν = %g, nuisances drawn on the fly for every batch (pixels, not "
+                     "precomputed basis coefficients)", config.invariance_weight)
+        elif hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
                      self.model.config.basis_dim)
             if self.twins:
@@ -222,9 +231,17 @@ class Trainer:
                 with torch.no_grad():
                     t_t = m.to_basis(t_t)
             inp, u_in = torch.cat([target, t_t]), torch.cat([u, u_t])
+        n_main, n_twin = len(target), len(inp) - len(target)
+        if self.augmenter is not None:  # the same stars with nuisances added ride along too
+            # seeded by (seed, rank, step): a resumed run draws the nuisances an uninterrupted one would
+            self.aug_gen.manual_seed(c.seed * 1_000_003 + self.rank * 7_919 + step)
+            flux_a, mask_a = self.augmenter.augment(batch["flux"], batch.get("mask"), self.aug_gen)
+            x_a = m.normalise_flux(flux_a.to(dev), mask_a.to(dev), u)
+            inp, u_in = torch.cat([inp, x_a]), torch.cat([u_in, u])
         with amp():
             z_all, out = self.ae(inp, u_in, in_basis)
-        z, out, z_twin = z_all[:len(target)], out[:len(target)], z_all[len(target):]
+        z, out = z_all[:n_main], out[:n_main]
+        z_twin, z_aug = z_all[n_main:n_main + n_twin], z_all[n_main + n_twin:]
         for _ in range(c.adversary_steps):
             with amp():
                 logits = self.adv(z.detach())
@@ -249,7 +266,12 @@ class Trainer:
             else:
                 recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
             twin = twin_loss((z_twin if self.twins else z).float(), c.twin_temperature) if c.twin_weight else None
-            loss = recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
+            inv = None
+            if self.augmenter is not None:  # how far the nuisances move z, relative to z's spread
+                zf = z.float()
+                inv = ((z_aug.float() - zf) ** 2).mean() / zf.var(0).mean().clamp_min(1e-8)
+            loss = (recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
+                    + (0 if inv is None else c.invariance_weight * inv))
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
@@ -262,7 +284,8 @@ class Trainer:
                 p.requires_grad_(True)
         acc = float(m.adversary_correct(logits.detach().float(), bins).float().mean())
         return {"recon": float(recon.detach()), "adv_loss": float(loss_a.detach()), "adv_ce": float(adv_ce.detach()),
-                "adv_acc": acc, "lambda": lam, **({} if twin is None else {"twin": float(twin.detach())})}
+                "adv_acc": acc, "lambda": lam, **({} if twin is None else {"twin": float(twin.detach())}),
+                **({} if inv is None else {"invariance": float(inv.detach())})}
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> Path:

@@ -1,0 +1,106 @@
+"""Nuisances drawn on the fly, for the invariance term (``TrainConfig.invariance_weight``).
+
+Twins in a survey differ by more than noise: the continuum normalisation leaves a smooth error
+on each detector chip, line profiles are broadened by macroturbulence and rotation, and sky lines
+and detector persistence mask different pixels in each star. None of that is chemistry, and
+none of it needs a twin to describe: it can be applied to any observed spectrum. The invariance
+term (docs/model.md, "Nuisance invariance") encodes a batch twice — as observed and with such
+nuisances added — and penalises how far z moves, relative to the spread of z in the batch.
+
+The magnitudes are APOGEE's (docs/synth.md, "Regimes and nuisances"): a continuum error of
+0.75 % RMS per chip (Legendre P0…P2), an extra Gaussian broadening of characteristic velocity
+U(0, 8) km/s, ~1 % of the pixels masked in narrow windows at random positions, and the blue
+chip's persistence band masked in a quarter of the stars. Masked windows are placed at random,
+not at the synthesizer's sky-line list, so the term does not learn that list.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from twinviz.spectra.nuisances import CHIPS, CONTINUUM_ORDER, PERSISTENCE_FRACTION, PERSISTENCE_RANGE_A
+from twinviz.spectra.grid import DLOG10_LAMBDA, LOG10_LAMBDA0
+
+__all__ = ["NuisanceAugmenter"]
+
+C_KMS = 299_792.458
+
+
+class NuisanceAugmenter:
+    """Adds random nuisances to batches of flux in dataset units (continuum-normalised).
+
+    ``augment(flux, mask, generator)`` → (flux', mask'): flux' = broadened flux × continuum factor,
+    mask' = mask | new windows | persistence band. Everything is torch on the flux's device.
+    """
+
+    def __init__(self, wavelength, *, continuum_error: float = 0.0075, vbroad: float = 8.0,
+                 mask_fraction: float = 0.01, mask_width: int = 5,
+                 persistence_fraction: float = PERSISTENCE_FRACTION):
+        w = np.asarray(wavelength, dtype=np.float64)
+        if w.ndim != 1 or w.size < 2 or np.any(np.diff(w) <= 0):
+            raise ValueError("wavelength must be a strictly increasing 1-D grid")
+        self.n_pixels = w.size
+        self.continuum_error, self.vbroad = float(continuum_error), float(vbroad)
+        self.mask_width, self.persistence_fraction = int(mask_width), float(persistence_fraction)
+        self.n_windows = max(0, int(round(mask_fraction * w.size / max(1, mask_width))))
+        # Chip and position x ∈ [−1, 1] across the chip of each pixel (apStar pixel numbers; a pixel
+        # outside every chip belongs to the nearest one)
+        p = np.rint((np.log10(w) - LOG10_LAMBDA0) / DLOG10_LAMBDA)
+        lo = np.array([c[0] for c in CHIPS], dtype=float); hi = np.array([c[1] - 1 for c in CHIPS], dtype=float)
+        chip = np.argmin(np.maximum(lo[None] - p[:, None], 0) + np.maximum(p[:, None] - hi[None], 0), axis=1)
+        x = np.clip(2.0 * (p - lo[chip]) / (hi[chip] - lo[chip]) - 1.0, -1.0, 1.0)
+        leg = np.polynomial.legendre.legvander(x, CONTINUUM_ORDER)  # [P, order+1]
+        design = np.zeros((len(CHIPS) * (CONTINUUM_ORDER + 1), w.size))
+        for c in range(len(CHIPS)):
+            on = chip == c
+            design[c * (CONTINUUM_ORDER + 1):(c + 1) * (CONTINUUM_ORDER + 1), on] = leg[on].T
+        self.design = torch.from_numpy(design.astype(np.float32))
+        # σ_j so that the factor's mean-square deviation from 1 over a chip is continuum_error²
+        j = np.arange(CONTINUUM_ORDER + 1)
+        self.sigma = torch.from_numpy(np.tile(np.sqrt((2 * j + 1) / j.size), len(CHIPS)).astype(np.float32))
+        # broadening: pixel size in km/s (log-uniform grid; the local step where it is not)
+        step = np.median(np.diff(np.log(w)))
+        self.kms_per_pixel = float(step * C_KMS)
+        self.half_kernel = max(1, int(math.ceil(3 * (self.vbroad / math.sqrt(2)) / self.kms_per_pixel)))
+        self.persistence = torch.from_numpy((w >= PERSISTENCE_RANGE_A[0]) & (w <= PERSISTENCE_RANGE_A[1]))
+
+    def _continuum(self, n, gen, device):
+        coef = torch.randn(n, self.sigma.numel(), generator=gen, device="cpu") * self.sigma * self.continuum_error
+        return 1.0 + coef.to(device) @ self.design.to(device)
+
+    def _broaden(self, flux, gen):
+        """Convolve each star with a Gaussian kernel exp(−(v/ζ)²), ζ ~ U(0, vbroad) km/s."""
+        n = flux.shape[0]
+        zeta = torch.rand(n, generator=gen, device="cpu") * self.vbroad
+        v = torch.arange(-self.half_kernel, self.half_kernel + 1, dtype=torch.float32) * self.kms_per_pixel
+        kern = torch.exp(-(v[None, :] / zeta.clamp_min(1e-3)[:, None]) ** 2)
+        kern = (kern / kern.sum(1, keepdim=True)).to(flux.device, flux.dtype)
+        padded = torch.nn.functional.pad(flux[None], (self.half_kernel, self.half_kernel), mode="replicate")
+        return torch.nn.functional.conv1d(padded, kern[:, None, :], groups=n)[0]
+
+    def _masks(self, n, gen, device):
+        out = torch.zeros(n, self.n_pixels, dtype=torch.bool)
+        if self.n_windows:
+            start = torch.randint(0, self.n_pixels, (n, self.n_windows), generator=gen)
+            cols = (start[..., None] + torch.arange(self.mask_width)).clamp_max(self.n_pixels - 1)
+            rows = torch.arange(n)[:, None, None].expand_as(cols)
+            out[rows.reshape(-1), cols.reshape(-1)] = True
+        hit = torch.rand(n, generator=gen) < self.persistence_fraction
+        out[hit] |= self.persistence
+        return out.to(device)
+
+    def augment(self, flux: torch.Tensor, mask: torch.Tensor | None, gen: torch.Generator):
+        """(flux with nuisances added, the mask with new masked pixels); ``gen`` a CPU generator."""
+        if flux.shape[-1] != self.n_pixels:
+            raise ValueError(f"flux has {flux.shape[-1]} pixels, the augmenter's grid {self.n_pixels}")
+        n, device = flux.shape[0], flux.device
+        with torch.no_grad():
+            out = flux.float()
+            if self.vbroad:
+                out = self._broaden(out, gen)
+            if self.continuum_error:
+                out = out * self._continuum(n, gen, device)
+            new = self._masks(n, gen, device)
+        return out, new if mask is None else (new | mask.to(torch.bool))
