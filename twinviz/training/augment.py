@@ -23,7 +23,7 @@ import torch
 from twinviz.spectra.nuisances import CHIPS, CONTINUUM_ORDER, PERSISTENCE_FRACTION, PERSISTENCE_RANGE_A
 from twinviz.spectra.grid import DLOG10_LAMBDA, LOG10_LAMBDA0
 
-__all__ = ["NuisanceAugmenter"]
+__all__ = ["NuisanceAugmenter", "invariance_loss", "make_augmenter"]
 
 C_KMS = 299_792.458
 
@@ -91,8 +91,12 @@ class NuisanceAugmenter:
         out[hit] |= self.persistence
         return out.to(device)
 
-    def augment(self, flux: torch.Tensor, mask: torch.Tensor | None, gen: torch.Generator):
-        """(flux with nuisances added, the mask with new masked pixels); ``gen`` a CPU generator."""
+    def augment(self, flux: torch.Tensor, mask: torch.Tensor | None, gen):
+        """(flux with nuisances added, the mask with new masked pixels). ``gen``: a CPU
+        torch.Generator, or a tuple of ints that seeds one (the trainer's (seed, rank, step), so a
+        resumed run draws the nuisances an uninterrupted one would)."""
+        if not isinstance(gen, torch.Generator):
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence(list(gen)).generate_state(1)[0]))
         if flux.shape[-1] != self.n_pixels:
             raise ValueError(f"flux has {flux.shape[-1]} pixels, the augmenter's grid {self.n_pixels}")
         n, device = flux.shape[0], flux.device
@@ -104,3 +108,19 @@ class NuisanceAugmenter:
                 out = out * self._continuum(n, gen, device)
             new = self._masks(n, gen, device)
         return out, new if mask is None else (new | mask.to(torch.bool))
+
+
+def make_augmenter(config, wavelength, log=None) -> NuisanceAugmenter | None:
+    """The augmenter of a training run (None when ``config.invariance_weight`` is 0)."""
+    if not config.invariance_weight:
+        return None
+    if log:
+        log("invariance term: ν = %g, nuisances drawn on the fly for every batch (pixels, not "
+            "precomputed basis coefficients)", config.invariance_weight)
+    return NuisanceAugmenter(wavelength)
+
+
+def invariance_loss(z: torch.Tensor, z_aug: torch.Tensor) -> torch.Tensor:
+    """Mean squared move of z under the nuisances over the mean variance of z in the batch (scale
+    free: shrinking z cannot lower it)."""
+    return ((z_aug - z) ** 2).mean() / z.var(0).mean().clamp_min(1e-8)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["ArraySource", "StreamSource", "pixel_weights", "make_source"]
+__all__ = ["ArraySource", "StreamSource", "cycle_batches", "pixel_weights", "make_source"]
 
 
 def pixel_weights(flux_err, mask, flux, floor: float):
@@ -40,6 +40,14 @@ def pixel_weights(flux_err, mask, flux, floor: float):
     if w.size and np.all(w == w.flat[0]) and w.flat[0] > 0:
         return None
     return w.astype(np.float32)
+
+
+def cycle_batches(source):
+    """Batches of ``source``, epoch after epoch, without end (the twin set's side batches)."""
+    epoch = 0
+    while True:
+        yield from source.batches(epoch)
+        epoch += 1
 
 
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:

@@ -38,21 +38,14 @@ from twinviz.model import FaderNetwork
 from twinviz.spectra.dataset import open_spectra
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
 from twinviz.training.config import TrainConfig, TrainConfigError
-from twinviz.training.data import make_source, make_twin_source
+from twinviz.training.data import cycle_batches, make_source, make_twin_source
+from twinviz.training.augment import invariance_loss, make_augmenter
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, StopFlag, prepare_fresh_run, truncate_metrics
 from twinviz.training.twin_term import twin_loss
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
-
-
-def _cycle(source):
-    """Batches of ``source``, epoch after epoch, without end (the twin set's side batches)."""
-    epoch = 0
-    while True:
-        yield from source.batches(epoch)
-        epoch += 1
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -147,20 +140,14 @@ class Trainer:
             self.model.check_grid(open_spectra(config.val, chunks={}, validate=False)["wavelength"].values)
 
         self.twins = make_twin_source(config, rank=self.rank, world=self.world, logger=log)
-        self.augmenter = None
-        if config.invariance_weight:  # needs the pixels of every batch: no precomputed coefficients
-            from twinviz.training.augment import NuisanceAugmenter
-
-            self.augmenter = NuisanceAugmenter(train_ds["wavelength"].values)
-            self.aug_gen = torch.Generator()
-            self.log("invariance term: ν = %g, nuisances drawn on the fly for every batch (pixels, not "
-                     "precomputed basis coefficients)", config.invariance_weight)
-        elif hasattr(self.source, "project") and self.source.project(self.model):
+        # the invariance term needs the pixels of every batch: no precomputed coefficients then
+        self.augmenter = make_augmenter(config, train_ds["wavelength"].values, self.log)
+        if not self.augmenter and hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
                      self.model.config.basis_dim)
             if self.twins:
                 self.twins.project(self.model)
-        self.twin_batches = _cycle(self.twins) if self.twins else None
+        self.twin_batches = cycle_batches(self.twins) if self.twins else None
         ae = _Autoencoder(self.model)
         self.ae_params = [q for q in ae.parameters() if q.requires_grad]
         # Fused Adam: on CPU the per-parameter update of the wide basis layers otherwise costs
@@ -232,12 +219,9 @@ class Trainer:
                     t_t = m.to_basis(t_t)
             inp, u_in = torch.cat([target, t_t]), torch.cat([u, u_t])
         n_main, n_twin = len(target), len(inp) - len(target)
-        if self.augmenter is not None:  # the same stars with nuisances added ride along too
-            # seeded by (seed, rank, step): a resumed run draws the nuisances an uninterrupted one would
-            self.aug_gen.manual_seed(c.seed * 1_000_003 + self.rank * 7_919 + step)
-            flux_a, mask_a = self.augmenter.augment(batch["flux"], batch.get("mask"), self.aug_gen)
-            x_a = m.normalise_flux(flux_a.to(dev), mask_a.to(dev), u)
-            inp, u_in = torch.cat([inp, x_a]), torch.cat([u_in, u])
+        if self.augmenter:  # the same stars with nuisances added ride along too (seeded per step)
+            flux_a, mask_a = self.augmenter.augment(batch["flux"], batch.get("mask"), (c.seed, self.rank, step))
+            inp, u_in = torch.cat([inp, m.normalise_flux(flux_a.to(dev), mask_a.to(dev), u)]), torch.cat([u_in, u])
         with amp():
             z_all, out = self.ae(inp, u_in, in_basis)
         z, out = z_all[:n_main], out[:n_main]
@@ -266,10 +250,7 @@ class Trainer:
             else:
                 recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
             twin = twin_loss((z_twin if self.twins else z).float(), c.twin_temperature) if c.twin_weight else None
-            inv = None
-            if self.augmenter is not None:  # how far the nuisances move z, relative to z's spread
-                zf = z.float()
-                inv = ((z_aug.float() - zf) ** 2).mean() / zf.var(0).mean().clamp_min(1e-8)
+            inv = invariance_loss(z.float(), z_aug.float()) if self.augmenter else None
             loss = (recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
                     + (0 if inv is None else c.invariance_weight * inv))
             self.opt_ae.zero_grad(set_to_none=True)
