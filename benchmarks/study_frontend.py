@@ -64,6 +64,11 @@ VARIANTS = {  # TrainConfig overrides
     "invariance0.3": {"invariance_weight": 0.3},
     "invariance1": {"invariance_weight": 1.0},
     "invariance3": {"invariance_weight": 3.0},
+    "invariance0.1": {"invariance_weight": 0.1},
+    # one kind of nuisance at a time, ν 0.3
+    "invariance0.3-continuum": {"invariance_weight": 0.3, "invariance_nuisances": "continuum"},
+    "invariance0.3-broadening": {"invariance_weight": 0.3, "invariance_nuisances": "broadening"},
+    "invariance0.3-masks": {"invariance_weight": 0.3, "invariance_nuisances": "masks"},
 }
 # Cells whose information limit (bench_science's limit row, default size) is below 20 % rank 1: their
 # ranks are a few stars of the validation split, so the study's means are also given without them.

@@ -109,3 +109,19 @@ def test_the_invariance_term_trains_on_pixels_and_makes_z_move_less_under_nuisan
             assert "invariance" not in steps[-1]
         shifts[nu] = _z_shift(out, val, load_spectra(val)["wavelength"].values)
     assert shifts[3.0] < 0.5 * shifts[0.0], shifts
+
+
+def test_invariance_nuisances_chooses_what_is_drawn(grid):
+    from twinviz.training.augment import make_augmenter
+
+    assert make_augmenter(TrainConfig(data="x.nc"), grid) is None  # ν = 0: no augmenter
+    flux = torch.rand(50, grid.size) * 0.2 + 0.8
+    only_masks = make_augmenter(TrainConfig(data="x.nc", invariance_weight=1.0, invariance_nuisances="masks"), grid)
+    out, mask = only_masks.augment(flux, None, (0, 0, 1))
+    assert torch.equal(out, flux) and mask.any()
+    no_masks = make_augmenter(TrainConfig(data="x.nc", invariance_weight=1.0,
+                                          invariance_nuisances="continuum+broadening"), grid)
+    out, mask = no_masks.augment(flux, None, (0, 0, 1))
+    assert not mask.any() and not torch.equal(out, flux)
+    with pytest.raises(ValueError, match="invariance_nuisances"):
+        TrainConfig(data="x.nc", invariance_nuisances="sky").validate()

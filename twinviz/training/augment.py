@@ -115,9 +115,12 @@ def make_augmenter(config, wavelength, log=None) -> NuisanceAugmenter | None:
     if not config.invariance_weight:
         return None
     if log:
-        log("invariance term: ν = %g, nuisances drawn on the fly for every batch (pixels, not "
-            "precomputed basis coefficients)", config.invariance_weight)
-    return NuisanceAugmenter(wavelength)
+        log("invariance term: ν = %g, nuisances (%s) drawn on the fly for every batch (pixels, not "
+            "precomputed basis coefficients)", config.invariance_weight, config.invariance_nuisances)
+    kinds = set(config.invariance_nuisances.split("+"))
+    off = {"continuum": {"continuum_error": 0.0}, "broadening": {"vbroad": 0.0},
+           "masks": {"mask_fraction": 0.0, "persistence_fraction": 0.0}}
+    return NuisanceAugmenter(wavelength, **{k: v for kind, kw in off.items() if kind not in kinds for k, v in kw.items()})
 
 
 def invariance_loss(z: torch.Tensor, z_aug: torch.Tensor) -> torch.Tensor:

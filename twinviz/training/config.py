@@ -15,6 +15,10 @@ from pathlib import Path
 
 from twinviz.options import Architecture, check_options, option, options_of
 
+# every non-empty combination of the invariance term's nuisances (twinviz/training/augment.py)
+_KINDS = ("continuum", "broadening", "masks")
+NUISANCE_CHOICES = tuple("+".join(k for i, k in enumerate(_KINDS) if bits >> i & 1) for bits in range(7, 0, -1))
+
 __all__ = ["TrainConfig", "TrainConfigError"]
 
 
@@ -42,7 +46,7 @@ class TrainConfig(Architecture):
       twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off";
       twin_weight: μ of the twin term (twinviz/training/twin_term.py; 0 = the paper's objective),
       twin_temperature: its softmax temperature; invariance_weight: ν of the nuisance-invariance
-      term (twinviz/training/augment.py; 0 = off).
+      term (twinviz/training/augment.py; 0 = off), invariance_nuisances: which it draws.
     Optimisation
       epochs, batch_size (global, split over DDP ranks), lr (AE, Adam), adversary_lr (Adam),
       lr_schedule ("cosine": decays the AE rate to lr_min_factor·lr; "constant"),
@@ -95,6 +99,9 @@ class TrainConfig(Architecture):
                                       "per chip, extra line broadening, masked pixels); needs no twins; trains on "
                                       "the pixels (0: off, the paper's objective; experimental, docs/model.md)",
                                       at_least=0, limits=(0.0, 100.0), group="objective")
+    invariance_nuisances: str = option("continuum+broadening+masks", help="which nuisances the invariance term "
+                                       "draws (twinviz/training/augment.py)", choices=NUISANCE_CHOICES,
+                                       group="objective")
     twin_temperature: float = option(0.1, help="temperature of the twin term's softmax over the batch",
                                      above=0, limits=(1e-4, 100.0), group="objective")
     # optimisation
