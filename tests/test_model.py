@@ -186,7 +186,9 @@ def test_saved_configs_of_the_demo_still_load():
     saved = json.loads((demo / "train_config.json").read_text())
     # written before residual_degree existed: loads as the run it was (no polynomial subtracted)
     assert "residual_degree" not in saved and train_config.residual_degree == 0
-    assert json.loads(train_config.to_json()) == {**saved, "residual_degree": 0, "twin_set": None, "conv_channels": 0}
+    added_since = {"residual_degree": 0, "twin_set": None, "conv_channels": 0, "invariance_weight": 0.0,
+                   "invariance_nuisances": "continuum+broadening+masks"}
+    assert json.loads(train_config.to_json()) == {**saved, **added_since}
 
 
 def test_weights_with_bytes_flipped_mid_file_are_refused_naming_the_file_and_the_fix(tmp_path):
