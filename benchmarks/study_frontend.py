@@ -69,6 +69,7 @@ VARIANTS = {  # TrainConfig overrides
     "invariance0.3-continuum": {"invariance_weight": 0.3, "invariance_nuisances": "continuum"},
     "invariance0.3-broadening": {"invariance_weight": 0.3, "invariance_nuisances": "broadening"},
     "invariance0.3-masks": {"invariance_weight": 0.3, "invariance_nuisances": "masks"},
+    "epochs2x-invariance0.3-continuum": {"epochs": "2x", "invariance_weight": 0.3, "invariance_nuisances": "continuum"},
 }
 # Cells whose information limit (bench_science's limit row, default size) is below 20 % rank 1: their
 # ranks are a few stars of the validation split, so the study's means are also given without them.
@@ -188,15 +189,18 @@ def summarise(rows: list[dict], reference: str = "old-default") -> tuple[list[st
 
 def render(rows: list[dict], size: str, reference: str = "old-default") -> str:
     table, geo = summarise(rows, reference)
+    ratios = ([f"Geometric mean over the cells of the ratio to `{reference}` (fair regimes only):", "",
+               "| variant | cells | none | few | many | none, binding cells | few, binding | many, binding |",
+               "|---|---|---|---|---|---|---|---|", *geo] if geo else
+              [f"No `{reference}` rows in this run's records, so no ratios here (docs/model.md compares "
+               "these rows with the reference's from another report of the same data and seeds)."])
     lines = [f"# Front-end study ({size} size, validation split)", "",
              "Written by `benchmarks/study_frontend.py` (docs/model.md, \"The front end and the twin term\"). "
              "Rank 1 %, mean over the seeds; peers in parentheses (none: strongest unsupervised pixel "
              "baseline; few: RSCA-like); [brackets]: the variant's loss used twins that this regime does not "
              "have, so the number is not a fair row.", "",
              "| cell | variant | seeds | none | few | many | train s |", "|---|---|---|---|---|---|---|", *table, "",
-             f"Geometric mean over the cells of the ratio to `{reference}` (fair regimes only):", "",
-             "| variant | cells | none | few | many | none, binding cells | few, binding | many, binding |",
-             "|---|---|---|---|---|---|---|---|", *geo, "",
+             *ratios, "",
              "Binding cells: all but " + " and ".join(LOW_LIMIT_CELLS) + ", whose information limit is below "
              "20 % rank 1 (at the default size): there a variant's rank 1 is a few stars of the validation split.", "",
              "Variants: " + "; ".join(f"`{k}` = {v or 'the defaults'}" for k, v in VARIANTS.items()
