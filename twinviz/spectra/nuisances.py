@@ -18,7 +18,7 @@ import numpy as np
 
 from twinviz.spectra.grid import DLOG10_LAMBDA, LOG10_LAMBDA0
 
-__all__ = ["CHIPS", "Nuisances", "PRESETS", "SKY_LINES_VERSION", "continuum_factor", "draw_nuisances",
+__all__ = ["CHIPS", "Nuisances", "PRESETS", "SKY_LINES_VERSION", "continuum_factor", "continuum_sigma", "draw_nuisances",
            "mask_pixels", "sky_lines"]
 
 # The three APOGEE detector chips as apStar pixel ranges (the widest ASPCAP pixel ranges, DR17):
@@ -105,12 +105,17 @@ def draw_nuisances(n: int, nuisances: Nuisances, seed: int, logg=None) -> dict:
     if nuisances.rv_scatter:
         out["rv"] = nuisances.rv_scatter * _rng(seed, "rv").standard_normal(n)
     if nuisances.continuum_error:
-        # mean over a chip of P_j² is 1/(2j+1): σ_j² = (2j+1)/(order+1) makes the expected
-        # mean-square deviation of the factor from 1 equal continuum_error².
-        j = np.arange(CONTINUUM_ORDER + 1)
-        sigma = nuisances.continuum_error * np.sqrt((2 * j + 1) / j.size)
-        out["continuum"] = sigma * _rng(seed, "continuum").standard_normal((n, len(CHIPS), j.size))
+        sigma = continuum_sigma(nuisances.continuum_error)
+        out["continuum"] = sigma * _rng(seed, "continuum").standard_normal((n, len(CHIPS), sigma.size))
     return out
+
+
+def continuum_sigma(continuum_error: float) -> np.ndarray:
+    """σ_j of the Legendre coefficients P0 … P_CONTINUUM_ORDER of the continuum error: the mean over a
+    chip of P_j² is 1/(2j+1), so σ_j² = continuum_error² (2j+1)/(order+1) makes the expected
+    mean-square deviation of the factor from 1 equal continuum_error²."""
+    j = np.arange(CONTINUUM_ORDER + 1)
+    return continuum_error * np.sqrt((2 * j + 1) / j.size)
 
 
 def _apstar_index(wavelength):

@@ -20,8 +20,8 @@ import math
 import numpy as np
 import torch
 
-from twinviz.spectra.nuisances import CHIPS, CONTINUUM_ORDER, PERSISTENCE_FRACTION, PERSISTENCE_RANGE_A
-from twinviz.spectra.grid import DLOG10_LAMBDA, LOG10_LAMBDA0
+from twinviz.spectra.nuisances import (CHIPS, CONTINUUM_ORDER, PERSISTENCE_FRACTION, PERSISTENCE_RANGE_A,
+                                       continuum_factor, continuum_sigma)
 
 __all__ = ["NuisanceAugmenter", "invariance_loss", "make_augmenter"]
 
@@ -45,21 +45,11 @@ class NuisanceAugmenter:
         self.continuum_error, self.vbroad = float(continuum_error), float(vbroad)
         self.mask_width, self.persistence_fraction = int(mask_width), float(persistence_fraction)
         self.n_windows = max(0, int(round(mask_fraction * w.size / max(1, mask_width))))
-        # Chip and position x ∈ [−1, 1] across the chip of each pixel (apStar pixel numbers; a pixel
-        # outside every chip belongs to the nearest one)
-        p = np.rint((np.log10(w) - LOG10_LAMBDA0) / DLOG10_LAMBDA)
-        lo = np.array([c[0] for c in CHIPS], dtype=float); hi = np.array([c[1] - 1 for c in CHIPS], dtype=float)
-        chip = np.argmin(np.maximum(lo[None] - p[:, None], 0) + np.maximum(p[:, None] - hi[None], 0), axis=1)
-        x = np.clip(2.0 * (p - lo[chip]) / (hi[chip] - lo[chip]) - 1.0, -1.0, 1.0)
-        leg = np.polynomial.legendre.legvander(x, CONTINUUM_ORDER)  # [P, order+1]
-        design = np.zeros((len(CHIPS) * (CONTINUUM_ORDER + 1), w.size))
-        for c in range(len(CHIPS)):
-            on = chip == c
-            design[c * (CONTINUUM_ORDER + 1):(c + 1) * (CONTINUUM_ORDER + 1), on] = leg[on].T
-        self.design = torch.from_numpy(design.astype(np.float32))
-        # σ_j so that the factor's mean-square deviation from 1 over a chip is continuum_error²
-        j = np.arange(CONTINUUM_ORDER + 1)
-        self.sigma = torch.from_numpy(np.tile(np.sqrt((2 * j + 1) / j.size), len(CHIPS)).astype(np.float32))
+        # the synthesizer's continuum error, linear in its coefficients: row k of the design is the
+        # factor − 1 of coefficient k alone (chips × Legendre orders, flattened)
+        k = len(CHIPS) * (CONTINUUM_ORDER + 1)
+        self.design = torch.from_numpy(continuum_factor(w, np.eye(k).reshape(k, len(CHIPS), -1)) - 1.0)
+        self.sigma = torch.from_numpy(np.tile(continuum_sigma(1.0), len(CHIPS)).astype(np.float32))
         # broadening: pixel size in km/s (log-uniform grid; the local step where it is not)
         step = np.median(np.diff(np.log(w)))
         self.kms_per_pixel = float(step * C_KMS)
