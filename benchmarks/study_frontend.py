@@ -112,7 +112,9 @@ def run_one(task: dict) -> dict:
     torch.set_num_threads(task["threads"])
     data, peers = task["data"], task["peers"]
     out = Path(task["run_dir"])
-    overrides = {"epochs": task["epochs"]}
+    # twin_weight 0 unless the variant sets it: a variant without twins keeps the paper's objective
+    # (`twinviz train`'s --twin-term auto would use the training pairs otherwise)
+    overrides = {"epochs": task["epochs"], "twin_weight": 0.0}
     for key, value in VARIANTS[task["variant"]].items():
         overrides[key] = str(data["few"]) if value == FEW else 2 * task["epochs"] if value == "2x" else value
     train_file = data["train"]

@@ -186,8 +186,9 @@ def test_saved_configs_of_the_demo_still_load():
     saved = json.loads((demo / "train_config.json").read_text())
     # written before residual_degree existed: loads as the run it was (no polynomial subtracted)
     assert "residual_degree" not in saved and train_config.residual_degree == 0
+    # twin_term: its twin_weight 0.0 meant no twin term, which "off" keeps (today's default is "auto")
     added_since = {"residual_degree": 0, "twin_set": None, "conv_channels": 0, "invariance_weight": 0.0,
-                   "invariance_nuisances": "continuum+broadening+masks"}
+                   "invariance_nuisances": "continuum+broadening+masks", "twin_term": "off"}
     assert json.loads(train_config.to_json()) == {**saved, **added_since}
 
 

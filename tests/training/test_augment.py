@@ -17,7 +17,8 @@ from twinviz.training.augment import NuisanceAugmenter
 from twinviz.testing import write_toy
 
 SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,
-             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1)
+             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1,
+             twin_term="off")  # the invariance term alone (the toy files are twin pairs)
 
 
 @pytest.fixture(scope="module")

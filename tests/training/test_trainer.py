@@ -22,8 +22,10 @@ from twinviz.training.data import ArraySource, StreamSource, pixel_weights
 from twinviz.testing import toy_dataset, write_toy
 
 REPO = Path(__file__).resolve().parents[2]
+# twin_term off: these tests are about the paper's objective (test_twin_term.py covers the term)
 SMALL = dict(basis_dim=32, hidden=[128, 64], latent_dim=8, adversary_hidden=[64, 64], teff_bins=4,
-             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1)
+             logg_bins=4, batch_size=64, warmup_steps=20, log_every=5, progress=False, num_threads=1,
+             twin_term="off")
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +216,10 @@ def _small_flags():
             "--no-progress"]
 
 
-def test_ddp_two_processes_on_cpu_match_one_process_with_the_same_global_batch(data, tmp_path):
+@pytest.mark.parametrize("twin_term", ["off", "auto"])  # auto: the toy file is twin pairs, so the term is on
+def test_ddp_two_processes_on_cpu_match_one_process_with_the_same_global_batch(data, tmp_path, twin_term):
     common = ["--data", str(data["train"]), "--epochs", "2", "--batch-size", "64", "--log-every", "5",
-              *_small_flags()]
+              "--twin-term", twin_term, *_small_flags()]
     single = subprocess.run(_cli(*common, "--out", str(tmp_path / "single")), env=_env(),
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -224,7 +227,8 @@ def test_ddp_two_processes_on_cpu_match_one_process_with_the_same_global_batch(d
                           "-m", "twinviz", "train", *common, "--out", str(tmp_path / "ddp")],
                          env=_env(), capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "2 processes" in (tmp_path / "ddp" / "train.log").read_text()
+    log = (tmp_path / "ddp" / "train.log").read_text()
+    assert "2 processes" in log and ("twin term on (auto" in log) == (twin_term == "auto")
     ws = _weights(load_checkpoint(tmp_path / "single" / "checkpoint")[0])
     wd = _weights(load_checkpoint(tmp_path / "ddp" / "checkpoint")[0])
     for k in ws:

@@ -19,7 +19,7 @@ from twinviz.spectra.fingerprint import describe_data
 from twinviz.twins.metric import METRIC_CONFIG, METRIC_FILE, fit_twin_metric
 
 TINY = dict(epochs=2, batch_size=40, basis_dim=16, hidden=[32], latent_dim=6, adversary_hidden=[16],
-            progress=False, num_threads=1, warmup_steps=0)
+            progress=False, num_threads=1, warmup_steps=0, twin_term="off")  # the metric alone
 
 
 @pytest.fixture(scope="module")

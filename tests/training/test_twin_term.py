@@ -64,22 +64,63 @@ def test_a_run_with_the_twin_term_logs_it_and_pulls_twins_together(tmp_path):
         out[weight] = epochs[-1]["val_rank1"]
         if weight:
             assert steps[-1]["twin"] < steps[0]["twin"]
-        # with training twins and the term off, the log says how to use them (and only then)
-        hint = "has training twins and the twin term is off"
-        assert (hint in (run / "train.log").read_text()) == (not weight)
+        # the log says which objective ran; the bundle's provenance records what the loss saw
+        log = (run / "train.log").read_text()
+        assert ("twin term on (auto, μ 1): 300 training twin pairs, 100 % of the stars" in log) == bool(weight)
+        assert ("twin term off (--twin-term auto, --twin-weight 0): the paper's objective" in log) == (not weight)
+        prov = json.loads((run / "model" / "provenance.json").read_text())["twin_supervision"]
+        assert prov == ({"loss": "twin term", "weight": 1.0, "path": str(data), "twins": "600 stars in 300 twin pairs"}
+                        if weight else {"loss": "none"})
     assert out[1.0] >= out[0.0]  # the twin term does not make the raw-z twin search worse here
 
 
-def test_without_groups_or_when_streamed_it_refuses_with_the_fix(tmp_path):
+def test_without_groups_or_when_streamed_on_refuses_with_the_fix_and_auto_trains_without_it(tmp_path):
     ds = toy_dataset(n_groups=100).drop_vars("group")
     from twinviz.spectra.dataset import save_spectra
 
     save_spectra(ds, tmp_path / "nogroups.nc")
-    with pytest.raises(TrainConfigError, match=r"nogroups\.nc: group: --twin-weight needs training twins.*Fix"):
-        train(TrainConfig(data=str(tmp_path / "nogroups.nc"), out=str(tmp_path / "r1"), twin_weight=0.1, **SMALL))
+    with pytest.raises(TrainConfigError, match=r"nogroups\.nc: group: --twin-term on needs training twins.*Fix"):
+        train(TrainConfig(data=str(tmp_path / "nogroups.nc"), out=str(tmp_path / "r1"), twin_term="on", **SMALL))
     data = write_toy(tmp_path / "train.nc", 100, seed=0)
-    with pytest.raises(TrainConfigError, match=r"train\.nc: flux: --twin-weight needs the training spectra in memory"):
-        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_weight=0.1, stream="always", **SMALL))
+    with pytest.raises(TrainConfigError, match=r"train\.nc: flux: --twin-term on needs the training spectra in memory"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_term="on", stream="always", **SMALL))
+    # the default (auto) trains the paper's objective on both, and says why for the streamed one
+    for name, path, extra in (("r3", tmp_path / "nogroups.nc", {}), ("r4", data, {"stream": "always"})):
+        train(TrainConfig(data=str(path), out=str(tmp_path / name), epochs=1, **extra, **SMALL))
+        prov = json.loads((tmp_path / name / "model" / "provenance.json").read_text())
+        assert prov["twin_supervision"] == {"loss": "none"}
+    assert "twin term off (auto): the training data is streamed" in (tmp_path / "r4" / "train.log").read_text()
+
+
+def test_auto_leaves_the_term_off_when_few_training_stars_have_a_twin(tmp_path):
+    """A survey with some cluster members among many field stars: with the term a batch would hold
+    only the pairs, so auto keeps the paper's objective (the members still fit the twin metric)."""
+    from twinviz.spectra.dataset import save_spectra
+
+    ds = toy_dataset(n_groups=150, seed=0)
+    group = ds["group"].values.copy()
+    group[80:] = -1  # 40 pairs of 300 stars: 27 % have a twin
+    save_spectra(ds.assign(group=("star", group)), tmp_path / "survey.nc")
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tmp_path / "survey.nc"), out=str(run), epochs=1, **SMALL))
+    log = (run / "train.log").read_text()
+    assert "twin term off (auto): 80 of 300 training stars are in twin pairs" in log
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any("twin" in r for r in records if r["kind"] == "step")
+    # --twin-term on uses them anyway, on the pairs only (40 pairs: batches of 32 pairs)
+    train(TrainConfig(data=str(tmp_path / "survey.nc"), out=str(tmp_path / "on"), epochs=1, twin_term="on", **SMALL))
+    assert "1 steps/epoch of 64 spectra" in (tmp_path / "on" / "train.log").read_text()
+
+
+def test_a_config_from_before_twin_term_reproduces_its_objective(tmp_path):
+    for weight, term in ((None, "off"), (0.0, "off"), (0.1, "on")):
+        doc = TrainConfig(data="x.nc").to_dict()
+        del doc["twin_term"], doc["twin_weight"]
+        if weight is not None:
+            doc["twin_weight"] = weight
+        (tmp_path / "config.json").write_text(json.dumps(doc))
+        loaded = TrainConfig.load(tmp_path / "config.json")
+        assert (loaded.twin_term, loaded.twin_weight) == (term, weight or 0.0)
 
 
 def test_a_twin_set_feeds_the_term_while_the_training_stars_need_no_twins(tmp_path):
@@ -110,5 +151,5 @@ def test_a_twin_set_without_groups_or_without_the_term_is_refused_with_the_fix(t
     with pytest.raises(TrainConfigError, match=r"loners\.nc: group: the twin set needs stars sharing a `group`.*Fix"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "r1"), twin_weight=0.1,
                           twin_set=str(tmp_path / "loners.nc"), **SMALL))
-    with pytest.raises(TrainConfigError, match=r"twin_set: .*twin term, which is off.*Fix: --twin-weight"):
-        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_set=str(data), **SMALL))
+    with pytest.raises(TrainConfigError, match=r"twin_set: .*twin term, which is off.*Fix: --twin-term auto"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "r2"), twin_set=str(data), twin_term="off", **SMALL))

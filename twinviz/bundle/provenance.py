@@ -52,18 +52,17 @@ def write_provenance(model_dir, *, weights_sha256: str, trained_on: dict | None,
 
 
 def write_training_provenance(model_dir, config, trained_on: dict | None, chosen_on: dict | None,
-                              keep_latest: bool) -> Path:
+                              keep_latest: bool, twin_supervision: dict | None = None) -> Path:
     """The trainer's record beside each kept model: ``config`` is its TrainConfig, ``chosen_on``
-    the validation data (None without), ``keep_latest`` the trainer's latest-epoch rule."""
+    the validation data (None without), ``keep_latest`` the trainer's latest-epoch rule,
+    ``twin_supervision`` what the twin term saw as the trainer resolved it (None: no twin term)."""
     from twinviz.model import file_sha256
 
     epoch_rule = ("latest epoch (a twin metric is fitted after training)" if keep_latest
                   else "best validation score" if chosen_on is not None else "latest epoch (no validation data)")
-    loss = ({"loss": "twin term", "weight": config.twin_weight, "path": str(config.data),
-             "twins": "every group of the training data"} if config.twin_weight else {"loss": "none"})
     return write_provenance(model_dir, weights_sha256=file_sha256(Path(model_dir) / files.MODEL_WEIGHTS),
                             trained_on=trained_on, epoch_chosen_on=chosen_on, epoch_rule=epoch_rule,
-                            twin_supervision=loss)
+                            twin_supervision=twin_supervision)
 
 
 def read_provenance(model_dir) -> dict | None:

@@ -3,9 +3,10 @@ dataset, writing the run directory given by --out (config.json, status.json, met
 train.log, model/, checkpoint/; see docs/training.md).
 
 Examples:
-  twinviz train --data train.nc --val val.nc --out runs/fader
-  twinviz train --data train.nc --val val.nc --out runs/baseline --adversary-weight 0
-  twinviz train --data survey.nc --val held.nc --out runs/clusters --twin-weight 0.1 --twin-set members.nc
+  twinviz train --data train.nc --val val.nc --out runs/fader      # a file of twin pairs: twin term on
+  twinviz train --data train.nc --val val.nc --out runs/paper --twin-term off   # the paper's objective
+  twinviz train --data train.nc --val val.nc --out runs/baseline --adversary-weight 0 --twin-term off
+  twinviz train --data survey.nc --val held.nc --out runs/clusters --twin-weight 0.01 --twin-set members.nc
   twinviz train --out runs/fader --resume --epochs 60       # continue (and extend) a run
   torchrun --nproc_per_node 2 -m twinviz train --data train.nc --out runs/ddp   # DDP
 

@@ -44,7 +44,9 @@ class TrainConfig(Architecture):
       steps (0: constant λ from the start); adversary_steps: adversary updates per AE update;
       flux_err_floor: σ₀ (flux units) in the per-pixel weight σ₀²/(σ²+σ₀²) (see docs/model.md);
       twin_metric: "fit" learns the twin metric after training (twinviz/twins/metric.py), "off";
-      twin_weight: μ of the twin term (twinviz/training/twin_term.py; 0 = the paper's objective),
+      twin_term: "auto" uses the twin term (twinviz/training/twin_term.py) when most training stars
+      have a twin in the data or a twin_set is given, "on" requires it, "off" is the paper's
+      objective; twin_weight: its μ (0 = off),
       twin_temperature: its softmax temperature; invariance_weight: ν of the nuisance-invariance
       term (twinviz/training/augment.py; 0 = off), invariance_nuisances: which it draws.
     Optimisation
@@ -66,7 +68,7 @@ class TrainConfig(Architecture):
     out: str = option("runs/default", help="run directory to write", form=None, group="data")
     twin_set: str | None = option(None, help="spectra of known twins (stars sharing a `group`, e.g. open-cluster "
                                   "members) whose pairs feed the twin term instead of --data's groups, so the "
-                                  "training stars need no twins (needs --twin-weight > 0)", form=None, group="data")
+                                  "training stars need no twins (not with --twin-term off)", form=None, group="data")
     # model: the architecture fields come from Architecture (twinviz.options); these three set
     # the adversary's bins, which the model stores as edges
     teff_bins: int = option(5, help="number of Teff bins the adversary predicts", at_least=2,
@@ -90,10 +92,13 @@ class TrainConfig(Architecture):
                               "twins; the interaction degree and the number of axes kept are chosen on "
                               "--val) when both data have groups; off: rank on raw z",
                               choices=("fit", "off"), group="objective", resumable=True)
-    twin_weight: float = option(0.0, help="μ, weight of a twin term that pulls the training twins' z "
-                                "together (batches of whole twin pairs; needs groups in --data; 0: off, "
-                                "the paper's objective; experimental, docs/model.md)", at_least=0,
-                                limits=(0.0, 100.0), group="objective")
+    twin_term: str = option("auto", help="the twin term, a loss that pulls training twins' z together: auto "
+                            "uses it when most training stars have a twin in --data (a file of twin pairs: the "
+                            "many-twins regime) or a --twin-set is given, and leaves it off for a survey with "
+                            "few or no twins; on: require it; off: the paper's objective (z never sees a twin)",
+                            choices=("auto", "on", "off"), group="objective")
+    twin_weight: float = option(0.1, help="μ, weight of the twin term when it is used (batches of whole twin "
+                                "pairs; 0: off; docs/model.md)", at_least=0, limits=(0.0, 100.0), group="objective")
     invariance_weight: float = option(0.0, help="ν, weight of a term that keeps z still when nuisances that are "
                                       "not chemistry are added to a spectrum on the fly (a smooth continuum error "
                                       "per chip, extra line broadening, masked pixels); needs no twins; trains on "
@@ -158,9 +163,13 @@ class TrainConfig(Architecture):
         problems += check_options(self, TrainConfig)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             problems.append(f"device={self.device!r} must be auto, cpu, cuda or cuda:N")
-        if self.twin_set and not self.twin_weight:
-            problems.append(f"twin_set: {self.twin_set} feeds the twin term, which is off (twin_weight 0). "
-                            "Fix: --twin-weight 0.1, or no --twin-set")
+        if self.twin_set and (not self.twin_weight or self.twin_term == "off"):
+            problems.append(f"twin_set: {self.twin_set} feeds the twin term, which is off "
+                            f"(twin_term {self.twin_term}, twin_weight {self.twin_weight}). "
+                            "Fix: --twin-term auto --twin-weight 0.1, or no --twin-set")
+        if self.twin_term == "on" and not self.twin_weight:
+            problems.append("twin_term: on needs a weight, and twin_weight is 0. Fix: --twin-weight 0.1, "
+                            "or --twin-term off")
         if self.data and self.val:
             from twinviz.bundle.provenance import same_inputs
 
@@ -192,9 +201,15 @@ class TrainConfig(Architecture):
     @classmethod
     def load(cls, path) -> "TrainConfig":
         """Read a config.json (e.g. runs/NAME/config.json). Fields added since it was written take
-        the value that reproduces that run (``residual_degree`` 0), not today's default."""
+        the value that reproduces that run (``residual_degree`` 0; a run from before ``twin_term``
+        used the twin term exactly when its ``twin_weight``, 0 before that field, was > 0), not
+        today's default."""
         path = Path(path)
         try:
-            return cls.from_dict({"residual_degree": 0, **json.loads(path.read_text())})
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and "twin_term" not in data:
+                data = {"twin_weight": 0.0, **data}
+                data["twin_term"] = "on" if data["twin_weight"] else "off"
+            return cls.from_dict({"residual_degree": 0, **data})
         except (OSError, ValueError) as exc:
             raise TrainConfigError(f"{path}: cannot read training config ({exc})") from exc

@@ -11,9 +11,9 @@ weigh 1 and a pixel with σ = σ₀ weighs ½.
 Order: an epoch's order depends only on (seed, epoch), so a resumed run sees exactly the
 batches an uninterrupted one would. With DDP over W ranks, each global batch of B stars is
 split into W interleaved slices of B/W (the DistributedSampler scheme at batch level): the
-averaged gradients equal those of one process on the same B stars. With the twin term
-(config.twin_weight > 0, in-memory data only) a batch is B/2 whole twin pairs, rows 2i and 2i+1
-twins, split over the ranks by pairs.
+averaged gradients equal those of one process on the same B stars. With the twin term on the
+training data's twins (config.twin_term "on", or "auto" on a file of twin pairs; in-memory data
+only) a batch is B/2 whole twin pairs, rows 2i and 2i+1 twins, split over the ranks by pairs.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["ArraySource", "StreamSource", "cycle_batches", "pixel_weights", "make_source"]
+__all__ = ["ArraySource", "StreamSource", "cycle_batches", "describe_twin_term", "pixel_weights", "make_source"]
 
 
 def pixel_weights(flux_err, mask, flux, floor: float):
@@ -233,7 +233,6 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     """Open the training file and pick in-memory or streamed reading (config.stream)."""
     from twinviz.spectra.dataset import load_spectra, open_spectra
     from twinviz.training.config import TrainConfigError
-    from twinviz.twins.groups import twin_pairs
 
     lazy = open_spectra(path, chunks={}, validate=False)
     n_star, n_pix = lazy["flux"].shape
@@ -242,29 +241,69 @@ def make_source(path: str, config, *, rank: int = 0, world: int = 1, logger=None
     if logger:
         logger.info("training data %s: %d stars × %d px (%.2f GB), %s", path, n_star, n_pix,
                     gigabytes, "streamed in blocks" if stream else "in memory")
-    if stream and config.twin_weight and not config.twin_set:
-        raise TrainConfigError(f"{path}: flux: --twin-weight needs the training spectra in memory "
+    wanted = config.twin_weight > 0 and config.twin_term != "off" and not config.twin_set
+    if stream and wanted and config.twin_term == "on":
+        raise TrainConfigError(f"{path}: flux: --twin-term on needs the training spectra in memory "
                                f"({gigabytes:.1f} GB here) and streaming reads them in blocks. Fix: "
-                               "--stream never (with --memory-limit-gb above that size), or --twin-weight 0")
+                               "--stream never (with --memory-limit-gb above that size), or --twin-term off")
     if stream:
         from twinviz.spectra.dataset import validate
         validate(lazy, source=path, check_values=False)
+        if wanted and logger:
+            logger.info("twin term off (auto): the training data is streamed and the term needs it in memory")
         return StreamSource(lazy, config.batch_size, block=config.stream_block, rank=rank,
                             world=world, seed=config.seed, floor=config.flux_err_floor), lazy
     ds = load_spectra(path)
-    pairs = None
-    if config.twin_weight and not config.twin_set:
-        pairs = twin_pairs(ds["group"].values)  # load_spectra gives every file a group (−1: none)
-        if len(pairs) * 2 < config.batch_size:
-            raise TrainConfigError(f"{path}: group: --twin-weight needs training twins (stars sharing a "
-                                   f"`group` id) to fill batches of {config.batch_size}; this file has "
-                                   f"{len(pairs)} pair(s). Fix: --twin-weight 0, or training data with groups")
-    elif logger and not config.twin_set and len(twin_pairs(ds["group"].values)) * 2 >= config.batch_size:
-        logger.info("%s has training twins and the twin term is off (the paper's objective; z never sees a "
-                    "twin); to use them in the loss too, as the suite's *many* regime does: --twin-weight 0.1 "
-                    "(docs/model.md)", path)
+    pairs = twin_term_pairs(config, ds["group"].values, path, logger) if wanted else None
+    if logger and not wanted and not config.twin_set:
+        logger.info("twin term off (--twin-term %s, --twin-weight %g): the paper's objective, z never sees a "
+                    "twin", config.twin_term, config.twin_weight)
     return ArraySource(ds, config.batch_size, rank=rank, world=world, seed=config.seed,
                        floor=config.flux_err_floor, pairs=pairs), ds
+
+
+# --twin-term auto uses the training data's twins when at least this share of its stars are in a
+# twin pair: a file of twin pairs (the suite's *many* regime). With the term a batch holds only
+# whole pairs, so the stars without a twin would leave training; a survey with a few cluster
+# members keeps the paper's objective and learns from its twins in the metric (`fit-metric`).
+AUTO_TWIN_SHARE = 0.5
+
+
+def twin_term_pairs(config, groups, path, logger=None):
+    """The training data's twin pairs for the twin term (config.twin_term "on" or "auto", no
+    twin_set), or None when "auto" leaves the term off; "on" without enough twins is an error."""
+    from twinviz.training.config import TrainConfigError
+    from twinviz.twins.groups import twin_pairs
+
+    pairs = twin_pairs(groups)
+    share = 2 * len(pairs) / max(1, len(groups))
+    if config.twin_term == "on":
+        if len(pairs) * 2 < config.batch_size:
+            raise TrainConfigError(f"{path}: group: --twin-term on needs training twins (stars sharing a "
+                                   f"`group` id) to fill batches of {config.batch_size}; this file has "
+                                   f"{len(pairs)} pair(s). Fix: --twin-term off, or training data with groups")
+    elif len(pairs) * 2 < config.batch_size or share < AUTO_TWIN_SHARE:
+        if logger and len(pairs):
+            logger.info("twin term off (auto): %d of %d training stars are in twin pairs (it needs half, and "
+                        "%d to fill a batch); their twins still fit the twin metric. To use them in the loss "
+                        "too: --twin-set with them, or --twin-term on (trains on the pairs only)",
+                        2 * len(pairs), len(groups), config.batch_size)
+        return None
+    if logger:
+        logger.info("twin term on (%s, μ %g): %d training twin pairs, %.0f %% of the stars; z is then "
+                    "twin-supervised (the many-twins regime). For the paper's objective: --twin-term off",
+                    config.twin_term, config.twin_weight, len(pairs), 100 * share)
+    return pairs
+
+
+def describe_twin_term(config, pairs) -> tuple[float, dict]:
+    """The twin term's weight as resolved (0 when off: ``pairs`` None) and the bundle
+    provenance's record of what it saw (bundle/provenance.py, ``twin_supervision``)."""
+    if pairs is None:
+        return 0.0, {"loss": "none"}
+    return config.twin_weight, {"loss": "twin term", "weight": config.twin_weight,
+                                "path": str(config.twin_set or config.data),
+                                "twins": f"{2 * len(pairs)} stars in {len(pairs)} twin pairs"}
 
 
 def make_twin_source(config, *, rank: int = 0, world: int = 1, logger=None):

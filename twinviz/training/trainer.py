@@ -38,11 +38,11 @@ from twinviz.model import FaderNetwork
 from twinviz.spectra.dataset import open_spectra
 from twinviz.training.checkpoint import load_checkpoint, save_checkpoint
 from twinviz.training.config import TrainConfig, TrainConfigError
-from twinviz.training.data import cycle_batches, make_source, make_twin_source
+from twinviz.training.data import cycle_batches, describe_twin_term, make_source, make_twin_source
 from twinviz.training.augment import invariance_loss, make_augmenter
 from twinviz.training.model_init import build_model
 from twinviz.training.rundir import RunDirectory, StopFlag, prepare_fresh_run, truncate_metrics
-from twinviz.training.twin_term import twin_loss
+from twinviz.training.twin_term import gather_rows, twin_loss
 from twinviz.training.validation import ValidationSet, best_epoch_key
 
 __all__ = ["Trainer", "train", "build_model", "resolve_device"]
@@ -140,8 +140,9 @@ class Trainer:
             self.model.check_grid(open_spectra(config.val, chunks={}, validate=False)["wavelength"].values)
 
         self.twins = make_twin_source(config, rank=self.rank, world=self.world, logger=log)
-        # the invariance term needs the pixels of every batch: no precomputed coefficients then
-        self.augmenter = make_augmenter(config, train_ds["wavelength"].values, self.log)
+        self.twin_weight, self.twin_supervision = describe_twin_term(  # as resolved: auto may leave it off
+            config, self.twins.pairs if self.twins else getattr(self.source, "pairs", None))
+        self.augmenter = make_augmenter(config, train_ds["wavelength"].values, self.log)  # needs every batch's pixels
         if not self.augmenter and hasattr(self.source, "project") and self.source.project(self.model):
             self.log("frozen basis: training on %d precomputed basis coefficients per spectrum",
                      self.model.config.basis_dim)
@@ -249,9 +250,10 @@ class Trainer:
                 recon = sq.mean()
             else:
                 recon = (sq * weight).sum() / weight.sum().clamp_min(1e-12)
-            twin = twin_loss((z_twin if self.twins else z).float(), c.twin_temperature) if c.twin_weight else None
+            twin = (twin_loss(gather_rows((z_twin if self.twins else z).float(), self.world), c.twin_temperature)
+                    if self.twin_weight else None)  # under DDP over the pairs of the global batch
             inv = invariance_loss(z.float(), z_aug.float()) if self.augmenter else None
-            loss = (recon - lam * adv_ce + (0 if twin is None else c.twin_weight * twin)
+            loss = (recon - lam * adv_ce + (0 if twin is None else self.twin_weight * twin)
                     + (0 if inv is None else c.invariance_weight * inv))
             self.opt_ae.zero_grad(set_to_none=True)
             loss.backward()
@@ -388,7 +390,8 @@ class Trainer:
         from twinviz.bundle.provenance import write_training_provenance
 
         write_training_provenance(self.run.model_dir, self.config, self.trained_on,
-                                  self.chosen_on if self.val is not None else None, self.keep_latest)
+                                  self.chosen_on if self.val is not None else None, self.keep_latest,
+                                  twin_supervision=self.twin_supervision)
 
     def _end_of_epoch(self, epoch: int, train_recon: float, complete: bool) -> None:
         p = self.progress

@@ -11,13 +11,18 @@ are twins — and
 with z standardised over the batch, a and b the batch's first and second members of each pair
 and d the squared distance per latent dimension: each star must pick its own twin out of the
 other half of the batch. The encoder/decoder loss becomes MSE − λ·CE_adv + μ·T.
+
+Under DDP each process holds whole pairs of the global batch; ``gather_rows`` joins every
+process's z (with gradients) so that T runs over the global batch, as in one process: each
+process computes the same T, the gather's backward sums the W copies of a process's gradient,
+and DDP's average over the W processes divides by W again.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["twin_loss"]
+__all__ = ["gather_rows", "twin_loss"]
 
 
 def twin_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -27,3 +32,12 @@ def twin_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     logits = -torch.cdist(a, b).pow(2) / (z.shape[1] * temperature)
     target = torch.arange(len(a), device=z.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def gather_rows(z: torch.Tensor, world: int) -> torch.Tensor:
+    """Every process's rows of ``z``, concatenated, gradients kept (z itself when world is 1)."""
+    if world == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z.contiguous()))
