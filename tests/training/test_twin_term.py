@@ -71,6 +71,12 @@ def test_a_run_with_the_twin_term_logs_it_and_pulls_twins_together(tmp_path):
         prov = json.loads((run / "model" / "provenance.json").read_text())["twin_supervision"]
         assert prov == ({"loss": "twin term", "weight": 1.0, "path": str(data), "twins": "600 stars in 300 twin pairs"}
                         if weight else {"loss": "none"})
+        # …and evaluate's rows say so: raw z of a network trained with the term is twin-supervised
+        from twinviz.bundle import ModelBundle
+
+        label = ModelBundle.open(run / "model").supervision("z")
+        assert label == (f"twin-supervised (twin term in the loss: 600 stars in 300 twin pairs from {data})"
+                         if weight else "unsupervised (no twin seen)")
     assert out[1.0] >= out[0.0]  # the twin term does not make the raw-z twin search worse here
 
 
@@ -141,6 +147,8 @@ def test_a_twin_set_feeds_the_term_while_the_training_stars_need_no_twins(tmp_pa
     assert "members.nc: 24 stars in 12 groups, 12 pairs; 24 stars per twin batch" in log
     # the survey's own batches stay ordinary: 300 stars in batches of 64
     assert "4 steps/epoch of 64 spectra" in log
+    prov = json.loads((run / "model" / "provenance.json").read_text())["twin_supervision"]
+    assert prov == {"loss": "twin term", "weight": 1.0, "path": str(members), "twins": "24 stars in 12 twin pairs"}
 
 
 def test_a_twin_set_without_groups_or_without_the_term_is_refused_with_the_fix(tmp_path):
