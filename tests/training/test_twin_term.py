@@ -77,6 +77,11 @@ def test_a_run_with_the_twin_term_logs_it_and_pulls_twins_together(tmp_path):
         label = ModelBundle.open(run / "model").supervision("z")
         assert label == (f"twin-supervised (twin term in the loss: 600 stars in 300 twin pairs from {data})"
                          if weight else "unsupervised (no twin seen)")
+        bundle = ModelBundle.open(run / "model")
+        bundle.metric = None  # as a model without a twin metric: the app's "twins ranked on" line
+        assert bundle.ranking()[1] == ("raw z (the model has no twin metric; z is twin-supervised: twin term in the "
+                                       f"loss, 600 stars in 300 twin pairs from {data})" if weight else
+                                       "raw z (the model has no twin metric: no twin supervision)")
     assert out[1.0] >= out[0.0]  # the twin term does not make the raw-z twin search worse here
 
 

@@ -163,6 +163,10 @@ class ModelBundle:
             if rank_by == "metric":
                 raise ModelError(f"{self.directory}: --rank-by metric: this model has no twin metric. Fix: "
                                  "`twinviz fit-metric`, or rank on raw z")
+            loss = (self.provenance or {}).get("twin_supervision") or {}
+            if loss.get("loss") not in (None, "none"):  # z itself saw twins: trained with the twin term
+                return "z", (f"raw z (the model has no twin metric; z is twin-supervised: twin term in the loss, "
+                             f"{loss.get('twins', '?')} from {loss.get('path', '?')})")
             return "z", "raw z (the model has no twin metric: no twin supervision)"
         source = self.metric_source()
         n = self.metric.info.get("within_samples", "?")
