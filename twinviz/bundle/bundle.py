@@ -163,8 +163,8 @@ class ModelBundle:
             if rank_by == "metric":
                 raise ModelError(f"{self.directory}: --rank-by metric: this model has no twin metric. Fix: "
                                  "`twinviz fit-metric`, or rank on raw z")
-            loss = (self.provenance or {}).get("twin_supervision") or {}
-            if loss.get("loss") not in (None, "none"):  # z itself saw twins: trained with the twin term
+            loss = self.twin_term_record()
+            if loss:  # z itself saw twins: trained with the twin term
                 return "z", (f"raw z (the model has no twin metric; z is twin-supervised: twin term in the loss, "
                              f"{loss.get('twins', '?')} from {loss.get('path', '?')})")
             return "z", "raw z (the model has no twin metric: no twin supervision)"
@@ -275,12 +275,16 @@ class ModelBundle:
             records["calibration"] = self.calibration.fitted_on or None
         return records
 
+    def twin_term_record(self) -> dict:
+        """The provenance's record of the twin term in the training loss ({} when it had none)."""
+        loss = (self.provenance or {}).get("twin_supervision") or {}
+        return loss if loss.get("loss") not in (None, "none") else {}
+
     def supervision(self, ranked: str) -> str:
         """The row label of this model's ranking: how many twins it saw, from where."""
-        prov = self.provenance or {}
-        loss = prov.get("twin_supervision", {}) or {}
+        loss = self.twin_term_record()
         parts = []
-        if loss.get("loss") not in (None, "none"):
+        if loss:
             parts.append(f"twin term in the loss: {loss.get('twins', '?')} from {loss.get('path', '?')}")
         if ranked == "metric" and self.metric is not None:
             src = self.metric_source()

@@ -51,10 +51,10 @@ def write_provenance(model_dir, *, weights_sha256: str, trained_on: dict | None,
     return write_json_atomic(Path(model_dir) / files.MODEL_PROVENANCE, doc)
 
 
-def write_training_provenance(model_dir, config, trained_on: dict | None, chosen_on: dict | None,
+def write_training_provenance(model_dir, trained_on: dict | None, chosen_on: dict | None,
                               keep_latest: bool, twin_supervision: dict | None = None) -> Path:
-    """The trainer's record beside each kept model: ``config`` is its TrainConfig, ``chosen_on``
-    the validation data (None without), ``keep_latest`` the trainer's latest-epoch rule,
+    """The trainer's record beside each kept model: ``chosen_on`` the validation data (None
+    without), ``keep_latest`` the trainer's latest-epoch rule,
     ``twin_supervision`` what the twin term saw as the trainer resolved it (None: no twin term)."""
     from twinviz.model import file_sha256
 

@@ -389,7 +389,7 @@ class Trainer:
     def _write_provenance(self) -> None:
         from twinviz.bundle.provenance import write_training_provenance
 
-        write_training_provenance(self.run.model_dir, self.config, self.trained_on,
+        write_training_provenance(self.run.model_dir, self.trained_on,
                                   self.chosen_on if self.val is not None else None, self.keep_latest,
                                   twin_supervision=self.twin_supervision)
 
